@@ -1,0 +1,1 @@
+"""HTTP function adapters (thin: method, auth, validation, one call into `shared`)."""

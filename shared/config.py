@@ -1,0 +1,42 @@
+"""Configuration from the environment, validated once (pydantic-settings)."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared import PACKAGE_DIR
+
+# The Supabase CLI's well-known local development secret; never use it for a hosted project.
+DEV_JWT_SECRET = "super-secret-jwt-token-with-at-least-32-characters-long"  # noqa: S105
+
+
+def project_dir() -> Path:
+    """The checkout holding `supabase/` (override with AUTODOCTOR_PROJECT_DIR)."""
+    env = os.environ.get("AUTODOCTOR_PROJECT_DIR")
+    return Path(env).resolve() if env else PACKAGE_DIR.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", populate_by_name=True)
+
+    database_url: str | None = Field(default=None, alias="DATABASE_URL")
+    autodoctor_home: Path | None = Field(default=None, alias="AUTODOCTOR_HOME")
+    embedded_port: int = Field(default=54329, alias="AUTODOCTOR_PG_PORT", ge=1024, le=65535)
+    database_name: str = Field(default="autodoctor", alias="AUTODOCTOR_DB_NAME", pattern=r"^[a-z_][a-z0-9_]*$")
+    jwt_secret: str = Field(default=DEV_JWT_SECRET, alias="SUPABASE_JWT_SECRET", min_length=32)
+    jwt_issuer: str = Field(default="supabase-demo", alias="SUPABASE_JWT_ISSUER")
+    port: int = Field(default=8080, alias="PORT", ge=1, le=65535)
+
+    @property
+    def home(self) -> Path:
+        return (self.autodoctor_home or project_dir() / ".autodoctor").resolve()
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,72 @@
+"""Database access for functions: a lazily created pool, one transaction per request, and acting
+for a user exactly as PostgREST does (role + request.jwt.claims, transaction-local)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool
+
+from shared.config import get_settings
+
+_pool: ConnectionPool | None = None
+_lock = threading.Lock()
+
+
+def database_url() -> str:
+    url = get_settings().database_url
+    if url:
+        return url
+    from shared.embedded import default_embedded
+
+    return default_embedded().url(get_settings().database_name)
+
+
+def pool() -> ConnectionPool:
+    global _pool
+    with _lock:
+        if _pool is None:
+            _pool = ConnectionPool(
+                database_url(),
+                min_size=0,
+                max_size=10,
+                # transaction pooler (Supavisor) compatible: no server-side prepared statements
+                kwargs={"prepare_threshold": None, "row_factory": dict_row},
+                open=True,
+            )
+        return _pool
+
+
+def close_pool() -> None:
+    global _pool
+    with _lock:
+        if _pool is not None:
+            _pool.close()
+            _pool = None
+
+
+def set_request_context(
+    conn: psycopg.Connection, role: str, claims: dict[str, Any] | None, *, method: str = "POST", path: str = "/"
+) -> None:
+    """What PostgREST does at the start of each request's transaction."""
+    conn.execute(
+        "select set_config('search_path', 'public, extensions', true), set_config('role', %s, true), "
+        "set_config('request.jwt.claims', %s, true), set_config('request.method', %s, true), "
+        "set_config('request.path', %s, true)",
+        (role, json.dumps(claims or {"role": role}), method, path),
+    )
+
+
+@contextmanager
+def transaction(role: str | None = None, claims: dict[str, Any] | None = None) -> Iterator[psycopg.Connection]:
+    """One transaction; with `role`, acting as that API role with those JWT claims."""
+    with pool().connection() as conn, conn.transaction():
+        if role is not None:
+            set_request_context(conn, role, claims)
+        yield conn

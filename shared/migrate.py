@@ -1,0 +1,287 @@
+"""The migration runner: platform shim, append-only migrations, re-applied SQL function files.
+
+Order of one run, under a session advisory lock so two runners never interleave:
+1. the platform shim (shared/platform/shim.sql): only the chunks whose object is absent;
+2. every migration in supabase/migrations/ not yet applied, in version order, each in its own
+   transaction together with its record (version, name, sha256) in autodoctor_meta;
+   an applied migration whose file changed or vanished stops the run before anything is applied;
+3. every supabase/functions_sql/ file whose content changed, in file-name order, each in its own
+   transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from shared import PACKAGE_DIR
+from shared.config import project_dir
+
+SHIM_PATH = PACKAGE_DIR / "platform" / "shim.sql"
+MIGRATION_RE = re.compile(r"^(\d{14})_([a-z0-9_]+)\.sql$")
+FUNCTIONS_RE = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
+LOCK_KEY = 0x4155_544F  # "AUTO": the runner's advisory lock
+
+META_DDL = """
+create schema if not exists autodoctor_meta;
+revoke all on schema autodoctor_meta from public;
+create table if not exists autodoctor_meta.schema_migrations (
+  version text primary key,
+  name text not null,
+  checksum text not null,
+  applied_at timestamptz not null default now()
+);
+create table if not exists autodoctor_meta.functions_sql (
+  file text primary key,
+  checksum text not null,
+  applied_at timestamptz not null default now()
+);
+"""
+
+
+class MigrationError(RuntimeError):
+    """A run that cannot go on; nothing after the failing step was applied."""
+
+
+@dataclass(frozen=True)
+class SqlFile:
+    key: str  # migration version, or functions_sql file name
+    name: str
+    path: Path
+
+    @property
+    def text(self) -> str:
+        return self.path.read_text(encoding="utf-8")
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.path.read_bytes()).hexdigest()
+
+
+@dataclass
+class MigrateResult:
+    shim_created: list[str] = field(default_factory=list)
+    applied: list[str] = field(default_factory=list)
+    functions_applied: list[str] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.shim_created or self.applied or self.functions_applied)
+
+
+def migrations_dir() -> Path:
+    return project_dir() / "supabase" / "migrations"
+
+
+def functions_dir() -> Path:
+    return project_dir() / "supabase" / "functions_sql"
+
+
+def _discover(directory: Path, pattern: re.Pattern[str], what: str) -> list[SqlFile]:
+    files: list[SqlFile] = []
+    if not directory.is_dir():
+        return files
+    for path in sorted(directory.glob("*.sql")):
+        match = pattern.match(path.name)
+        if not match:
+            raise MigrationError(f"{what} file name {path.name!r} does not match {pattern.pattern}")
+        key = match.group(1) if what == "migration" else path.name
+        files.append(SqlFile(key=key, name=match.group(2), path=path))
+    keys = [f.key for f in files]
+    duplicates = sorted({k for k in keys if keys.count(k) > 1})
+    if duplicates:
+        raise MigrationError(f"two {what} files share the version {', '.join(duplicates)}")
+    return files
+
+
+def discover_migrations(directory: Path | None = None) -> list[SqlFile]:
+    return _discover(directory or migrations_dir(), MIGRATION_RE, "migration")
+
+
+def discover_functions(directory: Path | None = None) -> list[SqlFile]:
+    return _discover(directory or functions_dir(), FUNCTIONS_RE, "functions_sql")
+
+
+# ----------------------------------------------------------------------------------------------
+# Platform shim
+# ----------------------------------------------------------------------------------------------
+_CHUNK_RE = re.compile(r"^-- @when absent (role|schema|table|function) (\S+)\s*$", re.M)
+_ABSENT_SQL = {
+    "role": "select not exists (select 1 from pg_roles where rolname = %s)",
+    "schema": "select not exists (select 1 from pg_namespace where nspname = %s)",
+    "table": "select to_regclass(%s) is null",
+    "function": "select to_regprocedure(%s) is null",
+}
+
+
+def shim_chunks(text: str | None = None) -> list[tuple[str, str, str]]:
+    """(kind, object, sql) for every `-- @when absent <kind> <object>` chunk of the shim."""
+    text = SHIM_PATH.read_text(encoding="utf-8") if text is None else text
+    marks = list(_CHUNK_RE.finditer(text))
+    chunks = []
+    for i, mark in enumerate(marks):
+        end = marks[i + 1].start() if i + 1 < len(marks) else len(text)
+        chunks.append((mark.group(1), mark.group(2), text[mark.end():end]))
+    return chunks
+
+
+def apply_shim(conn: psycopg.Connection) -> list[str]:
+    """Create the platform objects that are absent; return what was created."""
+    chunks = shim_chunks()
+    # Decide on the database as it was, before any chunk ran.
+    todo = [(k, o, s) for k, o, s in chunks if conn.execute(_ABSENT_SQL[k], (o,)).fetchone()[0]]
+    created: list[str] = []
+    if todo:
+        with conn.transaction():
+            for kind, obj, chunk_sql in todo:
+                _run(conn, chunk_sql, f"platform shim ({kind} {obj})")
+                created.append(f"{kind} {obj}")
+    if conn.execute("select to_regprocedure('platform_shim.ensure_realtime_partitions(int,date)')").fetchone()[0]:
+        conn.execute("select platform_shim.ensure_realtime_partitions()")
+    return created
+
+
+# ----------------------------------------------------------------------------------------------
+# Runner
+# ----------------------------------------------------------------------------------------------
+def _run(conn: psycopg.Connection, text: str, where: str) -> None:
+    try:
+        conn.execute(text.encode("utf-8"))  # bytes: no client-side placeholder parsing
+    except psycopg.Error as exc:
+        position = getattr(exc.diag, "statement_position", None)
+        line = f", line {text[: int(position)].count(chr(10)) + 1}" if position else ""
+        raise MigrationError(f"{where}{line}: {exc.diag.message_primary or exc}") from exc
+
+
+def connect(url: str) -> psycopg.Connection:
+    return psycopg.connect(url, autocommit=True, prepare_threshold=None)
+
+
+def _applied(conn: psycopg.Connection) -> dict[str, tuple[str, str]]:
+    rows = conn.execute("select version, name, checksum from autodoctor_meta.schema_migrations").fetchall()
+    return {v: (n, c) for v, n, c in rows}
+
+
+def _check_history(files: list[SqlFile], applied: dict[str, tuple[str, str]]) -> None:
+    by_key = {f.key: f for f in files}
+    problems = []
+    for version, (name, checksum) in sorted(applied.items()):
+        f = by_key.get(version)
+        if f is None:
+            problems.append(f"{version}_{name}.sql was applied but is missing from supabase/migrations/")
+        elif f.checksum != checksum:
+            problems.append(
+                f"{f.path.name} was changed after it was applied (checksum {checksum[:12]} → "
+                f"{f.checksum[:12]}); landed migrations are history: restore it and add a new migration"
+            )
+    if problems:
+        raise MigrationError("refusing to migrate:\n  " + "\n  ".join(problems))
+
+
+def migrate(url: str, *, log: Callable[[str], None] = print) -> MigrateResult:
+    result = MigrateResult()
+    migrations = discover_migrations()
+    functions = discover_functions()
+    with connect(url) as conn:
+        conn.execute("select pg_advisory_lock(%s)", (LOCK_KEY,))
+        try:
+            result.shim_created = apply_shim(conn)
+            if result.shim_created:
+                log(f"platform shim: created {len(result.shim_created)} object(s)")
+            conn.execute(META_DDL)
+            applied = _applied(conn)
+            _check_history(migrations, applied)
+            for f in migrations:
+                if f.key in applied:
+                    continue
+                with conn.transaction():
+                    _run(conn, f.text, f"migration {f.path.name}")
+                    conn.execute(
+                        "insert into autodoctor_meta.schema_migrations (version, name, checksum) values (%s, %s, %s)",
+                        (f.key, f.name, f.checksum),
+                    )
+                result.applied.append(f.path.name)
+                log(f"applied migration {f.path.name}")
+            done = dict(conn.execute("select file, checksum from autodoctor_meta.functions_sql").fetchall())
+            for f in functions:
+                if done.get(f.key) == f.checksum:
+                    continue
+                with conn.transaction():
+                    _run(conn, f.text, f"functions_sql {f.path.name}")
+                    conn.execute(
+                        "insert into autodoctor_meta.functions_sql (file, checksum) values (%s, %s) "
+                        "on conflict (file) do update set checksum = excluded.checksum, applied_at = now()",
+                        (f.key, f.checksum),
+                    )
+                result.functions_applied.append(f.path.name)
+                log(f"applied functions_sql {f.path.name}")
+        finally:
+            conn.execute("select pg_advisory_unlock(%s)", (LOCK_KEY,))
+    if not result.changed:
+        log(f"nothing to do: {len(migrations)} migration(s) applied, functions_sql up to date")
+    return result
+
+
+@dataclass
+class StatusRow:
+    kind: str  # migration | functions_sql
+    file: str
+    state: str  # applied | pending | changed | missing
+
+
+def status(url: str) -> list[StatusRow]:
+    migrations = discover_migrations()
+    functions = discover_functions()
+    with connect(url) as conn:
+        has_meta = conn.execute("select to_regclass('autodoctor_meta.schema_migrations') is not null").fetchone()[0]
+        applied = _applied(conn) if has_meta else {}
+        done = (
+            dict(conn.execute("select file, checksum from autodoctor_meta.functions_sql").fetchall())
+            if has_meta else {}
+        )
+    rows: list[StatusRow] = []
+    keys = {f.key for f in migrations}
+    for f in migrations:
+        if f.key not in applied:
+            state = "pending"
+        else:
+            state = "applied" if applied[f.key][1] == f.checksum else "changed"
+        rows.append(StatusRow("migration", f.path.name, state))
+    for version, (name, _) in sorted(applied.items()):
+        if version not in keys:
+            rows.append(StatusRow("migration", f"{version}_{name}.sql", "missing"))
+    for f in functions:
+        state = "pending" if f.key not in done else ("applied" if done[f.key] == f.checksum else "changed")
+        rows.append(StatusRow("functions_sql", f.path.name, state))
+    return rows
+
+
+def run_sql_file(url: str, path: Path) -> None:
+    with connect(url) as conn, conn.transaction():
+        _run(conn, path.read_text(encoding="utf-8"), str(path.name))
+
+
+def recreate_database(admin_url: str, name: str, template: str | None = None) -> None:
+    """Drop and create database `name` through a connection to another database."""
+    with connect(admin_url) as conn:
+        conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
+        if template:
+            conn.execute(
+                sql.SQL("create database {} template {}").format(sql.Identifier(name), sql.Identifier(template))
+            )
+        else:
+            conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+
+
+def ensure_database(admin_url: str, name: str) -> bool:
+    with connect(admin_url) as conn:
+        if conn.execute("select 1 from pg_database where datname = %s", (name,)).fetchone():
+            return False
+        conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+        return True

@@ -1,0 +1,49 @@
+"""Local dev server: every function target of main.py under /<target> on one port, plus /health."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import functions_framework
+from werkzeug.middleware.dispatcher import DispatcherMiddleware
+from werkzeug.wrappers import Response
+
+from shared.config import project_dir
+
+
+def _not_found(environ: dict[str, Any], start_response: Any) -> Any:
+    return Response('{"code":"AD004","error":"not_found","message":"no such function"}', status=404,
+                    content_type="application/json")(environ, start_response)
+
+
+class _RootPath:
+    """Mounted apps see an empty PATH_INFO for `/<target>`; Flask would answer 308 without this."""
+
+    def __init__(self, app: Any):
+        self.app = app
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        if not environ.get("PATH_INFO"):
+            environ["PATH_INFO"] = "/"
+        return self.app(environ, start_response)
+
+
+def build_app() -> DispatcherMiddleware:
+    import importlib.util
+
+    source = project_dir() / "main.py"
+    spec = importlib.util.spec_from_file_location("autodoctor_main_targets", source)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    mounts = {
+        f"/{target}": _RootPath(functions_framework.create_app(target=target, source=str(source)))
+        for target in module.TARGETS
+    }
+    return DispatcherMiddleware(_not_found, mounts)
+
+
+def serve(host: str, port: int) -> None:
+    from werkzeug.serving import run_simple
+
+    run_simple(host, port, build_app(), threaded=True, use_reloader=False)
