@@ -28,6 +28,9 @@ ERROR_CODES: dict[str, ErrorCode] = {
         ErrorCode("AD005", "conflict", 409),
         ErrorCode("AD006", "invalid_transition", 409),
         ErrorCode("AD007", "setting_missing", 500),
+        ErrorCode("AD008", "payment_required", 402),
+        ErrorCode("AD009", "request_not_available", 409),
+        ErrorCode("AD010", "mechanic_busy", 409),
     )
 }
 BY_NAME = {e.name: e for e in ERROR_CODES.values()}
