@@ -237,19 +237,26 @@ as $$
 declare
   v_role text := coalesce(nullif(current_setting('autodoctor.actor_role', true), ''), 'system');
   v_reason text := nullif(current_setting('autodoctor.reason', true), '');
-  v_from text := case when tg_op = 'UPDATE' then old.status::text end;
+  v_from text;
+  v_session_id uuid;
+  v_request_id uuid;
 begin
+  if tg_op = 'UPDATE' then
+    v_from := old.status::text;
+  end if;
   if tg_op = 'UPDATE' and new.status is not distinct from old.status then
     return null;
   end if;
+  if tg_table_name = 'sessions' then
+    v_session_id := new.id;
+  else
+    v_session_id := (to_jsonb(new) ->> 'session_id')::uuid;
+    v_request_id := new.id;
+  end if;
   insert into public.session_events (session_id, request_id, entity, from_status, to_status, actor_id, actor_role, reason)
-  values (
-    case when tg_table_name = 'sessions' then new.id else new.session_id end,
-    case when tg_table_name = 'session_requests' then new.id end,
-    case when tg_table_name = 'sessions' then 'session' else 'request' end,
-    v_from, new.status::text,
-    case when v_role = 'system' then null else (select auth.uid()) end,
-    v_role, v_reason);
+  values (v_session_id, v_request_id, case when v_request_id is null then 'session' else 'request' end,
+          v_from, new.status::text, case when v_role = 'system' then null else (select auth.uid()) end,
+          v_role, v_reason);
   return null;
 end
 $$;
