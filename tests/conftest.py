@@ -5,14 +5,17 @@ it needs commits and several connections, in its own clone of the template (`fre
 from __future__ import annotations
 
 import os
+import shutil
+import socket
+import tempfile
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
 
-from shared.config import project_dir
 from shared.embedded import EmbeddedPostgres
 from shared.migrate import migrate, recreate_database
 from tests.harness import Db
@@ -26,26 +29,36 @@ def _with_db(url: str, name: str) -> str:
 
 def _drop(admin_url: str, name: str) -> None:
     with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(psycopg.sql.SQL("drop database if exists {} with (force)").format(psycopg.sql.Identifier(name)))
+        conn.execute(
+            psycopg.sql.SQL("drop database if exists {} with (force)").format(psycopg.sql.Identifier(name))
+        )
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
 def server_url() -> Iterator[str]:
-    """URL of the maintenance database of the server the tests use."""
+    """URL of the maintenance database of the server the tests use.
+
+    Without DATABASE_URL each run starts its own throwaway embedded cluster (fsync off) on a free
+    port, so concurrent runs never share or stop each other's server.
+    """
     url = os.environ.get("DATABASE_URL")
     if url:
         yield _with_db(url, "postgres")
         return
-    embedded = EmbeddedPostgres(
-        home=project_dir() / ".autodoctor" / "test-cluster",
-        port=int(os.environ.get("AUTODOCTOR_TEST_PG_PORT", "54339")),
-        fast=True,
-    )
-    started_here = not embedded.is_running()
+    home = Path(tempfile.mkdtemp(prefix="autodoctor-test-"))
+    embedded = EmbeddedPostgres(home=home, port=_free_port(), fast=True)
     embedded.start()
-    yield embedded.url()
-    if started_here:
+    try:
+        yield embedded.url()
+    finally:
         embedded.stop()
+        shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -81,6 +94,9 @@ def db(_session_conn: psycopg.Connection) -> Iterator[Db]:
     """A transaction on the shared test database, rolled back after the test."""
     conn = _session_conn
     conn.rollback()
+    # Open the test's transaction now: psycopg's `conn.transaction()` (used by every Db statement)
+    # is a savepoint only inside an open transaction; on an idle connection it would BEGIN and COMMIT.
+    conn.execute("select 1")
     helper = Db(conn)
     try:
         yield helper

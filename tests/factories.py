@@ -115,5 +115,5 @@ def make_world(db: Db) -> World:
     return World(
         customer=customer, other_customer=other_customer, mechanic=mechanic, other_mechanic=other_mechanic,
         pending_mechanic=pending_mechanic, workshop_admin=workshop_admin, admin=admin, organization=organization,
-        intake=intake, vehicle=vehicle, request=ids["request_id"], session=ids["session_id"],
+        intake=intake, vehicle=vehicle, request=uuid.UUID(ids["request_id"]), session=uuid.UUID(ids["session_id"]),
     )

@@ -80,7 +80,7 @@ begin
   -- Asking to be a mechanic creates a pending application; it grants nothing until approved.
   if v_meta ->> 'account_type' = 'mechanic' then
     insert into public.mechanics (id, display_name, timezone)
-    values (new.id, coalesce(v_name, left(nullif(split_part(coalesce(new.email, ''), '@', 1), ''), 120), 'Mechanic'),
+    values (new.id, coalesce(left(v_name, 120), left(nullif(split_part(coalesce(new.email, ''), '@', 1), ''), 120), 'Mechanic'),
             v_zone)
     on conflict (id) do nothing;
   end if;
