@@ -1,0 +1,61 @@
+"""Shared bench setup: a throwaway migrated database (embedded cluster, or DATABASE_URL's server)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import statistics
+import tempfile
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from shared.embedded import EmbeddedPostgres
+from shared.migrate import migrate, recreate_database
+
+
+@contextmanager
+def bench_database() -> Iterator[str]:
+    url = os.environ.get("DATABASE_URL")
+    home = None
+    embedded = None
+    if url:
+        admin = urlunsplit(urlsplit(url)._replace(path="/postgres"))
+    else:
+        home = Path(tempfile.mkdtemp(prefix="autodoctor-bench-"))
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        embedded = EmbeddedPostgres(home=home, port=port, fast=False)
+        admin = embedded.start()
+    name = f"adbench_{uuid.uuid4().hex[:8]}"
+    recreate_database(admin, name)
+    target = urlunsplit(urlsplit(admin)._replace(path=f"/{name}"))
+    migrate(target, log=lambda _m: None)
+    try:
+        yield target
+    finally:
+        recreate_database(admin, name)  # drop contents quickly
+        import psycopg
+
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'drop database if exists "{name}" with (force)')
+        if embedded is not None:
+            embedded.stop()
+            shutil.rmtree(home, ignore_errors=True)
+
+
+def server_version(url: str) -> str:
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        return conn.execute("show server_version").fetchone()[0]
+
+
+def ms(values: list[float]) -> str:
+    values = sorted(values)
+    p95 = values[min(len(values) - 1, int(len(values) * 0.95))]
+    return f"median {statistics.median(values) * 1000:.2f} ms, p95 {p95 * 1000:.2f} ms"

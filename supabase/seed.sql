@@ -1,0 +1,62 @@
+-- Demo data for local runs (`autodoctor db reset`). Users are created the way Supabase Auth
+-- creates them (rows in auth.users); the signup trigger makes their profiles and mechanic rows.
+-- Fixed ids so that `autodoctor token --user <id>` can act as each of them.
+--
+--   admin     00000000-0000-4000-8000-000000000001  admin@autodoctor.test
+--   customer  00000000-0000-4000-8000-000000000002  casey@autodoctor.test
+--   mechanic  00000000-0000-4000-8000-000000000003  morgan@autodoctor.test (approved, virtual only)
+--   mechanic  00000000-0000-4000-8000-000000000004  wren@autodoctor.test   (approved, Bay Motors)
+--   mechanic  00000000-0000-4000-8000-000000000005  pat@autodoctor.test    (pending application)
+--   workshop owner 00000000-0000-4000-8000-000000000006 bay@autodoctor.test
+
+insert into auth.users (id, aud, role, email, raw_app_meta_data, raw_user_meta_data, created_at, updated_at,
+                        email_confirmed_at)
+values
+  ('00000000-0000-4000-8000-000000000001', 'authenticated', 'authenticated', 'admin@autodoctor.test',
+   '{"provider": "email", "providers": ["email"], "role": "admin"}', '{"full_name": "Ada Admin"}', now(), now(), now()),
+  ('00000000-0000-4000-8000-000000000002', 'authenticated', 'authenticated', 'casey@autodoctor.test',
+   '{"provider": "email", "providers": ["email"]}', '{"full_name": "Casey Customer", "timezone": "America/New_York"}',
+   now(), now(), now()),
+  ('00000000-0000-4000-8000-000000000003', 'authenticated', 'authenticated', 'morgan@autodoctor.test',
+   '{"provider": "email", "providers": ["email"]}',
+   '{"full_name": "Morgan Reyes", "account_type": "mechanic", "timezone": "America/Toronto"}', now(), now(), now()),
+  ('00000000-0000-4000-8000-000000000004', 'authenticated', 'authenticated', 'wren@autodoctor.test',
+   '{"provider": "email", "providers": ["email"]}',
+   '{"full_name": "Wren Okafor", "account_type": "mechanic", "timezone": "America/Toronto"}', now(), now(), now()),
+  ('00000000-0000-4000-8000-000000000005', 'authenticated', 'authenticated', 'pat@autodoctor.test',
+   '{"provider": "email", "providers": ["email"]}', '{"full_name": "Pat Pending", "account_type": "mechanic"}',
+   now(), now(), now()),
+  ('00000000-0000-4000-8000-000000000006', 'authenticated', 'authenticated', 'bay@autodoctor.test',
+   '{"provider": "email", "providers": ["email"]}', '{"full_name": "Bay Motors Owner"}', now(), now(), now())
+on conflict (id) do nothing;
+
+insert into public.organizations (id, name, timezone, city, postal_code, country, created_by)
+values ('00000000-0000-4000-8000-0000000000a1', 'Bay Motors', 'America/Toronto', 'Toronto', 'M5V 2T6', 'CA',
+        '00000000-0000-4000-8000-000000000006')
+on conflict (id) do nothing;
+insert into public.organization_members (organization_id, user_id, role) values
+  ('00000000-0000-4000-8000-0000000000a1', '00000000-0000-4000-8000-000000000006', 'owner'),
+  ('00000000-0000-4000-8000-0000000000a1', '00000000-0000-4000-8000-000000000004', 'mechanic')
+on conflict do nothing;
+
+update public.mechanics set status = 'approved', approved_at = now(), years_experience = 12,
+  specialties = '{brakes,suspension,diagnostics}', brand_specializations = '{Honda,Toyota}', is_brand_specialist = true,
+  service_keywords = '{brakes,abs,suspension,check engine}', city = 'Toronto', postal_code = 'M4C 1B5', country = 'CA',
+  bio = 'Twelve years on Japanese imports; brakes and drivability.', rating_avg = 4.8, rating_count = 37
+where id = '00000000-0000-4000-8000-000000000003';
+update public.mechanics set status = 'approved', approved_at = now(), years_experience = 6,
+  specialties = '{electrical,battery}', service_keywords = '{electrical,battery,alternator}', city = 'Toronto',
+  postal_code = 'M5V 3L9', country = 'CA', organization_id = '00000000-0000-4000-8000-0000000000a1',
+  account_type = 'workshop_mechanic'
+where id = '00000000-0000-4000-8000-000000000004';
+
+insert into public.vehicles (id, owner_id, make, model, year, color, mileage, is_primary)
+values ('00000000-0000-4000-8000-0000000000b1', '00000000-0000-4000-8000-000000000002', 'Honda', 'Civic', 2018,
+        'blue', 84000, true)
+on conflict (id) do nothing;
+insert into public.intakes (id, customer_id, vehicle_id, concern, contact_name, contact_email, vehicle_make,
+                            vehicle_model, vehicle_year)
+values ('00000000-0000-4000-8000-0000000000c1', '00000000-0000-4000-8000-000000000002',
+        '00000000-0000-4000-8000-0000000000b1', 'Grinding noise from the front brakes when stopping',
+        'Casey Customer', 'casey@autodoctor.test', 'Honda', 'Civic', 2018)
+on conflict (id) do nothing;

@@ -1,0 +1,18 @@
+"""supabase/seed.sql applies on a migrated database and gives a usable demo."""
+
+import psycopg
+
+from shared.config import project_dir
+from shared.migrate import run_sql_file
+
+
+def test_seed_applies_twice_and_makes_a_demo(fresh_url):
+    seed = project_dir() / "supabase" / "seed.sql"
+    run_sql_file(fresh_url, seed)
+    run_sql_file(fresh_url, seed)  # idempotent
+    with psycopg.connect(fresh_url) as conn:
+        statuses = dict(conn.execute("select display_name, status::text from public.mechanics").fetchall())
+        assert statuses == {"Morgan Reyes": "approved", "Wren Okafor": "approved", "Pat Pending": "pending"}
+        assert conn.execute("select count(*) from private.admins").fetchone()[0] == 1
+        types = dict(conn.execute("select display_name, mechanic_type::text from public.mechanics").fetchall())
+        assert types["Wren Okafor"] == "workshop_affiliated" and types["Morgan Reyes"] == "virtual_only"
