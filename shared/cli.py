@@ -8,7 +8,7 @@ import os
 import sys
 from urllib.parse import urlsplit, urlunsplit
 
-from shared.config import get_settings, project_dir
+from shared.config import DEV_JWT_SECRET, get_settings, project_dir
 
 
 def _admin_url(url: str) -> tuple[str, str]:
@@ -123,6 +123,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     url = _target_url(args)
     migrate(url)
+    if not args.database_url:  # the embedded database: local development mode
+        os.environ.setdefault("AUTODOCTOR_LOCAL", "1")
     os.environ["DATABASE_URL"] = url
     get_settings.cache_clear()
     print(f"database: {url}")
@@ -140,7 +142,8 @@ def cmd_token(args: argparse.Namespace) -> int:
         if not isinstance(claims, dict):
             raise ValueError("--claims must be a JSON object")
         token = make_token(
-            secret=settings.jwt_secret, user_id=args.user, role=args.role, email=claims.pop("email", None),
+            secret=settings.jwt_secret or DEV_JWT_SECRET, user_id=args.user, role=args.role,
+            email=claims.pop("email", None),
             app_metadata=claims.pop("app_metadata", None), user_metadata=claims.pop("user_metadata", None),
             ttl=args.ttl, issuer=settings.jwt_issuer, extra=claims,
         )
@@ -161,13 +164,15 @@ def build_parser() -> argparse.ArgumentParser:
     db = sub.add_parser("db", help="the database").add_subparsers(dest="db_command", required=True)
     db.add_parser("start", parents=[common], help="start the embedded PostgreSQL; print its URL"
                   ).set_defaults(func=cmd_db_start)
-    db.add_parser("stop", parents=[common], help="stop the embedded PostgreSQL").set_defaults(func=cmd_db_stop)
+    db.add_parser("stop", parents=[common], help="stop the embedded PostgreSQL"
+                  ).set_defaults(func=cmd_db_stop)
     db.add_parser("migrate", parents=[common], help="shim, pending migrations, changed functions_sql"
                   ).set_defaults(func=cmd_db_migrate)
     reset = db.add_parser("reset", parents=[common], help="drop, recreate, migrate, seed")
     reset.add_argument("--no-seed", action="store_true")
     reset.set_defaults(func=cmd_db_reset)
-    db.add_parser("status", parents=[common], help="applied and pending files").set_defaults(func=cmd_db_status)
+    db.add_parser("status", parents=[common], help="applied and pending files"
+                  ).set_defaults(func=cmd_db_status)
     db.add_parser("lint", parents=[common], help="Supabase-style security and schema lints"
                   ).set_defaults(func=cmd_db_lint)
 
@@ -179,7 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
     token = sub.add_parser("token", help="a JWT signed with SUPABASE_JWT_SECRET, shaped like Supabase's")
     token.add_argument("--user", help="user id (sub); required for role authenticated")
     token.add_argument("--role", default="authenticated", choices=["authenticated", "service_role", "anon"])
-    token.add_argument("--claims", help="JSON object of extra claims (email, app_metadata, user_metadata, ...)")
+    token.add_argument("--claims",
+                       help="JSON object of extra claims (email, app_metadata, user_metadata, ...)")
     token.add_argument("--ttl", type=int, default=3600, help="seconds until exp (default 3600)")
     token.set_defaults(func=cmd_token)
     return parser

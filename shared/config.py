@@ -28,9 +28,18 @@ class Settings(BaseSettings):
     autodoctor_home: Path | None = Field(default=None, alias="AUTODOCTOR_HOME")
     embedded_port: int = Field(default=54329, alias="AUTODOCTOR_PG_PORT", ge=1024, le=65535)
     database_name: str = Field(default="autodoctor", alias="AUTODOCTOR_DB_NAME", pattern=r"^[a-z_][a-z0-9_]*$")
-    jwt_secret: str = Field(default=DEV_JWT_SECRET, alias="SUPABASE_JWT_SECRET", min_length=32)
+    jwt_secret: str | None = Field(default=None, alias="SUPABASE_JWT_SECRET", min_length=32)
+    # Set by `autodoctor serve` on the embedded database: allows the well-known development secret.
+    local_dev: bool = Field(default=False, alias="AUTODOCTOR_LOCAL")
     jwt_issuer: str = Field(default="supabase-demo", alias="SUPABASE_JWT_ISSUER")
+    jwks_url: str | None = Field(default=None, alias="SUPABASE_JWKS_URL")
+    cron_secret: str | None = Field(default=None, alias="CRON_SECRET", min_length=16)
     port: int = Field(default=8080, alias="PORT", ge=1, le=65535)
+
+    @property
+    def effective_jwt_secret(self) -> str | None:
+        """The JWT secret; the development default only in local mode (fail closed elsewhere)."""
+        return self.jwt_secret or (DEV_JWT_SECRET if self.local_dev else None)
 
     @property
     def home(self) -> Path:
