@@ -31,6 +31,12 @@ ERROR_CODES: dict[str, ErrorCode] = {
         ErrorCode("AD008", "payment_required", 402),
         ErrorCode("AD009", "request_not_available", 409),
         ErrorCode("AD010", "mechanic_busy", 409),
+        # matching: AD011-AD019
+        # payments: AD020-AD029
+        # video and chat rooms: AD030-AD039
+        # jobs and outbox: AD040-AD049
+        # scheduling: AD050-AD069
+        # micro-sessions and shifts: AD070-AD079
     )
 }
 BY_NAME = {e.name: e for e in ERROR_CODES.values()}
