@@ -80,6 +80,19 @@ def cases(w):
         (w.admin, "admin_force_end_session", {"p_session_id": w.session, "p_reason": "  "}, "AD001"),
         (w.admin, "admin_force_end_session", {"p_session_id": unknown, "p_reason": "x"}, "AD004"),
         (w.workshop_admin, "admin_force_end_session", {"p_session_id": w.session, "p_reason": "x"}, "AD003"),
+        # matching
+        (w.customer, "available_mechanics", {"p_limit": 0}, "AD001"),
+        (w.customer, "available_mechanics", {"p_limit": 100000}, "AD001"),
+        (w.customer, "available_mechanics", {"p_session_type": "telepathy"}, "AD001"),
+        (w.customer, "available_mechanics", {"p_brand": BIG}, "AD001"),
+        (w.customer, "available_mechanics", {"p_city": BIG}, "AD001"),
+        (w.customer, "available_mechanics", {"p_specialist": True}, "AD001"),
+        (None, "available_mechanics", {}, "AD002"),
+        (w.customer, "admin_rank_request", {"p_request_id": w.request}, "AD003"),
+        (w.mechanic, "admin_rank_request", {"p_request_id": w.request}, "AD003"),
+        (w.admin, "admin_rank_request", {"p_request_id": None}, "AD001"),
+        (w.admin, "admin_rank_request", {"p_request_id": unknown}, "AD004"),
+        (w.admin, "admin_rank_request", {"p_request_id": w.request, "p_limit": 0}, "AD001"),
     ]
 
 
@@ -93,8 +106,8 @@ def test_hostile_input_is_refused_and_writes_nothing(db, world):
             ctx = db.as_user(persona)
         with ctx:
             code = db.rpc_error(rpc, **kwargs)
-        assert code == expected, (rpc, {k: (v if v is not world and not isinstance(v, str) or len(str(v)) < 80
-                                            else "<big>") for k, v in kwargs.items()}, code)
+        shown = {k: ("<big>" if isinstance(v, str) and len(v) > 80 else v) for k, v in kwargs.items()}
+        assert code == expected, (rpc, shown, code)
         seen.add(rpc)
     assert snapshot(db) == before
     public_rpcs = {r["proname"] for r in db.all(

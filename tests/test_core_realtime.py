@@ -71,8 +71,9 @@ RECEIVE = [
     ("session:", "broadcast", set()),
     ("admin:queue", "broadcast", {"admin"}),
     ("mechanics:presence", "presence", set(SIGNED_IN)),
-    # presence is for mechanics:presence only, and that topic carries no broadcasts
-    ("mechanics:presence", "broadcast", set()),
+    # presence is for mechanics:presence only; that topic also carries the database's presence
+    # broadcasts (status_changed), which every signed-in user may receive
+    ("mechanics:presence", "broadcast", set(SIGNED_IN)),
     ("mechanics:requests", "presence", set()),
     ("session:{session}", "presence", set()),
     ("admin:queue", "presence", set()),

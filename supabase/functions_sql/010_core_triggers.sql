@@ -297,7 +297,8 @@ declare
     'vehicle_model', new.vehicle_model, 'vehicle_year', new.vehicle_year, 'concern', left(new.concern, 140),
     'preferred_mechanic_id', new.preferred_mechanic_id, 'created_at', new.created_at);
 begin
-  if tg_op = 'INSERT' or (old.status = 'accepted' and new.status = 'pending') then
+  if (tg_op = 'INSERT' and coalesce(new.broadcast_at <= now(), true))  -- not during a preferred window
+     or (tg_op = 'UPDATE' and old.status = 'accepted' and new.status = 'pending') then
     perform realtime.send(v_card, 'new_request', 'mechanics:requests', true);
   elsif new.status is distinct from old.status then
     case new.status

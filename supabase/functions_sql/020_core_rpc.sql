@@ -101,8 +101,9 @@ grant execute on function private.plan_price_cents(text, boolean) to service_rol
 -- The mechanic's row lock serializes one mechanic's accepts (so the busy check is exact and the
 -- unique index on in-progress commitments never has to break a tie); the request is taken with
 -- one conditional update, so of many mechanics racing for one request exactly one wins.
+drop function if exists private.assign_request(uuid, uuid, timestamptz);
 create or replace function private.assign_request(
-  p_request_id uuid, p_mechanic_id uuid, p_now timestamptz default now()
+  p_request_id uuid, p_mechanic_id uuid, p_now timestamptz default now(), p_bypass_window boolean default false
 ) returns jsonb
 language plpgsql security definer set search_path = ''
 as $$
@@ -115,7 +116,8 @@ begin
   if p_request_id is null or p_mechanic_id is null then
     perform private.raise_error('invalid_input', 'request and mechanic are required');
   end if;
-  select * into v_mechanic from public.mechanics where id = p_mechanic_id for update;
+  -- no key update: serializes this mechanic's accepts without blocking foreign-key checks on the row
+  select * into v_mechanic from public.mechanics where id = p_mechanic_id for no key update;
   if not found or v_mechanic.status <> 'approved' or not v_mechanic.can_accept_sessions then
     perform private.raise_error('not_allowed', 'only an approved mechanic who may accept sessions can take requests');
   end if;
@@ -124,9 +126,12 @@ begin
     perform private.raise_error('mechanic_busy', 'finish or release your current session first');
   end if;
 
+  -- During a preferred mechanic's exclusive window only that mechanic may take it (admins assign
+  -- through p_bypass_window).
   update public.session_requests r
   set status = 'accepted', mechanic_id = p_mechanic_id, accepted_at = p_now, status_changed_at = p_now
   where r.id = p_request_id and r.status in ('pending', 'unattended') and r.customer_id <> p_mechanic_id
+    and (p_bypass_window or r.broadcast_at <= p_now or r.preferred_mechanic_id = p_mechanic_id)
   returning * into v_request;
   if not found then
     select * into v_request from public.session_requests where id = p_request_id;
@@ -134,6 +139,8 @@ begin
       perform private.raise_error('not_found', 'no such request');
     elsif v_request.customer_id = p_mechanic_id then
       perform private.raise_error('not_allowed', 'a mechanic cannot take its own request');
+    elsif v_request.status in ('pending', 'unattended') then
+      perform private.raise_error('request_not_available', 'the customer''s preferred mechanic has it first');
     end if;
     perform private.raise_error('request_not_available', format('the request is %s', v_request.status));
   end if;
@@ -160,8 +167,12 @@ begin
                     else 'withdrawn'::public.offer_status end,
       responded_at = case when o.mechanic_id = p_mechanic_id then p_now else o.responded_at end
   where o.request_id = v_request.id and o.status in ('offered', 'queued');
+  -- A mechanic who took it from the open feed was offered it when it opened to everyone.
   insert into public.session_offers (request_id, mechanic_id, status, offered_at, responded_at)
-  values (v_request.id, p_mechanic_id, 'accepted', p_now, p_now)
+  values (v_request.id, p_mechanic_id, 'accepted',
+          least(p_now, coalesce((select min(o.offered_at) from public.session_offers o
+                                 where o.request_id = v_request.id and o.mechanic_id is null),
+                                v_request.broadcast_at, v_request.created_at)), p_now)
   on conflict (request_id, mechanic_id) where mechanic_id is not null
   do update set status = 'accepted', responded_at = p_now;
 
@@ -169,8 +180,8 @@ begin
   return jsonb_build_object('request_id', v_request.id, 'session_id', v_session.id, 'status', 'accepted');
 end
 $$;
-revoke execute on function private.assign_request(uuid, uuid, timestamptz) from public;
-grant execute on function private.assign_request(uuid, uuid, timestamptz) to service_role;
+revoke execute on function private.assign_request(uuid, uuid, timestamptz, boolean) from public;
+grant execute on function private.assign_request(uuid, uuid, timestamptz, boolean) to service_role;
 
 -- Frees the mechanic's time held for a session.
 create or replace function private.release_commitment(
@@ -530,7 +541,7 @@ begin
     perform private.raise_error('invalid_input', 'p_request_id and p_mechanic_id are required');
   end if;
   perform private.set_actor('admin', 'assigned by an admin');
-  return private.assign_request(p_request_id, p_mechanic_id, now());
+  return private.assign_request(p_request_id, p_mechanic_id, now(), true);
 end
 $$;
 revoke execute on function public.admin_assign_request(uuid, uuid) from public, anon;

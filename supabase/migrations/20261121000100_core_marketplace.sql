@@ -489,15 +489,26 @@ as $$
   where om.user_id = (select auth.uid()) and om.role in ('owner', 'admin')
 $$;
 
--- Users the caller has a session with that a mechanic accepted (their contact is then shared).
+-- Users the caller has a session with that a mechanic holds or held to the end (their contact
+-- details are then shared); a released or cancelled session shares nothing.
 create function private.my_counterpart_ids() returns setof uuid
 language sql stable security definer set search_path = ''
 as $$
   select s.mechanic_id from public.sessions s
   where s.customer_id = (select auth.uid()) and s.mechanic_id is not null
+    and s.status in ('scheduled', 'waiting', 'live', 'completed')
   union
   select s.customer_id from public.sessions s
-  where s.mechanic_id = (select auth.uid()) and s.status in ('waiting', 'live', 'completed', 'scheduled')
+  where s.mechanic_id = (select auth.uid()) and s.status in ('scheduled', 'waiting', 'live', 'completed')
+$$;
+
+-- Intakes of the sessions the caller holds (or completed) as their mechanic.
+create function private.my_held_intake_ids() returns setof uuid
+language sql stable security definer set search_path = ''
+as $$
+  select s.intake_id from public.sessions s
+  where s.mechanic_id = (select auth.uid()) and s.intake_id is not null
+    and s.status in ('scheduled', 'waiting', 'live', 'completed')
 $$;
 
 -- Whether the caller may see session `p_session_id` (participant or platform admin).
@@ -556,12 +567,14 @@ $$;
 
 revoke execute on function private.is_admin(), private.is_mechanic(), private.is_approved_mechanic(),
   private.my_session_ids(), private.my_admin_org_ids(), private.my_org_ids(), private.my_workshop_session_ids(),
-  private.my_counterpart_ids(), private.can_access_session(uuid), private.can_write_session(uuid),
-  private.realtime_can_receive(text, text), private.realtime_can_send(text, text) from public;
+  private.my_counterpart_ids(), private.my_held_intake_ids(), private.can_access_session(uuid),
+  private.can_write_session(uuid), private.realtime_can_receive(text, text), private.realtime_can_send(text, text)
+  from public;
 grant execute on function private.is_admin(), private.is_mechanic(), private.is_approved_mechanic(),
   private.my_session_ids(), private.my_admin_org_ids(), private.my_org_ids(), private.my_workshop_session_ids(),
-  private.my_counterpart_ids(), private.can_access_session(uuid), private.can_write_session(uuid),
-  private.realtime_can_receive(text, text), private.realtime_can_send(text, text) to authenticated, service_role;
+  private.my_counterpart_ids(), private.my_held_intake_ids(), private.can_access_session(uuid),
+  private.can_write_session(uuid), private.realtime_can_receive(text, text), private.realtime_can_send(text, text)
+  to authenticated, service_role;
 
 -- ---------------------------------------------------------------------------------------------
 -- RLS and policies (one per command and audience), then grants (column lists for writes)
@@ -636,8 +649,7 @@ grant select, insert, update, delete on public.vehicles to service_role;
 alter table public.intakes enable row level security;
 -- A mechanic sees an intake (with its contact fields) only once it holds the session.
 create policy select_own_assigned_or_admin on public.intakes for select to authenticated
-  using (customer_id = (select auth.uid())
-         or id in (select s.intake_id from public.sessions s where s.id in (select private.my_session_ids()))
+  using (customer_id = (select auth.uid()) or id in (select private.my_held_intake_ids())
          or (select private.is_admin()));
 create policy insert_own on public.intakes for insert to authenticated
   with check (customer_id = (select auth.uid()) and status = 'new');
