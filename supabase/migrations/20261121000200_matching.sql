@@ -144,3 +144,6 @@ begin
   return false;
 end
 $$;
+
+-- The presence view is public (anon reads it next to the directory): it reads the online window.
+grant execute on function private.setting(text), private.setting_interval(text) to anon;

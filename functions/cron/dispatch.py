@@ -1,0 +1,18 @@
+"""cron_dispatch: routes every request that is due (Cloud Scheduler, every minute)."""
+
+from __future__ import annotations
+
+import pydantic
+
+from shared import matching
+from shared.http import Ctx, endpoint
+
+
+class DispatchBody(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid")
+    limit: int = pydantic.Field(default=200, ge=1, le=10000)
+
+
+@endpoint(methods=("POST",), auth="cron", body=DispatchBody)
+def cron_dispatch(ctx: Ctx) -> dict:
+    return matching.dispatch(limit=ctx.body.limit)
