@@ -357,7 +357,7 @@ begin
                          'plan_code', v_req.plan_code, 'specialist', v_req.specialist,
                          'vehicle_make', v_req.vehicle_make, 'vehicle_model', v_req.vehicle_model,
                          'vehicle_year', v_req.vehicle_year, 'concern', left(v_req.concern, 140),
-                         'preferred', v_req.preferred_mechanic_id = new.mechanic_id,
+                         'preferred', coalesce(v_req.preferred_mechanic_id = new.mechanic_id, false),
                          'score', new.score, 'reasons', new.reasons, 'expires_at', new.expires_at),
       'offer', 'mechanic:' || new.mechanic_id::text, true);
   elsif tg_op = 'UPDATE' and old.status = 'offered' and new.status in ('withdrawn', 'expired') then
