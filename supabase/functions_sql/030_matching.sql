@@ -90,10 +90,21 @@ $$;
 revoke execute on function private.extract_keywords(text) from public;
 grant execute on function private.extract_keywords(text) to authenticated, service_role;
 
-create or replace function private.postal_fsa(p_postal text) returns text
-language sql immutable parallel safe set search_path = ''
-as $$ select nullif(upper(left(regexp_replace(coalesce(p_postal, ''), '\s', '', 'g'), 3)), '') $$;
-revoke execute on function private.postal_fsa(text) from public;
+drop function if exists private.postal_fsa(text);
+
+-- Service keywords are vocabulary words: stored lowercase, trimmed, without duplicates.
+create or replace function private.tg_mechanics__normalize_keywords() returns trigger
+language plpgsql set search_path = ''
+as $$
+begin
+  new.service_keywords := coalesce(
+    (select array_agg(distinct lower(btrim(k))) from unnest(new.service_keywords) k where btrim(k) <> ''), '{}');
+  return new;
+end
+$$;
+drop trigger if exists _020_normalize_keywords on public.mechanics;
+create trigger _020_normalize_keywords before insert or update of service_keywords on public.mechanics
+  for each row execute function private.tg_mechanics__normalize_keywords();
 
 -- ---------------------------------------------------------------------------------------------
 -- Eligibility hook: mechanics excluded from a request for reasons other domains own (time off,
@@ -121,12 +132,29 @@ language plpgsql stable security definer set search_path = ''
 as $$
 declare
   v_w jsonb := private.setting('matching.weights');
+  w_online_now int := (v_w ->> 'online_now')::int;
+  w_seen_30m int := (v_w ->> 'seen_30m')::int;
+  w_seen_1h int := (v_w ->> 'seen_1h')::int;
+  w_seen_today int := (v_w ->> 'seen_today')::int;
+  w_keyword int := (v_w ->> 'keyword')::int;
+  w_brand_specialist int := (v_w ->> 'brand_specialist')::int;
+  w_experience_10 int := (v_w ->> 'experience_10')::int;
+  w_experience_5 int := (v_w ->> 'experience_5')::int;
+  w_same_fsa int := (v_w ->> 'same_fsa')::int;
+  w_same_city int := (v_w ->> 'same_city')::int;
+  w_rating_5 int := (v_w ->> 'rating_5')::int;
+  w_rating_45 int := (v_w ->> 'rating_45')::int;
+  w_rating_40 int := (v_w ->> 'rating_40')::int;
+  w_rating_35 int := (v_w ->> 'rating_35')::int;
   v_window interval := private.setting_interval('presence.online_window');
   v_limit int := coalesce(p_limit, private.setting_int('matching.top_n'));
   v_req public.session_requests;
   v_kws text[];
   v_city text;
   v_fsa text;
+  v_make text;
+  v_make_variants text[];
+  v_nkws int;
 begin
   if v_limit is null or v_limit < 1 or v_limit > 1000 then
     perform private.raise_error('invalid_input', 'the limit must be between 1 and 1000');
@@ -135,72 +163,96 @@ begin
   if not found then
     perform private.raise_error('not_found', 'no such request');
   end if;
-  v_kws := private.extract_keywords(v_req.concern);
-  select lower(coalesce(p.city, i.city)), private.postal_fsa(p.postal_code)
+  v_kws := v_req.keywords;
+  v_nkws := least(cardinality(v_kws), 12);
+  v_make := lower(v_req.vehicle_make);
+  v_make_variants := array[v_req.vehicle_make, v_make, upper(v_make), initcap(v_make)];
+  select lower(coalesce(p.city, i.city)), nullif(upper(left(replace(p.postal_code, ' ', ''), 3)), '')
   into v_city, v_fsa
   from public.sessions s
   left join public.profiles p on p.id = s.customer_id
   left join public.intakes i on i.id = s.intake_id
   where s.id = v_req.session_id;
 
+  -- Sets computed once (hashed), then one pass over the mechanics computing levels and points;
+  -- reasons are spelled out only for the rows returned. Keyword hits count up to 12 keywords of
+  -- the concern (positional containment checks: no per-row subquery).
   return query
-  with cand as (
+  with busy as (
+    select c.mechanic_id from public.mechanic_commitments c where c.status = 'in_progress'
+  ),
+  asked as (
+    select o.mechanic_id from public.session_offers o
+    where o.request_id = v_req.id and o.mechanic_id is not null and (o.status = 'declined' or p_exclude_offered)
+  ),
+  excluded as (
+    select x from private.eligibility_exclusions(v_req.id, p_now) x where x is not null
+  ),
+  cand as (
     select m.id, m.rating_avg, m.completed_sessions, m.years_experience,
-           (m.is_available and m.last_seen_at >= p_now - v_window) as online_now,
-           m.last_seen_at >= p_now - interval '30 minutes' as seen_30m,
-           m.last_seen_at >= p_now - interval '1 hour' as seen_1h,
-           m.last_seen_at >= (date_trunc('day', p_now at time zone m.timezone) at time zone m.timezone) as seen_today,
-           (select count(*)::int from unnest(v_kws) k
-            where k = any (select lower(s) from unnest(m.service_keywords) s)) as keyword_hits,
-           (m.is_brand_specialist and v_req.vehicle_make is not null
-            and exists (select 1 from unnest(m.brand_specializations) b where lower(b) = lower(v_req.vehicle_make)))
+           case when m.is_available and m.last_seen_at >= p_now - v_window then 4
+                when m.last_seen_at >= p_now - interval '30 minutes' then 3
+                when m.last_seen_at >= p_now - interval '1 hour' then 2
+                when m.last_seen_at >= p_now - interval '26 hours'  -- no local day starts earlier
+                     and m.last_seen_at >= (date_trunc('day', p_now at time zone m.timezone) at time zone m.timezone)
+                  then 1
+                else 0 end as presence_level,
+           case when v_nkws = 0 or not (m.service_keywords && v_kws) then 0
+                else (v_nkws >= 1 and m.service_keywords @> v_kws[1:1])::int
+                   + (v_nkws >= 2 and m.service_keywords @> v_kws[2:2])::int
+                   + (v_nkws >= 3 and m.service_keywords @> v_kws[3:3])::int
+                   + (v_nkws >= 4 and m.service_keywords @> v_kws[4:4])::int
+                   + (v_nkws >= 5 and m.service_keywords @> v_kws[5:5])::int
+                   + (v_nkws >= 6 and m.service_keywords @> v_kws[6:6])::int
+                   + (v_nkws >= 7 and m.service_keywords @> v_kws[7:7])::int
+                   + (v_nkws >= 8 and m.service_keywords @> v_kws[8:8])::int
+                   + (v_nkws >= 9 and m.service_keywords @> v_kws[9:9])::int
+                   + (v_nkws >= 10 and m.service_keywords @> v_kws[10:10])::int
+                   + (v_nkws >= 11 and m.service_keywords @> v_kws[11:11])::int
+                   + (v_nkws >= 12 and m.service_keywords @> v_kws[12:12])::int end as keyword_hits,
+           case when not m.is_brand_specialist or v_make is null then false
+                when m.brand_specializations && v_make_variants then true
+                else exists (select 1 from unnest(m.brand_specializations) b where lower(b) = v_make) end
              as brand_match,
-           v_fsa is not null and private.postal_fsa(m.postal_code) = v_fsa as same_fsa,
-           v_city is not null and lower(m.city) = v_city as same_city
+           case when v_fsa is not null and m.postal_area = v_fsa then 2
+                when v_city is not null and lower(m.city) = v_city then 1 else 0 end as location_level
     from public.mechanics m
     where m.status = 'approved' and m.can_accept_sessions and m.id <> v_req.customer_id
-      and not exists (select 1 from public.mechanic_commitments c
-                      where c.mechanic_id = m.id and c.status = 'in_progress')
-      and not exists (select 1 from public.session_offers o
-                      where o.request_id = v_req.id and o.mechanic_id = m.id
-                        and (o.status = 'declined' or p_exclude_offered))
-      and m.id not in (select x from private.eligibility_exclusions(v_req.id, p_now) x where x is not null)
+      and m.id not in (select b.mechanic_id from busy b)
+      and m.id not in (select a.mechanic_id from asked a)
+      and m.id not in (select e.x from excluded e)
   ),
   scored as (
     select c.*,
-           (case when c.online_now then (v_w ->> 'online_now')::int
-                 when c.seen_30m then (v_w ->> 'seen_30m')::int
-                 when c.seen_1h then (v_w ->> 'seen_1h')::int
-                 when c.seen_today then (v_w ->> 'seen_today')::int else 0 end) as p_presence,
-           c.keyword_hits * (v_w ->> 'keyword')::int as p_keywords,
-           case when c.brand_match then (v_w ->> 'brand_specialist')::int else 0 end as p_brand,
-           case when c.years_experience >= 10 then (v_w ->> 'experience_10')::int
-                when c.years_experience >= 5 then (v_w ->> 'experience_5')::int else 0 end as p_experience,
-           case when c.same_fsa then (v_w ->> 'same_fsa')::int
-                when c.same_city then (v_w ->> 'same_city')::int else 0 end as p_location,
-           case when c.rating_avg >= 5.0 then (v_w ->> 'rating_5')::int
-                when c.rating_avg >= 4.5 then (v_w ->> 'rating_45')::int
-                when c.rating_avg >= 4.0 then (v_w ->> 'rating_40')::int
-                when c.rating_avg >= 3.5 then (v_w ->> 'rating_35')::int else 0 end as p_rating
+           case c.presence_level when 4 then w_online_now when 3 then w_seen_30m when 2 then w_seen_1h
+                                 when 1 then w_seen_today else 0 end as p_presence,
+           c.keyword_hits * w_keyword as p_keywords,
+           case when c.brand_match then w_brand_specialist else 0 end as p_brand,
+           case when c.years_experience >= 10 then w_experience_10
+                when c.years_experience >= 5 then w_experience_5 else 0 end as p_experience,
+           case c.location_level when 2 then w_same_fsa when 1 then w_same_city else 0 end as p_location,
+           case when c.rating_avg >= 5.0 then w_rating_5
+                when c.rating_avg >= 4.5 then w_rating_45
+                when c.rating_avg >= 4.0 then w_rating_40
+                when c.rating_avg >= 3.5 then w_rating_35 else 0 end as p_rating
     from cand c
     where not v_req.specialist or c.brand_match
   ),
   top as (
     select s.*, s.p_presence + s.p_keywords + s.p_brand + s.p_experience + s.p_location + s.p_rating as total
     from scored s
-    order by s.p_presence + s.p_keywords + s.p_brand + s.p_experience + s.p_location + s.p_rating desc,
-             s.rating_avg desc nulls last, s.completed_sessions desc, s.years_experience desc, s.id
+    order by total desc, s.rating_avg desc nulls last, s.completed_sessions desc, s.years_experience desc, s.id
     limit v_limit
   )
   select t.id, t.total,
          (select coalesce(jsonb_agg(jsonb_build_object('reason', r.reason, 'points', r.points) order by r.ord), '[]')
           from (values
-            (1, case when t.online_now then 'online_now' when t.seen_30m then 'seen_within_30_minutes'
-                     when t.seen_1h then 'seen_within_1_hour' when t.seen_today then 'seen_today' end, t.p_presence),
+            (1, case t.presence_level when 4 then 'online_now' when 3 then 'seen_within_30_minutes'
+                                      when 2 then 'seen_within_1_hour' when 1 then 'seen_today' end, t.p_presence),
             (2, 'keywords_matched:' || t.keyword_hits, t.p_keywords),
-            (3, 'brand_specialist:' || lower(coalesce(v_req.vehicle_make, '')), t.p_brand),
+            (3, 'brand_specialist:' || coalesce(v_make, ''), t.p_brand),
             (4, 'experience_years:' || t.years_experience, t.p_experience),
-            (5, case when t.same_fsa then 'same_postal_area' else 'same_city' end, t.p_location),
+            (5, case t.location_level when 2 then 'same_postal_area' else 'same_city' end, t.p_location),
             (6, 'rating:' || t.rating_avg, t.p_rating)) as r(ord, reason, points)
           where r.points > 0),
          (row_number() over (order by t.total desc, t.rating_avg desc nulls last, t.completed_sessions desc,
@@ -266,10 +318,11 @@ begin
     perform private.raise_error('invalid_input', 'a specialist search needs p_brand');
   end if;
   return query
-  with listed as (
-    select m.*, private.presence(m.is_available, m.last_seen_at,
-                                 exists (select 1 from public.mechanic_commitments c
-                                         where c.mechanic_id = m.id and c.status = 'in_progress'),
+  with busy as (
+    select c.mechanic_id from public.mechanic_commitments c where c.status = 'in_progress'
+  ),
+  listed as (
+    select m.*, private.presence(m.is_available, m.last_seen_at, m.id in (select b.mechanic_id from busy b),
                                  v_window, now()) as presence
     from public.mechanics m
     where m.status = 'approved' and m.can_accept_sessions
@@ -305,6 +358,7 @@ language plpgsql set search_path = ''
 as $$
 begin
   if tg_op = 'INSERT' then
+    new.keywords := private.extract_keywords(new.concern);
     new.broadcast_at := case when new.preferred_mechanic_id is not null
                              then new.created_at + private.setting_interval('matching.preferred_window')
                              else new.created_at end;
@@ -509,6 +563,7 @@ grant select on public.admin_matching_daily to authenticated, service_role;
 comment on view public.admin_matching_daily is
   'Per day: requests, share with a chosen mechanic, minutes to acceptance and to start, unattended rate.';
 
+revoke execute on function private.tg_mechanics__normalize_keywords() from public;
 revoke execute on function private.tg_mechanics__broadcast_presence(),
   private.tg_mechanic_commitments__broadcast_presence(), private.tg_session_requests__routing_defaults(),
   private.tg_session_offers__decline_moves_on(), private.tg_session_offers__broadcast() from public;

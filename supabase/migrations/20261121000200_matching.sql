@@ -81,12 +81,19 @@ create policy select_all on public.automotive_keywords for select to anon, authe
 grant select on public.automotive_keywords to anon, authenticated, service_role;
 grant insert, update, delete on public.automotive_keywords to service_role;
 
+-- Mechanics: the postal area (first three characters, e.g. a Canadian FSA) kept ready for scoring.
+alter table public.mechanics
+  add column postal_area text generated always as (nullif(upper(left(replace(postal_code, ' ', ''), 3)), '')) stored;
+grant select (postal_area) on public.mechanics to authenticated, service_role;
+
 -- ---------------------------------------------------------------------------------------------
 -- Requests: when they open to every mechanic and when routing must look at them next
 -- ---------------------------------------------------------------------------------------------
 alter table public.session_requests
   add column broadcast_at timestamptz,
-  add column next_route_at timestamptz;
+  add column next_route_at timestamptz,
+  add column keywords text[] not null default '{}';
+comment on column public.session_requests.keywords is 'Vocabulary keywords found in the concern when it was filed.';
 comment on column public.session_requests.broadcast_at is
   'When the request opens to every eligible mechanic: at creation, or after the preferred mechanic''s window.';
 comment on column public.session_requests.next_route_at is
