@@ -118,11 +118,15 @@ def cmd_db_lint(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from shared.migrate import migrate
+    from shared.migrate import MigrationError, migrate
     from shared.server import serve
 
     url = _target_url(args)
-    migrate(url)
+    try:
+        migrate(url)
+    except MigrationError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     if not args.database_url:  # the embedded database: local development mode
         os.environ.setdefault("AUTODOCTOR_LOCAL", "1")
     os.environ["DATABASE_URL"] = url

@@ -26,6 +26,21 @@ class Finding:
         return f"{self.lint}: {self.obj} — {self.detail}"
 
 
+# A scalar subquery `( SELECT <expression> )` without a FROM of its own, as pg_get_expr prints it
+# (keywords upper case), with parentheses nested up to four levels inside. PostgreSQL evaluates it
+# once per statement (an initPlan) as long as it does not reference the row; auth_rls_initplan
+# removes these before looking for calls, so `(select auth.jwt() ->> 'role')` passes and a bare
+# `auth.uid()` anywhere else, including inside a subquery with a FROM, is a finding.
+_NESTED = r"\([^()]*\)"
+for _ in range(3):
+    _NESTED = r"\((?:[^()]|" + _NESTED + r")*\)"
+INITPLAN_WRAPPED = r"\(\s*SELECT\s(?:[^()F]|F(?!ROM\M)|" + _NESTED + r")*\)"
+
+# A function as `schema.name(argtypes)`, schema-qualified whatever the session's search_path.
+_FUNCTION = """(n.nspname || '.' || p.proname || '(' || coalesce((
+          select string_agg(format_type(a.t, null), ',' order by a.i)
+          from unnest(p.proargtypes::oid[]) with ordinality as a(t, i)), '') || ')')"""
+
 CHECKS: dict[str, str] = {
     # a public table without RLS
     "rls_disabled_in_public": """
@@ -48,12 +63,13 @@ CHECKS: dict[str, str] = {
     """,
     # a security definer function without a fixed search_path
     "function_search_path_mutable": """
-        select p.oid::regprocedure::text, 'no fixed search_path (set search_path = '''')'
+        select """ + _FUNCTION + """, 'no fixed search_path (set search_path = '''')'
         from pg_proc p join pg_namespace n on n.oid = p.pronamespace
         where n.nspname not in ('pg_catalog', 'information_schema', 'auth', 'storage', 'realtime',
                                 'extensions', 'platform_shim')
           and not exists (select 1 from pg_depend d where d.objid = p.oid and d.deptype = 'e')
-          and not exists (select 1 from unnest(coalesce(p.proconfig, '{}')) cfg where cfg like 'search_path=%')
+          and not exists (select 1 from unnest(coalesce(p.proconfig, '{}')) cfg
+                          where cfg like 'search_path=%')
           and (p.prosecdef or n.nspname in ('public', 'private'))
     """,
     # a view in public without security_invoker
@@ -61,19 +77,20 @@ CHECKS: dict[str, str] = {
         select format('%I.%I', n.nspname, c.relname), 'view without security_invoker = true'
         from pg_class c join pg_namespace n on n.oid = c.relnamespace
         where n.nspname = 'public' and c.relkind = 'v'
-          and not coalesce('security_invoker=true' = any(c.reloptions)
-                           or 'security_invoker=on' = any(c.reloptions), false)
+          and not exists (select 1 from unnest(c.reloptions) o
+                          where lower(o) ~ '^security_invoker=(true|on|yes|1)$')
     """,
     # materialized views are not guarded by RLS
     "materialized_view_in_api": """
         select format('%I.%I', n.nspname, c.relname), 'materialized view readable through the API'
         from pg_class c join pg_namespace n on n.oid = c.relnamespace
         where n.nspname = 'public' and c.relkind = 'm'
-          and (has_table_privilege('anon', c.oid, 'select') or has_table_privilege('authenticated', c.oid, 'select'))
+          and (has_table_privilege('anon', c.oid, 'select')
+               or has_table_privilege('authenticated', c.oid, 'select'))
     """,
     # a security definer function in public executable by anon (unless allow-listed)
     "anon_security_definer_function_executable": """
-        select p.oid::regprocedure::text, 'security definer function executable by anon'
+        select """ + _FUNCTION + """, 'security definer function executable by anon'
         from pg_proc p join pg_namespace n on n.oid = p.pronamespace
         where n.nspname = 'public' and p.prosecdef
           and has_function_privilege('anon', p.oid, 'execute')
@@ -81,8 +98,10 @@ CHECKS: dict[str, str] = {
     """,
     # a foreign key without a covering index
     "unindexed_foreign_keys": """
-        select format('%I.%I', n.nspname, c.relname), format('foreign key %I has no covering index', k.conname)
-        from pg_constraint k join pg_class c on c.oid = k.conrelid join pg_namespace n on n.oid = c.relnamespace
+        select format('%I.%I', n.nspname, c.relname),
+               format('foreign key %I has no covering index', k.conname)
+        from pg_constraint k join pg_class c on c.oid = k.conrelid
+        join pg_namespace n on n.oid = c.relnamespace
         where k.contype = 'f' and n.nspname in ('public', 'private')
           and not exists (
             select 1 from pg_index i
@@ -90,25 +109,25 @@ CHECKS: dict[str, str] = {
               and (i.indkey::int2[])[0:cardinality(k.conkey) - 1] @> k.conkey
               and (i.indkey::int2[])[0:cardinality(k.conkey) - 1] <@ k.conkey)
     """,
-    # a policy calling auth.*() or current_setting() outside (select ...)
-    "auth_rls_initplan": """
-        select format('%I.%I', n.nspname, c.relname),
-               format('policy %I calls auth.*(), current_setting() or realtime.topic() per row; '
+    # a policy calling auth.*(), current_setting() or realtime.topic() outside a scalar (select ...)
+    "auth_rls_initplan": r"""
+        select format('%%I.%%I', n.nspname, c.relname),
+               format('policy %%I calls auth.*(), current_setting() or realtime.topic() per row; '
                       'wrap it in (select ...)', p.polname)
         from pg_policy p join pg_class c on c.oid = p.polrelid join pg_namespace n on n.oid = c.relnamespace
         cross join lateral (
           select regexp_replace(
                    coalesce(pg_get_expr(p.polqual, p.polrelid), '') || ' '
                    || coalesce(pg_get_expr(p.polwithcheck, p.polrelid), ''),
-                   '\(\s*select\s+(auth\.\w+|current_setting|realtime\.topic)\([^()]*\)(\s+as\s+\w+)?\s*\)',
-                   '', 'gi') as rest) e
+                   %(initplan_wrapped)s, '', 'g') as rest) e
         where e.rest ~* '(auth\.(uid|role|email|jwt)|current_setting|realtime\.topic)\s*\('
     """,
     # a policy reading user_metadata (user-editable)
     "rls_references_user_metadata": """
         select format('%I.%I', n.nspname, c.relname), format('policy %I reads user_metadata', p.polname)
         from pg_policy p join pg_class c on c.oid = p.polrelid join pg_namespace n on n.oid = c.relnamespace
-        where coalesce(pg_get_expr(p.polqual, p.polrelid), '') || coalesce(pg_get_expr(p.polwithcheck, p.polrelid), '')
+        where coalesce(pg_get_expr(p.polqual, p.polrelid), '') || ' '
+              || coalesce(pg_get_expr(p.polwithcheck, p.polrelid), '')
               ~* 'user_metadata'
     """,
     # a table without a primary key
@@ -149,7 +168,8 @@ CHECKS: dict[str, str] = {
         from pg_index i join pg_class c on c.oid = i.indrelid join pg_namespace n on n.oid = c.relnamespace
         where n.nspname in ('public', 'private')
         group by n.nspname, c.relname, i.indrelid, i.indkey::text, i.indclass::text,
-                 coalesce(pg_get_expr(i.indexprs, i.indrelid), ''), coalesce(pg_get_expr(i.indpred, i.indrelid), '')
+                 coalesce(pg_get_expr(i.indexprs, i.indrelid), ''),
+                 coalesce(pg_get_expr(i.indpred, i.indrelid), '')
         having count(*) > 1
     """,
     # auth.users reachable through a public view
@@ -158,7 +178,8 @@ CHECKS: dict[str, str] = {
         from pg_class c join pg_namespace n on n.oid = c.relnamespace
         join pg_depend d on d.objid in (select r.oid from pg_rewrite r where r.ev_class = c.oid)
         where n.nspname = 'public' and c.relkind in ('v', 'm') and d.refobjid = 'auth.users'::regclass
-          and (has_table_privilege('anon', c.oid, 'select') or has_table_privilege('authenticated', c.oid, 'select'))
+          and (has_table_privilege('anon', c.oid, 'select')
+               or has_table_privilege('authenticated', c.oid, 'select'))
     """,
     # an extension installed in public
     "extension_in_public": """
@@ -172,17 +193,19 @@ CHECKS: dict[str, str] = {
         from pg_class c join pg_namespace n on n.oid = c.relnamespace
         where n.nspname in ('auth', 'storage', 'realtime')
           and pg_get_userbyid(c.relowner) <> all(%(platform_owners)s::text[])
-          and not (c.relkind = 'i' and exists (
-                   select 1 from pg_index i join pg_class t on t.oid = i.indrelid
-                   where i.indexrelid = c.oid and pg_get_userbyid(t.relowner) = any(%(platform_owners)s::text[])))
-          and not (c.relkind = 'S')
+          -- an index belongs to its table's owner; a table's own sequences are reported with it
+          and c.relkind not in ('i', 'I')
+          and not (c.relkind = 'S' and exists (
+                   select 1 from pg_depend d
+                   where d.classid = 'pg_class'::regclass and d.objid = c.oid
+                     and d.refclassid = 'pg_class'::regclass and d.deptype in ('a', 'i')))
         union all
-        select p.oid::regprocedure::text, 'function owned by ' || pg_get_userbyid(p.proowner)
+        select """ + _FUNCTION + """, 'function owned by ' || pg_get_userbyid(p.proowner)
         from pg_proc p join pg_namespace n on n.oid = p.pronamespace
         where n.nspname in ('auth', 'storage', 'realtime')
           and pg_get_userbyid(p.proowner) <> all(%(platform_owners)s::text[])
         union all
-        select t.typname::text, 'type owned by ' || pg_get_userbyid(t.typowner)
+        select n.nspname || '.' || t.typname, 'type owned by ' || pg_get_userbyid(t.typowner)
         from pg_type t join pg_namespace n on n.oid = t.typnamespace
         where n.nspname in ('auth', 'storage', 'realtime') and t.typtype in ('e', 'd', 'c')
           and t.typrelid = 0
@@ -198,11 +221,16 @@ def anon_allow_list() -> list[str]:
     if not path.exists():
         return []
     data = tomllib.loads(path.read_text(encoding="utf-8"))
-    return list(data.get("tool", {}).get("autodoctor", {}).get("lint", {}).get("anon_security_definer_allow", []))
+    section = data.get("tool", {}).get("autodoctor", {}).get("lint", {})
+    return list(section.get("anon_security_definer_allow", []))
 
 
 def run_lint(conn: psycopg.Connection) -> list[Finding]:
-    params = {"anon_allow": anon_allow_list(), "platform_owners": list(PLATFORM_OWNERS)}
+    params = {
+        "anon_allow": anon_allow_list(),
+        "platform_owners": list(PLATFORM_OWNERS),
+        "initplan_wrapped": INITPLAN_WRAPPED,
+    }
     findings: list[Finding] = []
     for name, query in CHECKS.items():
         uses_params = "%(" in query

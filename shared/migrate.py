@@ -87,16 +87,19 @@ def _discover(directory: Path, pattern: re.Pattern[str], what: str) -> list[SqlF
     files: list[SqlFile] = []
     if not directory.is_dir():
         return files
+    numbers: list[str] = []
     for path in sorted(directory.glob("*.sql")):
         match = pattern.match(path.name)
         if not match:
             raise MigrationError(f"{what} file name {path.name!r} does not match {pattern.pattern}")
+        numbers.append(match.group(1))
         key = match.group(1) if what == "migration" else path.name
         files.append(SqlFile(key=key, name=match.group(2), path=path))
-    keys = [f.key for f in files]
-    duplicates = sorted({k for k in keys if keys.count(k) > 1})
+    # One file per number, so the order never depends on the rest of the name.
+    duplicates = sorted({n for n in numbers if numbers.count(n) > 1})
     if duplicates:
-        raise MigrationError(f"two {what} files share the version {', '.join(duplicates)}")
+        noun = "version" if what == "migration" else "number"
+        raise MigrationError(f"two {what} files share the {noun} {', '.join(duplicates)}")
     return files
 
 
@@ -131,8 +134,28 @@ def shim_chunks(text: str | None = None) -> list[tuple[str, str, str]]:
     return chunks
 
 
+# A Supabase database: it has the platform's `auth` schema and the shim never ran there (no
+# `platform_shim` schema). Versions of hosted Supabase differ in details (a storage or realtime
+# function of another vintage), and app migrations may not create objects in platform schemas,
+# so on such a database the shim does nothing at all rather than fill gaps object by object.
+_SUPABASE_SQL = """
+select exists (select 1 from pg_namespace where nspname = 'auth')
+   and not exists (select 1 from pg_namespace where nspname = 'platform_shim')
+"""
+
+
+def is_supabase(conn: psycopg.Connection) -> bool:
+    return bool(conn.execute(_SUPABASE_SQL).fetchone()[0])
+
+
 def apply_shim(conn: psycopg.Connection) -> list[str]:
-    """Create the platform objects that are absent; return what was created."""
+    """Create the platform objects that are absent; return what was created.
+
+    Nothing at all on a Supabase database (see `is_supabase`); elsewhere every chunk whose object
+    was absent before the shim started, all in one transaction; then today's realtime partitions.
+    """
+    if is_supabase(conn):
+        return []
     chunks = shim_chunks()
     # Decide on the database as it was, before any chunk ran.
     todo = [(k, o, s) for k, o, s in chunks if conn.execute(_ABSENT_SQL[k], (o,)).fetchone()[0]]

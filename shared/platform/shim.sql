@@ -307,11 +307,10 @@ language sql stable
 as $$
   select nullif(current_setting('realtime.topic', true), '')::text;
 $$;
-
--- Never raises: any failure becomes a WARNING and the message is lost (as on hosted).
 alter function realtime.topic() owner to supabase_realtime_admin;
 grant execute on function realtime.topic() to anon, authenticated, service_role;
 
+-- Never raises: any failure becomes a WARNING and the message is lost (as on hosted).
 -- @when absent function realtime.send(jsonb,text,text,boolean)
 create function realtime.send(payload jsonb, event text, topic text, private boolean default true)
 returns void
@@ -366,11 +365,11 @@ $$;
 
 alter function realtime.broadcast_changes(text,text,text,text,text,record,record,text) owner to supabase_realtime_admin;
 
--- The Realtime server keeps daily partitions (yesterday .. today+3) and drops old ones; locally
--- this helper does it. Returns how many partitions it created.
+-- The Realtime server keeps daily partitions (yesterday .. today+3, days in UTC) and drops old
+-- ones; locally this helper creates them (it drops nothing). Returns how many it created.
 -- @when absent function platform_shim.ensure_realtime_partitions(int,date)
 create function platform_shim.ensure_realtime_partitions(
-  p_days_ahead int default 3, p_today date default current_date
+  p_days_ahead int default 3, p_today date default (now() at time zone 'utc')::date
 ) returns int
 language plpgsql
 as $$
