@@ -6,14 +6,24 @@ import flask
 import functions_framework
 
 from functions.cron.dispatch import cron_dispatch as _cron_dispatch
+from functions.cron.outbox import cron_outbox as _cron_outbox
+from functions.cron.reconcile_livekit import cron_reconcile_livekit as _cron_reconcile_livekit
+from functions.cron.session_timers import cron_session_timers as _cron_session_timers
 from functions.health import health as _health
+from functions.livekit_token import livekit_token as _livekit_token
 from functions.route_request import route_request as _route_request
+from functions.webhooks.livekit import livekit_webhook as _livekit_webhook
 
 # Targets served by `autodoctor serve` under /<target>; each is deployed as its own function.
 TARGETS = [
     "health",
     "route_request",
     "cron_dispatch",
+    "livekit_token",
+    "livekit_webhook",
+    "cron_session_timers",
+    "cron_reconcile_livekit",
+    "cron_outbox",
 ]
 
 
@@ -30,3 +40,28 @@ def route_request(request: flask.Request) -> flask.Response:
 @functions_framework.http
 def cron_dispatch(request: flask.Request) -> flask.Response:
     return _cron_dispatch(request)
+
+
+@functions_framework.http
+def livekit_token(request: flask.Request) -> flask.Response:
+    return _livekit_token(request)
+
+
+@functions_framework.http
+def livekit_webhook(request: flask.Request) -> flask.Response:
+    return _livekit_webhook(request)
+
+
+@functions_framework.http
+def cron_session_timers(request: flask.Request) -> flask.Response:
+    return _cron_session_timers(request)
+
+
+@functions_framework.http
+def cron_reconcile_livekit(request: flask.Request) -> flask.Response:
+    return _cron_reconcile_livekit(request)
+
+
+@functions_framework.http
+def cron_outbox(request: flask.Request) -> flask.Response:
+    return _cron_outbox(request)

@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     jwt_issuer: str = Field(default="supabase-demo", alias="SUPABASE_JWT_ISSUER")
     jwks_url: str | None = Field(default=None, alias="SUPABASE_JWKS_URL")
     cron_secret: str | None = Field(default=None, alias="CRON_SECRET", min_length=16)
+    livekit_api_key: str | None = Field(default=None, alias="LIVEKIT_API_KEY")
+    livekit_api_secret: str | None = Field(default=None, alias="LIVEKIT_API_SECRET")
+    livekit_url: str | None = Field(default=None, alias="LIVEKIT_URL")
     port: int = Field(default=8080, alias="PORT", ge=1, le=65535)
 
     @property

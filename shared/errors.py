@@ -34,6 +34,7 @@ ERROR_CODES: dict[str, ErrorCode] = {
         # matching: AD011-AD019
         # payments: AD020-AD029
         # video and chat rooms: AD030-AD039
+        ErrorCode("AD030", "extension_not_allowed", 409),
         # jobs and outbox: AD040-AD049
         # scheduling: AD050-AD069
         # micro-sessions and shifts: AD070-AD079

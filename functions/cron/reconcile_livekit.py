@@ -1,0 +1,12 @@
+"""cron_reconcile_livekit: compares waiting and live sessions with LiveKit's rooms and repairs
+what dropped webhook events left wrong."""
+
+from __future__ import annotations
+
+from shared import rooms
+from shared.http import Ctx, endpoint
+
+
+@endpoint(methods=("POST",), auth="cron")
+def cron_reconcile_livekit(ctx: Ctx) -> dict:
+    return rooms.reconcile()
