@@ -80,6 +80,14 @@ def cases(w):
         (w.admin, "admin_force_end_session", {"p_session_id": w.session, "p_reason": "  "}, "AD001"),
         (w.admin, "admin_force_end_session", {"p_session_id": unknown, "p_reason": "x"}, "AD004"),
         (w.workshop_admin, "admin_force_end_session", {"p_session_id": w.session, "p_reason": "x"}, "AD003"),
+        # rooms
+        (w.customer, "request_extension", {"p_session_id": None, "p_minutes": 2}, "AD001"),
+        (w.customer, "request_extension", {"p_session_id": w.session, "p_minutes": None}, "AD001"),
+        (w.customer, "request_extension", {"p_session_id": unknown, "p_minutes": 2}, "AD004"),
+        (w.other_customer, "request_extension", {"p_session_id": w.session, "p_minutes": 2}, "AD004"),
+        (w.customer, "request_extension", {"p_session_id": w.session, "p_minutes": 2}, "AD030"),  # not live
+        (w.customer, "request_extension", {"p_session_id": w.session, "p_minutes": 2**31 - 1}, "AD030"),
+        (w.customer, "request_extension", {"p_session_id": w.session, "p_minutes": "many"}, "22P02"),
         # matching
         (w.customer, "available_mechanics", {"p_limit": 0}, "AD001"),
         (w.customer, "available_mechanics", {"p_limit": 100000}, "AD001"),
