@@ -38,6 +38,11 @@ class Settings(BaseSettings):
     livekit_api_secret: str | None = Field(default=None, alias="LIVEKIT_API_SECRET")
     livekit_url: str | None = Field(default=None, alias="LIVEKIT_URL")
     port: int = Field(default=8080, alias="PORT", ge=1, le=65535)
+    # Payments (docs/payments.md). Unset secrets fail closed: no checkout, no webhook.
+    stripe_secret_key: str | None = Field(default=None, alias="STRIPE_SECRET_KEY")
+    stripe_webhook_secret: str | None = Field(default=None, alias="STRIPE_WEBHOOK_SECRET")
+    stripe_connect_webhook_secret: str | None = Field(default=None, alias="STRIPE_CONNECT_WEBHOOK_SECRET")
+    stripe_api_base: str | None = Field(default=None, alias="STRIPE_API_BASE", pattern=r"^(https?://[^\s/]+\S*)?$")
 
     @property
     def effective_jwt_secret(self) -> str | None:

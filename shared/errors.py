@@ -33,6 +33,11 @@ ERROR_CODES: dict[str, ErrorCode] = {
         ErrorCode("AD010", "mechanic_busy", 409),
         # matching: AD011-AD019
         # payments: AD020-AD029
+        ErrorCode("AD020", "invalid_signature", 400),
+        ErrorCode("AD021", "payments_not_configured", 503),
+        ErrorCode("AD022", "insufficient_credit", 409),
+        ErrorCode("AD023", "refund_too_large", 409),
+        ErrorCode("AD024", "provider_error", 502),
         # video and chat rooms: AD030-AD039
         ErrorCode("AD030", "extension_not_allowed", 409),
         # jobs and outbox: AD040-AD049

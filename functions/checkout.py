@@ -1,0 +1,46 @@
+"""create_checkout: a customer books a paid plan — Stripe Checkout, or at once with credit."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+import pydantic
+
+from shared import payments
+from shared.http import Ctx, endpoint
+
+
+def _http_url(value: str) -> str:
+    """An absolute http(s) URL, kept exactly as given (Stripe fills in {CHECKOUT_SESSION_ID})."""
+    from urllib.parse import urlsplit
+
+    if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        raise ValueError("must not contain spaces or control characters")
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an absolute http or https URL")
+    return value
+
+
+HttpUrl = Annotated[str, pydantic.Field(min_length=8, max_length=2000), pydantic.AfterValidator(_http_url)]
+
+
+class CheckoutBody(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid")
+    plan_code: str = pydantic.Field(pattern=r"^[a-z][a-z0-9_]{1,40}$")
+    intake_id: uuid.UUID
+    vehicle_id: uuid.UUID | None = None
+    preferred_mechanic_id: uuid.UUID | None = None
+    specialist: pydantic.StrictBool = False
+    success_url: HttpUrl
+    cancel_url: HttpUrl
+
+
+@endpoint(methods=("POST",), auth="user", body=CheckoutBody)
+def create_checkout(ctx: Ctx) -> dict:
+    body: CheckoutBody = ctx.body
+    return payments.create_checkout(ctx.user.id, payments.CheckoutRequest(
+        plan_code=body.plan_code, intake_id=body.intake_id, vehicle_id=body.vehicle_id,
+        preferred_mechanic_id=body.preferred_mechanic_id, specialist=body.specialist,
+        success_url=body.success_url, cancel_url=body.cancel_url))

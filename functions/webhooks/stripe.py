@@ -1,0 +1,13 @@
+"""stripe_webhook: Stripe's signed events (platform and Connect endpoints), each applied once."""
+
+from __future__ import annotations
+
+from shared import payments
+from shared.http import Ctx, endpoint
+
+
+@endpoint(methods=("POST",), auth="none", max_body=512 * 1024)
+def stripe_webhook(ctx: Ctx) -> dict:
+    # The signature covers the raw bytes: never parse and re-serialize before verifying.
+    result = payments.handle_webhook(ctx.request.get_data(cache=True), ctx.request.headers.get("Stripe-Signature"))
+    return {"received": True, **result}

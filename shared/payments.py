@@ -1,0 +1,320 @@
+"""Payments: checkout, the Stripe webhook, Connect onboarding, and the Stripe worker.
+
+The rules live in SQL (supabase/functions_sql/040_payments.sql); this module runs them in short
+transactions as `service_role` and calls Stripe between them, never inside a transaction or while
+holding a row lock:
+
+- checkout:  validate + record a pending booking (SQL) → create the Checkout Session (Stripe) →
+             record its id (SQL). Credit that covers the price pays at once, without Stripe.
+- webhook:   verify the signature → one transaction: ledger row, lock, apply once, mark processed.
+             A handler failure rolls back, is recorded in a transaction of its own, and answers 500.
+- worker:    `process_payouts()` claims due refunds, transfers and reversals (for update skip
+             locked) → commits → calls Stripe with a deterministic idempotency key → records.
+
+docs/payments.md has the money flow and every decision.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+import stripe
+
+from shared import db
+from shared.errors import AppError
+from shared.logs import log
+from shared.stripe_client import error_text, get_client, idempotency_key, options, verify_event
+
+SERVICE_CLAIMS = {"role": "service_role"}
+
+
+@contextmanager
+def service_transaction() -> Iterator[psycopg.Connection]:
+    """One transaction acting as service_role (platform work: grants apply, RLS does not)."""
+    with db.transaction("service_role", SERVICE_CLAIMS) as conn:
+        yield conn
+
+
+def _one(conn: psycopg.Connection, query: str, params: tuple[Any, ...]) -> Any:
+    row = conn.execute(query, params).fetchone()
+    return None if row is None else next(iter(row.values()))
+
+
+# ---------------------------------------------------------------------------------------------
+# Checkout
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CheckoutRequest:
+    plan_code: str
+    intake_id: uuid.UUID
+    success_url: str
+    cancel_url: str
+    vehicle_id: uuid.UUID | None = None
+    preferred_mechanic_id: uuid.UUID | None = None
+    specialist: bool = False
+
+
+def create_checkout(customer_id: str, req: CheckoutRequest, *, client: stripe.StripeClient | None = None) -> dict:
+    """A paid booking: {mode: "credit", booking_id, session_id, ...} when credit paid it, else
+    {mode: "stripe", booking_id, url} for Stripe Checkout."""
+    with service_transaction() as conn:
+        prep = _one(conn, "select private.prepare_checkout(%s, %s, %s, %s, %s, %s)",
+                    (customer_id, req.plan_code, req.intake_id, req.vehicle_id, req.preferred_mechanic_id,
+                     req.specialist))
+    booking_id = prep["booking_id"]
+    if prep["mode"] == "credit":
+        return {"mode": "credit", "url": None, "booking_id": booking_id, "session_id": prep["session_id"],
+                "request_id": prep["request_id"], "price_cents": prep["price_cents"], "currency": prep["currency"],
+                "credit_balance_cents": prep["credit_balance_cents"]}
+    if prep.get("reused"):
+        return {"mode": "stripe", "url": prep["url"], "booking_id": booking_id, "price_cents": prep["price_cents"],
+                "currency": prep["currency"]}
+
+    params: dict[str, Any] = {
+        "mode": "payment",
+        "line_items": [{
+            "quantity": 1,
+            "price_data": {
+                "currency": prep["currency"],
+                "unit_amount": prep["price_cents"],  # our catalog's price, never the client's
+                "product_data": {"name": prep["product_name"], "metadata": {"plan_code": prep["plan_code"]}},
+            },
+        }],
+        "success_url": req.success_url,
+        "cancel_url": req.cancel_url,
+        "client_reference_id": booking_id,
+        "metadata": {"booking_id": booking_id, "customer_id": str(customer_id), "plan_code": prep["plan_code"]},
+        "payment_intent_data": {
+            "transfer_group": f"booking_{booking_id}",
+            "metadata": {"booking_id": booking_id},
+        },
+        "expires_at": prep["expires_at"],
+    }
+    if prep.get("customer_email"):
+        params["customer_email"] = prep["customer_email"]
+    try:
+        client = client or get_client()
+        session = client.v1.checkout.sessions.create(params, options(idempotency_key("checkout", booking_id)))
+    except (stripe.StripeError, AppError) as exc:
+        with service_transaction() as conn:
+            conn.execute("select private.fail_checkout(%s, %s)", (booking_id, error_text(exc)))
+        if isinstance(exc, AppError):
+            raise
+        log("error", "checkout session not created", booking_id=booking_id, error=error_text(exc))
+        raise AppError("provider_error", "Stripe could not create the checkout; try again") from exc
+    with service_transaction() as conn:
+        recorded = _one(conn, "select private.record_checkout_session(%s, %s, %s)",
+                        (booking_id, session.id, session.url))
+    return {"mode": "stripe", "url": recorded["url"], "booking_id": booking_id, "price_cents": prep["price_cents"],
+            "currency": prep["currency"]}
+
+
+# ---------------------------------------------------------------------------------------------
+# Webhook
+# ---------------------------------------------------------------------------------------------
+def handle_webhook(payload: bytes, signature: str | None) -> dict:
+    """Verify, then apply the event once. Returns {event_id, type, outcome} (outcome `duplicate`
+    for an event already processed). Raises on failure after recording the error."""
+    verify_event(payload, signature)
+    text = payload.decode("utf-8")  # stored as received (verify_event proved it is UTF-8 JSON)
+    try:
+        with service_transaction() as conn:
+            return _one(conn, "select private.handle_stripe_event(%s::jsonb)", (text,))
+    except AppError:
+        raise
+    except psycopg.Error as exc:
+        if exc.sqlstate == "AD001":  # not an event we can key: nothing to record
+            raise
+        _record_event_error(text, exc)
+        raise
+    except Exception as exc:
+        _record_event_error(text, exc)
+        raise
+
+
+def _record_event_error(text: str, exc: BaseException) -> None:
+    message = f"{type(exc).__name__}: {getattr(getattr(exc, 'diag', None), 'message_primary', None) or exc}"
+    log("error", "stripe event failed", error=message[:500])
+    try:
+        with service_transaction() as conn:
+            conn.execute("select private.record_stripe_event_error(%s::jsonb, %s)", (text, message[:2000]))
+    except Exception as record_exc:  # the original failure is what the caller must see
+        log("error", "could not record the stripe event failure", error=repr(record_exc)[:500])
+
+
+# ---------------------------------------------------------------------------------------------
+# Connect onboarding
+# ---------------------------------------------------------------------------------------------
+def start_onboarding(user_id: str, organization_id: uuid.UUID | None, return_url: str, refresh_url: str, *,
+                     client: stripe.StripeClient | None = None) -> dict:
+    """The Express account of an approved mechanic (or of a workshop the caller owns), created once,
+    and a fresh onboarding link for it."""
+    with service_transaction() as conn:
+        info = _one(conn, "select private.prepare_connect_account(%s, %s)", (user_id, organization_id))
+    client = client or get_client()
+    account_id = info["stripe_account_id"]
+    try:
+        if not account_id:
+            params: dict[str, Any] = {
+                "type": "express",
+                "capabilities": {"transfers": {"requested": True}},
+                "metadata": {f"{info['owner_kind']}_id": info["owner_id"]},
+            }
+            if info.get("country"):
+                params["country"] = info["country"]
+            if info.get("email"):
+                params["email"] = info["email"]
+            account = client.v1.accounts.create(
+                params, options(idempotency_key("connect-account", info["owner_kind"], info["owner_id"])))
+            with service_transaction() as conn:
+                stored = _one(conn, "select private.record_connect_account(%s, %s, %s)",
+                              (info["owner_kind"], info["owner_id"], account.id))
+            account_id = stored["stripe_account_id"]
+        link = client.v1.account_links.create({
+            "account": account_id, "refresh_url": refresh_url, "return_url": return_url, "type": "account_onboarding",
+        })
+    except stripe.StripeError as exc:
+        log("error", "connect onboarding failed", owner=info["owner_id"], error=error_text(exc))
+        raise AppError("provider_error", "Stripe could not start onboarding; try again") from exc
+    return {"url": link.url, "stripe_account_id": account_id, "owner_kind": info["owner_kind"],
+            "owner_id": info["owner_id"], "expires_at": getattr(link, "expires_at", None)}
+
+
+# ---------------------------------------------------------------------------------------------
+# The worker: refunds, transfers, reversals (and account refetches)
+# ---------------------------------------------------------------------------------------------
+class _NotReady(Exception):
+    """A call that cannot be made yet (e.g. the payment's charge is not known)."""
+
+
+def _stripe_ref(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    return getattr(value, "id", None)
+
+
+def process_payouts(*, client: stripe.StripeClient | None = None, limit: int = 50,
+                    now: dt.datetime | None = None) -> dict[str, int]:
+    """One pass of the Stripe worker (a cron job calls this; safe to run concurrently and twice).
+
+    Order: account refetches, then refunds (refund before paying out wherever possible), then
+    transfers, then transfer reversals. Returns counts per outcome.
+    """
+    client = client or get_client()
+    stats: Counter[str] = Counter()
+    _refresh_accounts(client, limit, now, stats)
+    _send_refunds(client, limit, now, stats)
+    _send_transfers(client, limit, now, stats)
+    _send_reversals(client, limit, now, stats)
+    return dict(stats)
+
+
+def _refresh_accounts(client: stripe.StripeClient, limit: int, now: dt.datetime | None, stats: Counter[str]) -> None:
+    with service_transaction() as conn:
+        accounts = [r["accounts_to_refresh"]
+                    for r in conn.execute("select private.accounts_to_refresh(%s)", (limit,)).fetchall()]
+    for account_id in accounts:
+        try:
+            account = client.v1.accounts.retrieve(account_id)
+        except stripe.StripeError as exc:
+            log("error", "account refetch failed", account=account_id, error=error_text(exc))
+            stats["accounts_failed"] += 1
+            continue
+        with service_transaction() as conn:
+            conn.execute("select private.apply_account_snapshot(%s::jsonb, coalesce(%s::timestamptz, now()), true,"
+                         " coalesce(%s::timestamptz, now()))",
+                         (psycopg.types.json.Jsonb(account.to_dict(for_json=True)), now, now))
+        stats["accounts_refreshed"] += 1
+
+
+def _send_refunds(client: stripe.StripeClient, limit: int, now: dt.datetime | None, stats: Counter[str]) -> None:
+    with service_transaction() as conn:
+        claimed = conn.execute("select * from private.claim_refunds(%s, coalesce(%s::timestamptz, now()))",
+                               (limit, now)).fetchall()
+    for row in claimed:
+        try:
+            if not row["payment_intent_id"]:
+                raise _NotReady("the payment has no payment intent")
+            refund = client.v1.refunds.create(
+                {"payment_intent": row["payment_intent_id"], "amount": row["amount_cents"],
+                 "metadata": {"refund_id": str(row["refund_id"]), "payment_id": str(row["payment_id"])}},
+                options(idempotency_key("refund", row["payment_id"], row["seq"])))
+        except (stripe.StripeError, _NotReady) as exc:
+            with service_transaction() as conn:
+                outcome = _one(conn, "select private.record_refund_failure(%s, %s, coalesce(%s::timestamptz, now()))",
+                               (row["refund_id"], error_text(exc), now))
+            stats[f"refunds_{outcome}"] += 1
+            continue
+        with service_transaction() as conn:
+            status = _one(conn, "select private.record_refund_sent(%s, %s, %s, coalesce(%s::timestamptz, now()))",
+                          (row["refund_id"], refund.id, refund.status, now))
+        stats[f"refunds_{status}"] += 1
+
+
+def _send_transfers(client: stripe.StripeClient, limit: int, now: dt.datetime | None, stats: Counter[str]) -> None:
+    with service_transaction() as conn:
+        claimed = conn.execute("select * from private.claim_payouts(%s, coalesce(%s::timestamptz, now()))",
+                               (limit, now)).fetchall()
+    for row in claimed:
+        try:
+            charge = row["charge_id"]
+            if row["method"] == "card" and not charge:
+                if not row["payment_intent_id"]:
+                    raise _NotReady("the payment has no payment intent")
+                intent = client.v1.payment_intents.retrieve(row["payment_intent_id"])
+                charge = _stripe_ref(intent.latest_charge)
+                if not charge:
+                    raise _NotReady("the payment has no charge yet")
+                with service_transaction() as conn:
+                    conn.execute("select private.record_payment_charge(%s, %s)", (row["payment_id"], charge))
+            params: dict[str, Any] = {
+                "amount": row["amount_cents"], "currency": row["currency"], "destination": row["destination"],
+                "transfer_group": row["transfer_group"],
+                "metadata": {"payout_id": str(row["payout_id"]), "session_id": str(row["session_id"]),
+                             "payment_id": str(row["payment_id"])},
+            }
+            if charge:
+                params["source_transaction"] = charge  # funds from this charge, available or not
+            transfer = client.v1.transfers.create(
+                params, options(idempotency_key("transfer", row["session_id"], row["payee_id"])))
+        except (stripe.StripeError, _NotReady) as exc:
+            with service_transaction() as conn:
+                outcome = _one(conn, "select private.record_payout_failure(%s, %s, coalesce(%s::timestamptz, now()))",
+                               (row["payout_id"], error_text(exc), now))
+            log("info", "transfer failed", payout_id=str(row["payout_id"]), outcome=outcome, error=error_text(exc))
+            stats[f"transfers_{outcome}"] += 1
+            continue
+        with service_transaction() as conn:
+            conn.execute("select private.record_payout_paid(%s, %s, coalesce(%s::timestamptz, now()))",
+                         (row["payout_id"], transfer.id, now))
+        stats["transfers_paid"] += 1
+
+
+def _send_reversals(client: stripe.StripeClient, limit: int, now: dt.datetime | None, stats: Counter[str]) -> None:
+    with service_transaction() as conn:
+        claimed = conn.execute("select * from private.claim_reversals(%s, coalesce(%s::timestamptz, now()))",
+                               (limit, now)).fetchall()
+    for row in claimed:
+        try:
+            reversal = client.v1.transfers.reversals.create(
+                row["transfer_id"],
+                {"amount": row["amount_cents"],
+                 "metadata": {"reversal_id": str(row["reversal_id"]), "refund_id": str(row["refund_id"])}},
+                options(idempotency_key("reversal", row["payout_id"], row["refund_id"])))
+        except stripe.StripeError as exc:
+            with service_transaction() as conn:
+                outcome = _one(conn, "select private.record_reversal_failure(%s, %s, coalesce(%s::timestamptz, now()))",
+                               (row["reversal_id"], error_text(exc), now))
+            stats[f"reversals_{outcome}"] += 1
+            continue
+        with service_transaction() as conn:
+            conn.execute("select private.record_reversal_done(%s, %s, coalesce(%s::timestamptz, now()))",
+                         (row["reversal_id"], reversal.id, now))
+        stats["reversals_succeeded"] += 1
