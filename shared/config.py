@@ -37,6 +37,12 @@ class Settings(BaseSettings):
     livekit_api_key: str | None = Field(default=None, alias="LIVEKIT_API_KEY")
     livekit_api_secret: str | None = Field(default=None, alias="LIVEKIT_API_SECRET")
     livekit_url: str | None = Field(default=None, alias="LIVEKIT_URL")
+    resend_api_key: str | None = Field(default=None, alias="RESEND_API_KEY")
+    resend_api_base: str = Field(default="https://api.resend.com", alias="RESEND_API_BASE")
+    email_from: str = Field(default="Auto Doctor <no-reply@autodoctor.app>", alias="EMAIL_FROM")
+    support_email: str | None = Field(default=None, alias="SUPPORT_EMAIL")
+    email_files_dir: Path | None = Field(default=None, alias="EMAIL_FILES_DIR")
+    app_url: str = Field(default="http://127.0.0.1:3000", alias="APP_URL")
     port: int = Field(default=8080, alias="PORT", ge=1, le=65535)
     # Payments (docs/payments.md). Unset secrets fail closed: no checkout, no webhook.
     stripe_secret_key: str | None = Field(default=None, alias="STRIPE_SECRET_KEY")

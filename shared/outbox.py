@@ -17,9 +17,13 @@ Handler = Callable[[dict[str, Any]], Any]
 
 
 def handlers() -> dict[str, Handler]:
-    from shared import rooms
+    from shared import email, rooms
 
-    return {"livekit.delete_room": rooms.delete_room}
+    return {
+        "livekit.delete_room": rooms.delete_room,
+        "email.send": email.send_outbox_email,
+        "email.support_alert": email.send_support_alert,
+    }
 
 
 def deliver(now: dt.datetime | None = None, limit: int = 50, kinds: list[str] | None = None,
@@ -35,7 +39,7 @@ def deliver(now: dt.datetime | None = None, limit: int = 50, kinds: list[str] | 
         try:
             if handler is None:
                 raise LookupError(f"no handler for {row['kind']}")
-            result = handler(row["payload"])
+            result = handler({**row["payload"], "_dedupe_key": row["dedupe_key"]})
             if inspect.isawaitable(result):
                 asyncio.run(result)  # type: ignore[arg-type]
         except Exception as exc:  # any failure is retried, then dead-lettered

@@ -88,6 +88,14 @@ def cases(w):
         (w.customer, "request_extension", {"p_session_id": w.session, "p_minutes": 2}, "AD030"),  # not live
         (w.customer, "request_extension", {"p_session_id": w.session, "p_minutes": 2**31 - 1}, "AD030"),
         (w.customer, "request_extension", {"p_session_id": w.session, "p_minutes": "many"}, "22P02"),
+        # jobs
+        (w.customer, "admin_outbox", {}, "AD003"),
+        (w.admin, "admin_outbox", {"p_status": "exploded"}, "AD001"),
+        (w.admin, "admin_outbox", {"p_status": None}, "AD001"),
+        (w.admin, "admin_outbox", {"p_limit": 0}, "AD001"),
+        (w.admin, "admin_retry_outbox", {"p_id": None}, "AD001"),
+        (w.admin, "admin_retry_outbox", {"p_id": -5}, "AD004"),
+        (w.mechanic, "admin_retry_outbox", {"p_id": 1}, "AD003"),
         # matching
         (w.customer, "available_mechanics", {"p_limit": 0}, "AD001"),
         (w.customer, "available_mechanics", {"p_limit": 100000}, "AD001"),

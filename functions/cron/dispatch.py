@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pydantic
 
-from shared import matching
+from shared import jobs, matching
 from shared.http import Ctx, endpoint
 
 
@@ -15,4 +15,4 @@ class DispatchBody(pydantic.BaseModel):
 
 @endpoint(methods=("POST",), auth="cron", body=DispatchBody)
 def cron_dispatch(ctx: Ctx) -> dict:
-    return matching.dispatch(limit=ctx.body.limit)
+    return jobs.run("cron_dispatch", lambda: matching.dispatch(limit=ctx.body.limit))

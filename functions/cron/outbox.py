@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pydantic
 
-from shared import outbox
+from shared import jobs, outbox
 from shared.http import Ctx, endpoint
 
 
@@ -15,4 +15,4 @@ class OutboxBody(pydantic.BaseModel):
 
 @endpoint(methods=("POST",), auth="cron", body=OutboxBody)
 def cron_outbox(ctx: Ctx) -> dict:
-    return outbox.deliver(limit=ctx.body.limit)
+    return jobs.run("cron_outbox", lambda: outbox.deliver(limit=ctx.body.limit))

@@ -3,10 +3,10 @@ what dropped webhook events left wrong."""
 
 from __future__ import annotations
 
-from shared import rooms
+from shared import jobs, rooms
 from shared.http import Ctx, endpoint
 
 
 @endpoint(methods=("POST",), auth="cron")
 def cron_reconcile_livekit(ctx: Ctx) -> dict:
-    return rooms.reconcile()
+    return jobs.run("cron_reconcile_livekit", lambda: rooms.reconcile())

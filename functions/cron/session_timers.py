@@ -1,13 +1,20 @@
-"""cron_session_timers: ends live sessions past their deadline (plus grace); their rooms close
-through the outbox."""
+"""cron_session_timers: ends live sessions past their deadline (plus grace) — their rooms close
+through the outbox — and sends "session starting" notices 5 minutes before scheduled sessions."""
 
 from __future__ import annotations
 
-from shared import db
+from shared import db, jobs
 from shared.http import Ctx, endpoint
+
+
+def _timers() -> dict:
+    with db.transaction() as conn:
+        ended = conn.execute("select private.end_overdue_sessions(now(), 200) as r").fetchone()["r"]
+    with db.transaction() as conn:
+        notices = conn.execute("select private.send_starting_notices(now()) as r").fetchone()["r"]
+    return {**ended, **notices}
 
 
 @endpoint(methods=("POST",), auth="cron")
 def cron_session_timers(ctx: Ctx) -> dict:
-    with db.transaction() as conn:
-        return conn.execute("select private.end_overdue_sessions(now(), 200) as r").fetchone()["r"]
+    return jobs.run("cron_session_timers", _timers)

@@ -1,0 +1,144 @@
+"""Milestone emails (seed 003): Jinja2 templates (HTML autoescaped, plain text) rendered from
+data, sent through Resend's HTTP API or, locally, written as .eml files a developer can open."""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.message
+import email.utils
+import hashlib
+import json
+import urllib.error
+import urllib.request
+import zoneinfo
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from shared import PACKAGE_DIR, db
+from shared.config import get_settings
+from shared.errors import AppError
+from shared.logs import log
+
+TEMPLATES = PACKAGE_DIR / "email_templates"
+SUBJECTS = {
+    "booking_confirmed": "Your {{ session.plan }} session is booked",
+    "mechanic_assigned": "{{ session.mechanic_name }} is ready for your session",
+    "session_starting": "Your session starts in 5 minutes",
+    "session_ended": "How was your session with {{ session.mechanic_name }}?",
+    "summary_delivered": "Your session summary from {{ session.mechanic_name }}",
+    "mechanic_nudge": "A customer is waiting for you",
+    "support_alert": "Alert: session {{ session_id }} accepted but not started",
+}
+# Not about a purchase the user made: sent only to users who keep marketing_emails on.
+NON_TRANSACTIONAL = {"session_ended"}
+
+
+def _localtime(value: str | None, zone: str = "UTC") -> str:
+    if not value:
+        return ""
+    when = dt.datetime.fromisoformat(value)
+    try:
+        local = when.astimezone(zoneinfo.ZoneInfo(zone))
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        local = when.astimezone(dt.UTC)
+    return local.strftime("%a %d %b %Y, %H:%M %Z")
+
+
+# .html templates are autoescaped; .txt templates and subjects are plain text.
+_ENV = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(TEMPLATES),
+    autoescape=jinja2.select_autoescape(enabled_extensions=("html",), default_for_string=False),
+    undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
+)
+_ENV.filters["localtime"] = _localtime
+
+
+@dataclass(frozen=True)
+class Rendered:
+    subject: str
+    html: str | None
+    text: str
+
+
+def render(template: str, context: dict[str, Any]) -> Rendered:
+    if template not in SUBJECTS:
+        raise AppError("invalid_input", f"unknown email template {template!r}")
+    context = {"app_url": get_settings().app_url, "marketing": template in NON_TRANSACTIONAL, **context}
+    subject = _ENV.from_string(SUBJECTS[template]).render(context).strip()
+    context["subject"] = subject
+    html = None
+    if (TEMPLATES / f"{template}.html").exists():
+        html = _ENV.get_template(f"{template}.html").render(context)
+    text = _ENV.get_template(f"{template}.txt").render(context)
+    return Rendered(subject=subject, html=html, text=text)
+
+
+def _send_resend(to: str, message: Rendered, key: str) -> None:
+    settings = get_settings()
+    body = {"from": settings.email_from, "to": [to], "subject": message.subject, "text": message.text}
+    if message.html:
+        body["html"] = message.html
+    request = urllib.request.Request(  # noqa: S310 - the base URL comes from configuration
+        settings.resend_api_base.rstrip("/") + "/emails", data=json.dumps(body).encode(), method="POST",
+        headers={"Authorization": f"Bearer {settings.resend_api_key}", "Content-Type": "application/json",
+                 "Idempotency-Key": hashlib.sha256(key.encode()).hexdigest()[:64]},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+            response.read()
+    except urllib.error.HTTPError as exc:
+        raise RuntimeError(f"Resend answered {exc.code}: {exc.read()[:300]!r}") from None
+
+
+def _write_file(to: str, message: Rendered, key: str, directory: Path) -> Path:
+    msg = email.message.EmailMessage()
+    msg["From"] = get_settings().email_from
+    msg["To"] = to
+    msg["Subject"] = message.subject
+    msg["Date"] = email.utils.formatdate(localtime=False)
+    msg["Message-ID"] = f"<{hashlib.sha256(key.encode()).hexdigest()[:32]}@autodoctor.local>"
+    msg.set_content(message.text)
+    if message.html:
+        msg.add_alternative(message.html, subtype="html")
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.eml"  # same key → same file
+    path.write_bytes(bytes(msg))
+    return path
+
+
+def deliver(to: str, message: Rendered, key: str) -> None:
+    settings = get_settings()
+    if settings.resend_api_key:
+        _send_resend(to, message, key)
+        return
+    directory = settings.email_files_dir or (settings.home / "mail" if settings.local_dev else None)
+    if directory is None:
+        raise AppError("setting_missing", "set RESEND_API_KEY (or EMAIL_FILES_DIR for local files)")
+    _write_file(to, message, key, directory)
+
+
+def send_outbox_email(payload: dict[str, Any]) -> None:
+    """Outbox handler for `email.send`: {template, user_id, session_id, data, _dedupe_key}."""
+    with db.transaction() as conn:
+        ctx = conn.execute("select private.email_context(%s, %s) as c",
+                           (payload["user_id"], payload.get("session_id"))).fetchone()["c"]
+    if ctx is None or not ctx.get("to"):
+        log("info", "email skipped: no recipient", template=payload["template"])
+        return
+    if payload["template"] in NON_TRANSACTIONAL and not ctx["marketing_emails"]:
+        log("info", "email skipped: opted out", template=payload["template"])
+        return
+    message = render(payload["template"], {**ctx, **payload.get("data", {})})
+    deliver(ctx["to"], message, payload["_dedupe_key"])
+
+
+def send_support_alert(payload: dict[str, Any]) -> None:
+    """Outbox handler for `email.support_alert` (SUPPORT_EMAIL; the admin queue also gets it live)."""
+    to = get_settings().support_email
+    if not to:
+        log("warning", "support alert not emailed: SUPPORT_EMAIL is not set", session_id=payload.get("session_id"))
+        return
+    deliver(to, render("support_alert", payload), payload["_dedupe_key"])

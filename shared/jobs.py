@@ -1,0 +1,38 @@
+"""Cron jobs: each run is recorded in private.cron_runs (start, end, result or error)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from shared import db
+
+
+def run(job: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    with db.transaction() as conn:
+        run_id = conn.execute("select private.cron_run_start(%s) as id", (job,)).fetchone()["id"]
+    try:
+        result = fn()
+    except Exception as exc:
+        with db.transaction() as conn:
+            conn.execute("select private.cron_run_finish(%s, false, null, %s)", (run_id, repr(exc)))
+        raise
+    with db.transaction() as conn:
+        conn.execute("select private.cron_run_finish(%s, true, %s::jsonb, null)", (run_id, _json(result)))
+    return result
+
+
+def sql_job(query: str, params: tuple[Any, ...] = ()) -> Callable[[], dict[str, Any]]:
+    """A job that is one SQL function call returning jsonb, in one transaction."""
+
+    def call() -> dict[str, Any]:
+        with db.transaction() as conn:
+            return conn.execute(query, params).fetchone()["r"]
+
+    return call
+
+
+def _json(value: Any) -> str:
+    import json
+
+    return json.dumps(value, default=str)
