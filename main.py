@@ -5,6 +5,8 @@ from __future__ import annotations
 import flask
 import functions_framework
 
+from functions.checkout import create_checkout as _create_checkout
+from functions.connect import connect_onboarding as _connect_onboarding
 from functions.cron.dispatch import cron_dispatch as _cron_dispatch
 from functions.cron.nudges import cron_nudges as _cron_nudges
 from functions.cron.outbox import cron_outbox as _cron_outbox
@@ -15,6 +17,7 @@ from functions.health import health as _health
 from functions.livekit_token import livekit_token as _livekit_token
 from functions.route_request import route_request as _route_request
 from functions.webhooks.livekit import livekit_webhook as _livekit_webhook
+from functions.webhooks.stripe import stripe_webhook as _stripe_webhook
 
 # Targets served by `autodoctor serve` under /<target>; each is deployed as its own function.
 TARGETS = [
@@ -28,6 +31,9 @@ TARGETS = [
     "cron_outbox",
     "cron_sweep_requests",
     "cron_nudges",
+    "create_checkout",
+    "stripe_webhook",
+    "connect_onboarding",
 ]
 
 
@@ -72,6 +78,21 @@ def cron_outbox(request: flask.Request) -> flask.Response:
 
 
 @functions_framework.http
+def create_checkout(request: flask.Request) -> flask.Response:
+    return _create_checkout(request)
+
+
+@functions_framework.http
+def stripe_webhook(request: flask.Request) -> flask.Response:
+    return _stripe_webhook(request)
+
+
+@functions_framework.http
+def connect_onboarding(request: flask.Request) -> flask.Response:
+    return _connect_onboarding(request)
+
+
+@functions_framework.http
 def cron_sweep_requests(request: flask.Request) -> flask.Response:
     return _cron_sweep_requests(request)
 
@@ -79,4 +100,3 @@ def cron_sweep_requests(request: flask.Request) -> flask.Response:
 @functions_framework.http
 def cron_nudges(request: flask.Request) -> flask.Response:
     return _cron_nudges(request)
-
