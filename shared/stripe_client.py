@@ -85,8 +85,10 @@ def verify_event(payload: bytes, signature: str | None) -> dict[str, Any]:
             stripe.Webhook.construct_event(payload, signature, secret, tolerance=SIGNATURE_TOLERANCE)
         except stripe.SignatureVerificationError:
             continue
-        except ValueError as exc:  # signed, but not JSON (or not UTF-8)
-            raise AppError("invalid_input", "the event body is not JSON") from exc
+        except (ValueError, TypeError, AttributeError, KeyError) as exc:
+            # construct_event verifies first, then builds the event: the body is not an event
+            # (not UTF-8, not JSON, or not an object)
+            raise AppError("invalid_input", "the event body is not a Stripe event") from exc
         event = json.loads(payload)
         if not isinstance(event, dict):
             raise AppError("invalid_input", "the event body is not a JSON object")

@@ -3,7 +3,9 @@ including the refund after payout that reverses transfers proportionally."""
 
 from __future__ import annotations
 
-from tests.test_payments_support import Pay, charge_for, fake_stripe, pay  # noqa: F401
+from tests.test_payments_support import Pay, charge_for
+
+pytest_plugins = ["tests.test_payments_support"]  # the `pay` fixture
 
 
 def test_checkout_to_payout(pay: Pay) -> None:

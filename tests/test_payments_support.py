@@ -357,8 +357,9 @@ class Pay:
     def send(self, event: dict[str, Any] | str | bytes, *, secret: str = WEBHOOK_SECRET,
              header: str | None = None) -> tuple[int, Any]:
         payload = event if isinstance(event, str | bytes) else json.dumps(event)
-        text = payload.decode() if isinstance(payload, bytes) else payload
-        headers = {"Stripe-Signature": header if header is not None else sign(text, secret)}
+        if header is None:
+            header = sign(payload.decode() if isinstance(payload, bytes) else payload, secret)
+        headers = {"Stripe-Signature": header}
         return call(stripe_webhook, raw=payload, headers=headers)
 
     def deliver(self, event: dict[str, Any]) -> dict[str, Any]:

@@ -843,7 +843,9 @@ begin
 end
 $$;
 
--- checkout.session.expired / async_payment_failed: an open booking ends without payment.
+-- checkout.session.expired / async_payment_failed: an open booking ends without payment. A
+-- failed card attempt (payment_intent.payment_failed) leaves the Checkout open, so its expiry
+-- still ends the booking as expired: both orders end the same.
 create or replace function private.stripe_checkout_ended(p_session jsonb, p_status public.booking_status,
                                                          p_reason text, p_now timestamptz)
 returns text
@@ -852,7 +854,8 @@ as $$
 begin
   update public.bookings set status = p_status, failure_reason = p_reason, status_changed_at = p_now
   where (id = private.try_uuid(p_session #>> '{metadata,booking_id}') or stripe_checkout_session_id = p_session ->> 'id')
-    and method = 'card' and status = 'pending';
+    and method = 'card'
+    and (status = 'pending' or (status = 'failed' and p_status = 'expired'));
   return case when found then 'applied' else 'no_change' end;
 end
 $$;
