@@ -1455,11 +1455,11 @@ select b.*,
        b.refunded_cents + b.refund_pending_cents + b.transferred_cents + b.payout_pending_cents
          + b.platform_fee_cents + b.unsettled_cents as accounted_cents,
        case
-         when b.refunded_cents + b.refund_pending_cents + b.transferred_cents + b.payout_pending_cents
-              + b.platform_fee_cents + b.unsettled_cents <> b.amount_cents then 'amount is not fully accounted for'
          when b.refunded_cents + b.refund_pending_cents > b.amount_cents then 'refunds exceed the payment'
          when b.settled_at is null and b.payouts > 0 then 'payouts before the session completed'
          when b.over_reversed_payouts > 0 then 'a payout reversed by more than it paid'
+         when b.refunded_cents + b.refund_pending_cents + b.transferred_cents + b.payout_pending_cents
+              + b.platform_fee_cents + b.unsettled_cents <> b.amount_cents then 'amount is not fully accounted for'
        end as problem
 from private.payment_balances b
 where b.refunded_cents + b.refund_pending_cents + b.transferred_cents + b.payout_pending_cents
