@@ -47,7 +47,6 @@ def _workshop(db: Db) -> uuid.UUID:
     ("virtual", "micro", {"mechanic": 349, "platform": 150}),
     ("independent", "diagnostic", {"mechanic": 3499, "platform": 1500}),
     ("affiliated", "video15", {"workshop": 2099, "platform": 900}),
-    ("affiliated", "micro", {"workshop": 349, "platform": 150}),  # no on-shift flag exists yet: not on shift
 ])
 def test_default_splits(db: Db, kind: str, plan: str, expected: dict[str, int]) -> None:
     fields: dict[str, Any] = {}
@@ -61,8 +60,10 @@ def test_default_splits(db: Db, kind: str, plan: str, expected: dict[str, int]) 
 
 
 def test_on_shift_micro_session_by_a_workshops_mechanic(db: Db) -> None:
-    """The micro-sessions domain will add the on-shift flag; settlement reads it when it exists."""
-    db.execute("alter table public.mechanics add column currently_on_shift boolean not null default false")
+    """The micro-sessions domain provides the flag (mechanics.currently_on_shift, and sessions.on_shift
+    taken when the mechanic accepts); the columns are added here when that domain is not installed."""
+    db.execute("alter table public.mechanics add column if not exists currently_on_shift boolean not null default false")
+    db.execute("alter table public.sessions add column if not exists on_shift boolean")
     org = _workshop(db)
     mechanic = make_mechanic(db, organization_id=org, account_type="workshop_mechanic")
     db.execute("update public.mechanics set currently_on_shift = true where id = %s", (mechanic,))
@@ -70,23 +71,29 @@ def test_on_shift_micro_session_by_a_workshops_mechanic(db: Db) -> None:
     assert _split(db, out["session_id"]) == {"mechanic": 324, "workshop": 74, "platform": 101}  # 65/15/20
     shares = {r["payee_kind"]: r["share_bps"] for r in db.all("select * from public.payouts")}
     assert shares == {"mechanic": 6500, "workshop": 1500}
-    # a standard session by the same mechanic on shift: the default rule
+    # a standard session by the same mechanic on shift: the default rule (its 70% to the workshop)
     other = _completed_credit_session(db, mechanic, "chat10")
     assert _split(db, other["session_id"]) == {"workshop": 699, "platform": 300}
-    # a flag on the session itself (taken when it started) wins over the mechanic's current one
-    db.execute("alter table public.sessions add column on_shift boolean")
-    db.execute("update public.mechanics set currently_on_shift = false where id = %s", (mechanic,))
+
+    # taken on shift, ended after clocking out: the session's flag (from when it was taken) counts
     admin, customer = make_admin(db), make_customer(db)
     with db.as_user(admin):
         db.rpc("admin_grant_credit", p_customer_id=customer, p_amount_cents=499, p_reason="test")
     third = db.scalar("select private.prepare_checkout(%s, 'micro', %s, null, null, false)",
                       (customer, make_intake(db, customer)))
-    db.execute("update public.sessions set on_shift = true where id = %s", (third["session_id"],))
     accept(db, mechanic, third["request_id"])
+    db.execute("update public.sessions set on_shift = true where id = %s", (third["session_id"],))
     with db.as_user(mechanic):
         db.rpc("start_session", p_session_id=third["session_id"])
+    db.execute("update public.mechanics set currently_on_shift = false where id = %s", (mechanic,))
+    with db.as_user(mechanic):
         db.rpc("end_session", p_session_id=third["session_id"])
     assert _split(db, third["session_id"]) == {"mechanic": 324, "workshop": 74, "platform": 101}
+
+    # a micro session taken off shift (by a mechanic allowed to) uses the default rule
+    independent = make_mechanic(db, organization_id=org, account_type="individual_mechanic")
+    fourth = _completed_credit_session(db, independent, "micro")
+    assert _split(db, fourth["session_id"]) == {"mechanic": 349, "platform": 150}
     assert db.all("select * from private.payment_integrity_issues") == []
 
 
