@@ -43,6 +43,9 @@ ERROR_CODES: dict[str, ErrorCode] = {
         # jobs and outbox: AD040-AD049
         # scheduling: AD050-AD069
         # micro-sessions and shifts: AD070-AD079
+        ErrorCode("AD070", "session_not_eligible", 409),
+        ErrorCode("AD071", "already_clocked_in", 409),
+        ErrorCode("AD072", "not_clocked_in", 409),
     )
 }
 BY_NAME = {e.name: e for e in ERROR_CODES.values()}

@@ -153,6 +153,9 @@ begin
     perform private.raise_error('conflict', 'the session of this request is no longer pending');
   end if;
 
+  -- Participation mode, shift and daily micro cap (micro-sessions domain); reserves micro minutes.
+  perform private.check_and_reserve_accept(p_mechanic_id, v_session.id, p_now);
+
   insert into public.session_participants (session_id, user_id, role)
   values (v_session.id, v_session.customer_id, 'customer'), (v_session.id, p_mechanic_id, 'mechanic')
   on conflict (session_id, user_id) do nothing;

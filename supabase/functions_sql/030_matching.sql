@@ -106,15 +106,8 @@ drop trigger if exists _020_normalize_keywords on public.mechanics;
 create trigger _020_normalize_keywords before insert or update of service_keywords on public.mechanics
   for each row execute function private.tg_mechanics__normalize_keywords();
 
--- ---------------------------------------------------------------------------------------------
--- Eligibility hook: mechanics excluded from a request for reasons other domains own (time off,
--- shifts and micro caps, scheduled availability). Empty until those domains replace it.
--- ---------------------------------------------------------------------------------------------
-create or replace function private.eligibility_exclusions(p_request_id uuid, p_now timestamptz)
-returns setof uuid
-language sql stable set search_path = ''
-as $$ select null::uuid where false $$;
-revoke execute on function private.eligibility_exclusions(uuid, timestamptz) from public;
+-- Eligibility hook: private.eligibility_exclusions(request, now) (supabase/functions_sql/090_eligibility.sql)
+-- gathers the mechanics other domains exclude (shifts and micro caps; scheduling later).
 
 -- ---------------------------------------------------------------------------------------------
 -- Ranking (seed 004's weights, read from settings). Eligible = approved, may accept, not busy,

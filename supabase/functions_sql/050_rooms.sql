@@ -388,7 +388,11 @@ begin
     perform private.raise_error('extension_not_allowed', format('a %s session cannot be extended', v_session.status));
   end if;
   if v_session.duration_type = 'micro' then
-    v_minutes := private.setting_int('micro.extension_minutes');
+    -- the workshop's extension rules apply to its mechanics (micro-sessions domain)
+    v_minutes := private.micro_extension_minutes(v_session.id);
+    if v_minutes = 0 then
+      perform private.raise_error('extension_not_allowed', 'the workshop does not allow extensions');
+    end if;
     if p_minutes <> v_minutes then
       perform private.raise_error('invalid_input', format('a micro session is extended by %s minutes', v_minutes));
     end if;

@@ -1,0 +1,34 @@
+-- Eligibility hook used by ranking and routing: the mechanics that may not take a request for
+-- reasons other domains own. One function, applied after every domain's file, so each domain
+-- adds its branch here. Re-runnable.
+
+create or replace function private.eligibility_exclusions(p_request_id uuid, p_now timestamptz)
+returns setof uuid
+language sql stable security definer set search_path = ''
+as $$
+  with r as (
+    select s.duration_type, s.planned_minutes
+    from public.session_requests q join public.sessions s on s.id = q.session_id
+    where q.id = p_request_id)
+  -- micro-sessions (seed 000): full sessions never reach micro-only mechanics ...
+  select m.id from public.mechanics m, r
+  where r.duration_type <> 'micro' and m.participation_mode = 'micro_only'
+  union all
+  -- ... and micro sessions reach only mechanics whose mode, workshop, shift and cap allow them
+  select m.id
+  from r cross join public.mechanics m
+  left join public.organizations o on o.id = m.organization_id
+  where r.duration_type = 'micro' and m.status = 'approved'
+    and (m.participation_mode = 'full_only'
+         or (o.id is not null and not o.micro_sessions_enabled)
+         or (m.mechanic_type = 'workshop_affiliated' and not m.currently_on_shift)
+         or (o.id is not null and r.planned_minutes > o.micro_max_duration)
+         or r.planned_minutes > coalesce(m.daily_micro_minutes_cap, o.default_daily_micro_cap,
+                                         private.setting_int('micro.daily_cap_minutes'))
+                                - (select coalesce(sum(coalesce(u.actual_minutes, u.reserved_minutes)), 0)
+                                   from public.micro_minute_usage u
+                                   where u.mechanic_id = m.id
+                                     and u.local_day = (p_now at time zone m.timezone)::date))
+$$;
+revoke execute on function private.eligibility_exclusions(uuid, timestamptz) from public;
+grant execute on function private.eligibility_exclusions(uuid, timestamptz) to service_role;
