@@ -139,60 +139,35 @@ $$;
 -- ---------------------------------------------------------------------------------------------
 -- Lifecycles (ARCHITECTURE.md): any other change of status fails with invalid_transition (AD006)
 -- ---------------------------------------------------------------------------------------------
-create or replace function private.session_transition_allowed(p_from public.session_status, p_to public.session_status)
+-- The allowed changes of status, one list for both lifecycles.
+create or replace function private.status_transition_allowed(p_entity text, p_from text, p_to text)
 returns boolean
 language sql immutable set search_path = ''
 as $$
-  select (p_from, p_to) in (
-    ('pending'::public.session_status, 'waiting'::public.session_status),
-    ('pending', 'scheduled'), ('pending', 'cancelled'),
-    ('scheduled', 'waiting'), ('scheduled', 'cancelled'),
-    ('waiting', 'live'), ('waiting', 'cancelled'),
-    ('waiting', 'pending'),  -- the mechanic released an accepted request before the start
-    ('live', 'completed'), ('live', 'cancelled'))
+  select (p_entity, p_from, p_to) in (
+    ('sessions', 'pending', 'waiting'), ('sessions', 'pending', 'scheduled'), ('sessions', 'pending', 'cancelled'),
+    ('sessions', 'scheduled', 'waiting'), ('sessions', 'scheduled', 'cancelled'),
+    ('sessions', 'waiting', 'live'), ('sessions', 'waiting', 'cancelled'),
+    ('sessions', 'waiting', 'pending'),  -- the mechanic released an accepted request before the start
+    ('sessions', 'live', 'completed'), ('sessions', 'live', 'cancelled'),
+    ('session_requests', 'pending', 'accepted'), ('session_requests', 'pending', 'unattended'),
+    ('session_requests', 'pending', 'expired'), ('session_requests', 'pending', 'cancelled'),
+    ('session_requests', 'unattended', 'accepted'), ('session_requests', 'unattended', 'expired'),
+    ('session_requests', 'unattended', 'cancelled'),
+    ('session_requests', 'accepted', 'pending'),  -- the mechanic released it: back to the others
+    ('session_requests', 'accepted', 'cancelled'))
 $$;
+revoke execute on function private.status_transition_allowed(text, text, text) from public;
+grant execute on function private.status_transition_allowed(text, text, text) to authenticated, service_role;
 
-create or replace function private.request_transition_allowed(p_from public.request_status, p_to public.request_status)
-returns boolean
-language sql immutable set search_path = ''
-as $$
-  select (p_from, p_to) in (
-    ('pending'::public.request_status, 'accepted'::public.request_status),
-    ('pending', 'unattended'), ('pending', 'expired'), ('pending', 'cancelled'),
-    ('unattended', 'accepted'), ('unattended', 'expired'), ('unattended', 'cancelled'),
-    ('accepted', 'pending'),  -- the mechanic released it: back to the others
-    ('accepted', 'cancelled'))
-$$;
-revoke execute on function private.session_transition_allowed(public.session_status, public.session_status),
-  private.request_transition_allowed(public.request_status, public.request_status) from public;
-grant execute on function private.session_transition_allowed(public.session_status, public.session_status),
-  private.request_transition_allowed(public.request_status, public.request_status) to authenticated, service_role;
-
-create or replace function private.tg_sessions__check_transition() returns trigger
+create or replace function private.tg__check_transition() returns trigger
 language plpgsql set search_path = ''
 as $$
 begin
   if new.status is distinct from old.status then
-    if not private.session_transition_allowed(old.status, new.status) then
+    if not private.status_transition_allowed(tg_table_name, old.status::text, new.status::text) then
       perform private.raise_error('invalid_transition',
-        format('a session cannot go from %s to %s', old.status, new.status));
-    end if;
-    if new.status_changed_at is not distinct from old.status_changed_at then
-      new.status_changed_at := now();
-    end if;
-  end if;
-  return new;
-end
-$$;
-
-create or replace function private.tg_session_requests__check_transition() returns trigger
-language plpgsql set search_path = ''
-as $$
-begin
-  if new.status is distinct from old.status then
-    if not private.request_transition_allowed(old.status, new.status) then
-      perform private.raise_error('invalid_transition',
-        format('a request cannot go from %s to %s', old.status, new.status));
+        format('%s: cannot go from %s to %s', tg_table_name, old.status, new.status));
     end if;
     if new.status_changed_at is not distinct from old.status_changed_at then
       new.status_changed_at := now();
@@ -204,10 +179,10 @@ $$;
 
 drop trigger if exists _100_check_transition on public.sessions;
 create trigger _100_check_transition before update of status on public.sessions
-  for each row execute function private.tg_sessions__check_transition();
+  for each row execute function private.tg__check_transition();
 drop trigger if exists _100_check_transition on public.session_requests;
 create trigger _100_check_transition before update of status on public.session_requests
-  for each row execute function private.tg_session_requests__check_transition();
+  for each row execute function private.tg__check_transition();
 
 -- New rows start at the start of their lifecycle.
 create or replace function private.tg__check_initial_status() returns trigger
@@ -349,6 +324,6 @@ create trigger _300_broadcast after update of status, mechanic_id on public.sess
   for each row execute function private.tg_sessions__broadcast();
 
 revoke execute on function private.tg_auth_users__on_signup(), private.tg_auth_users__sync_admin(),
-  private.tg__set_updated_at(), private.tg_sessions__check_transition(), private.tg_session_requests__check_transition(),
+  private.tg__set_updated_at(), private.tg__check_transition(),
   private.tg__check_initial_status(), private.tg__record_status_event(), private.tg_session_events__append_only(),
   private.tg_session_requests__broadcast(), private.tg_sessions__broadcast() from public;

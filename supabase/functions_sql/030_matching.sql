@@ -90,8 +90,6 @@ $$;
 revoke execute on function private.extract_keywords(text) from public;
 grant execute on function private.extract_keywords(text) to authenticated, service_role;
 
-drop function if exists private.postal_fsa(text);
-
 -- Service keywords are vocabulary words: stored lowercase, trimmed, without duplicates.
 create or replace function private.tg_mechanics__normalize_keywords() returns trigger
 language plpgsql set search_path = ''

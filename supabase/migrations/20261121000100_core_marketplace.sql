@@ -539,8 +539,8 @@ begin
   if v_uid is null or p_topic is null then
     return false;
   end if;
-  if p_extension = 'presence' then
-    return p_topic = 'mechanics:presence';
+  if p_topic = 'mechanics:presence' then
+    return p_extension in ('presence', 'broadcast');  -- tracked presence, and the database's presence events
   end if;
   if p_extension <> 'broadcast' then
     return false;

@@ -123,34 +123,5 @@ as $$ select c.mechanic_id from public.mechanic_commitments c where c.status = '
 revoke execute on function private.busy_mechanic_ids() from public;
 grant execute on function private.busy_mechanic_ids() to anon, authenticated, service_role;
 
--- Realtime: presence watchers also receive the database's presence broadcasts.
-create or replace function private.realtime_can_receive(p_topic text, p_extension text) returns boolean
-language plpgsql stable security definer set search_path = ''
-as $$
-declare
-  v_uid uuid := (select auth.uid());
-begin
-  if v_uid is null or p_topic is null then
-    return false;
-  end if;
-  if p_topic = 'mechanics:presence' then
-    return p_extension in ('presence', 'broadcast');
-  end if;
-  if p_extension <> 'broadcast' then
-    return false;
-  end if;
-  if p_topic = 'mechanics:requests' then
-    return private.is_approved_mechanic() or private.is_admin();
-  elsif p_topic = 'admin:queue' then
-    return private.is_admin();
-  elsif p_topic like 'mechanic:%' then
-    return p_topic = 'mechanic:' || v_uid::text or private.is_admin();
-  elsif p_topic like 'session:%' then
-    return private.can_access_session(private.try_uuid(substr(p_topic, 9)));
-  end if;
-  return false;
-end
-$$;
-
 -- The presence view is public (anon reads it next to the directory): it reads the online window.
 grant execute on function private.setting(text), private.setting_interval(text) to anon;
