@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from typing import Annotated
+from urllib.parse import urlsplit
 
 import pydantic
 
@@ -13,8 +14,6 @@ from shared.http import Ctx, endpoint
 
 def _http_url(value: str) -> str:
     """An absolute http(s) URL, kept exactly as given (Stripe fills in {CHECKOUT_SESSION_ID})."""
-    from urllib.parse import urlsplit
-
     if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in value):
         raise ValueError("must not contain spaces or control characters")
     parts = urlsplit(value)

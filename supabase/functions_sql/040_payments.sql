@@ -279,6 +279,20 @@ begin
 end
 $$;
 
+-- Takes a session's request and session row locks, in the order every lifecycle path takes
+-- them (request → session → payment): a refund that may cancel the session locks these before
+-- the payment, so it never deadlocks with a customer cancelling or the expiry sweep.
+create or replace function private.lock_session_for_refund(p_session_id uuid) returns void
+language plpgsql security definer set search_path = ''
+as $$
+begin
+  if p_session_id is not null then
+    perform 1 from public.session_requests where session_id = p_session_id for update;
+    perform 1 from public.sessions where id = p_session_id for update;
+  end if;
+end
+$$;
+
 -- Records a refund of `p_payment_id` (null amount: all that remains). A card refund is queued for
 -- the worker (or, from Stripe, recorded as Stripe reports it); a credit refund goes back to the
 -- customer's credit at once. A payment that is then fully refunded cancels its session if the
@@ -350,6 +364,8 @@ begin
       perform private.allocate_refund(v_payment, v_refund, v_amount >= v_refundable, p_now);
     end if;
     if v_amount >= v_refundable and v_payment.session_id is not null then
+      -- Callers that may get here took the request and session locks first
+      -- (private.lock_session_for_refund, or the lifecycle update that fired the trigger).
       select status into v_session_status from public.sessions where id = v_payment.session_id;
       if v_session_status in ('pending', 'scheduled', 'waiting') then
         perform private.cancel_session(v_payment.session_id, coalesce(left(p_reason, 4000), 'refunded'), p_now);
@@ -383,6 +399,8 @@ begin
 end
 $$;
 
+revoke execute on function private.lock_session_for_refund(uuid) from public;
+grant execute on function private.lock_session_for_refund(uuid) to service_role;
 revoke execute on function private.refund_rank(public.refund_status), private.refund_status_from_stripe(text),
   private.refresh_payment_status(uuid), private.allocate_refund(public.payments, public.refunds, boolean, timestamptz),
   private.set_refund_status(uuid, public.refund_status, text, timestamptz),
@@ -732,6 +750,7 @@ begin
   if v_payment_id is null then
     return 'ignored';  -- not a payment of ours (yet: a later checkout.session.completed replays this event)
   end if;
+  perform private.lock_session_for_refund((select p.session_id from public.payments p where p.id = v_payment_id));
   perform 1 from public.payments where id = v_payment_id for update;
   perform private.stripe_record_charge(v_pi, v_charge);
 
@@ -1378,6 +1397,7 @@ begin
   if not found then
     perform private.raise_error('not_found', 'no payment for this session');
   end if;
+  perform private.lock_session_for_refund(p_session_id);
   perform private.set_actor('admin', v_reason);
   v_refund := private.request_refund(v_payment_id, p_amount_cents, 'admin', v_reason, v_admin, null, null, now());
   return jsonb_build_object('refund_id', v_refund.id, 'payment_id', v_refund.payment_id, 'session_id', p_session_id,
