@@ -42,6 +42,12 @@ ERROR_CODES: dict[str, ErrorCode] = {
         ErrorCode("AD030", "extension_not_allowed", 409),
         # jobs and outbox: AD040-AD049
         # scheduling: AD050-AD069
+        ErrorCode("AD050", "slot_taken", 409),
+        ErrorCode("AD051", "schedule_conflict", 409),
+        ErrorCode("AD052", "slot_unavailable", 409),
+        ErrorCode("AD053", "hold_expired", 409),
+        ErrorCode("AD054", "change_cutoff_passed", 409),
+        ErrorCode("AD055", "too_many_holds", 409),
         # micro-sessions and shifts: AD070-AD079
         ErrorCode("AD070", "session_not_eligible", 409),
         ErrorCode("AD071", "already_clocked_in", 409),

@@ -29,6 +29,15 @@ as $$
                                    from public.micro_minute_usage u
                                    where u.mechanic_id = m.id
                                      and u.local_day = (p_now at time zone m.timezone)::date))
+  union all
+  -- scheduling: on time off now, or the on-demand range [now, now + planned + buffer) would run
+  -- into a held or booked session (accepting it would fail with schedule_conflict)
+  select t.mechanic_id from public.mechanic_time_off t where t.during @> p_now
+  union all
+  select c.mechanic_id from public.mechanic_commitments c, r
+  where (c.status = 'confirmed' or (c.status = 'held' and c.expires_at > p_now))
+    and c.during && tstzrange(p_now, p_now + make_interval(mins => r.planned_minutes)
+                                     + private.setting_interval('scheduling.buffer'))
 $$;
 revoke execute on function private.eligibility_exclusions(uuid, timestamptz) from public;
 grant execute on function private.eligibility_exclusions(uuid, timestamptz) to service_role;
