@@ -52,22 +52,33 @@ def _one(conn: psycopg.Connection, query: str, params: tuple[Any, ...]) -> Any:
 # ---------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class CheckoutRequest:
-    plan_code: str
+    plan_code: str | None
     intake_id: uuid.UUID
     success_url: str
     cancel_url: str
     vehicle_id: uuid.UUID | None = None
     preferred_mechanic_id: uuid.UUID | None = None
     specialist: bool = False
+    hold_id: uuid.UUID | None = None
+
+
+# A held slot is priced and validated by the scheduling domain, when it is installed.
+HOLD_CHECKOUT = "private.prepare_hold_checkout(uuid,uuid,uuid,uuid,timestamp with time zone)"
 
 
 def create_checkout(customer_id: str, req: CheckoutRequest, *, client: stripe.StripeClient | None = None) -> dict:
     """A paid booking: {mode: "credit", booking_id, session_id, ...} when credit paid it, else
     {mode: "stripe", booking_id, url} for Stripe Checkout."""
     with service_transaction() as conn:
-        prep = _one(conn, "select private.prepare_checkout(%s, %s, %s, %s, %s, %s)",
-                    (customer_id, req.plan_code, req.intake_id, req.vehicle_id, req.preferred_mechanic_id,
-                     req.specialist))
+        if req.hold_id is not None:
+            if not _one(conn, "select to_regprocedure(%s) is not null", (HOLD_CHECKOUT,)):
+                raise AppError("invalid_input", "booking a held slot is not available on this server")
+            prep = _one(conn, "select private.prepare_hold_checkout(%s, %s, %s, %s)",
+                        (customer_id, req.hold_id, req.intake_id, req.vehicle_id))
+        else:
+            prep = _one(conn, "select private.prepare_checkout(%s, %s, %s, %s, %s, %s)",
+                        (customer_id, req.plan_code, req.intake_id, req.vehicle_id, req.preferred_mechanic_id,
+                         req.specialist))
     booking_id = prep["booking_id"]
     if prep["mode"] == "credit":
         return {"mode": "credit", "url": None, "booking_id": booking_id, "session_id": prep["session_id"],

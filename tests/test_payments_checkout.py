@@ -61,7 +61,6 @@ def _nothing_written(p: Pay, before: dict[str, int]) -> None:
 
 
 @pytest.mark.parametrize(("change", "field"), [
-    ({"plan_code": None}, "plan_code"),
     ({"plan_code": "Video15!"}, "plan_code"),
     ({"plan_code": "x" * 60}, "plan_code"),
     ({"intake_id": "not-a-uuid"}, "intake_id"),
@@ -228,3 +227,21 @@ def test_credit_short_of_the_price_is_not_used(pay: Pay) -> None:
     out = pay.checkout(customer, plan="video15")
     assert out["mode"] == "stripe"
     assert pay.val("select balance_cents from public.credit_balances where customer_id = %s", (customer,)) == 2998
+
+
+def test_plan_or_held_slot_but_not_both(pay: Pay) -> None:
+    customer = pay.customer()
+    intake = str(pay.intake(customer))
+    before = _fingerprint(pay)
+    urls = {"success_url": BASE["success_url"], "cancel_url": BASE["cancel_url"]}
+    for body in ({"intake_id": intake, **urls},
+                 {"plan_code": "video15", "hold_id": str(uuid.uuid4()), "intake_id": intake, **urls},
+                 {"hold_id": str(uuid.uuid4()), "intake_id": intake, "specialist": True, **urls}):
+        status, payload = _post(pay, customer, body)
+        assert status == 400 and payload["code"] == "AD001", body
+    # a hold that is not the caller's (or a server without the scheduling domain) books nothing
+    status, payload = _post(pay, customer, {"hold_id": str(uuid.uuid4()), "intake_id": intake, **urls})
+    scheduling = pay.val("select to_regprocedure('private.prepare_hold_checkout(uuid,uuid,uuid,uuid,"
+                         "timestamp with time zone)') is not null")
+    assert (status, payload["code"]) == ((404, "AD004") if scheduling else (400, "AD001"))
+    _nothing_written(pay, before)
