@@ -16,6 +16,7 @@ from functions.cron.sweep_requests import cron_sweep_requests as _cron_sweep_req
 from functions.health import health as _health
 from functions.livekit_token import livekit_token as _livekit_token
 from functions.route_request import route_request as _route_request
+from functions.session_calendar import session_calendar as _session_calendar
 from functions.webhooks.livekit import livekit_webhook as _livekit_webhook
 from functions.webhooks.stripe import stripe_webhook as _stripe_webhook
 
@@ -34,6 +35,7 @@ TARGETS = [
     "create_checkout",
     "stripe_webhook",
     "connect_onboarding",
+    "session_calendar",
 ]
 
 
@@ -100,3 +102,8 @@ def cron_sweep_requests(request: flask.Request) -> flask.Response:
 @functions_framework.http
 def cron_nudges(request: flask.Request) -> flask.Response:
     return _cron_nudges(request)
+
+
+@functions_framework.http
+def session_calendar(request: flask.Request) -> flask.Response:
+    return _session_calendar(request)

@@ -3,6 +3,8 @@ data, sent through Resend's HTTP API or, locally, written as .eml files a develo
 
 from __future__ import annotations
 
+import base64
+import dataclasses
 import datetime as dt
 import email.message
 import email.utils
@@ -31,7 +33,14 @@ SUBJECTS = {
     "summary_delivered": "Your session summary from {{ session.mechanic_name }}",
     "mechanic_nudge": "A customer is waiting for you",
     "support_alert": "Alert: session {{ session_id }} accepted but not started",
+    # scheduling (docs/scheduling.md)
+    "session_reminder": "Reminder: your {{ session.plan }} session starts in {{ lead }}",
+    "booking_rescheduled": "Your {{ session.plan }} session has a new time",
+    "booking_cancelled": "Your {{ session.plan }} session was cancelled",
+    "booking_slot_lost": "Your booking could not be kept: refunded in full",
 }
+# Booked-session emails carry the session's calendar event (.ics, shared/calendar.py).
+CALENDAR_TEMPLATES = {"booking_confirmed", "booking_rescheduled", "booking_cancelled"}
 # Not about a purchase the user made: sent only to users who keep marketing_emails on.
 NON_TRANSACTIONAL = {"session_ended"}
 
@@ -61,6 +70,7 @@ class Rendered:
     subject: str
     html: str | None
     text: str
+    attachments: tuple[tuple[str, str, bytes], ...] = ()  # (file name, MIME type, content)
 
 
 def render(template: str, context: dict[str, Any]) -> Rendered:
@@ -81,6 +91,9 @@ def _send_resend(to: str, message: Rendered, key: str) -> None:
     body = {"from": settings.email_from, "to": [to], "subject": message.subject, "text": message.text}
     if message.html:
         body["html"] = message.html
+    if message.attachments:
+        body["attachments"] = [{"filename": name, "content": base64.b64encode(data).decode(), "content_type": mime}
+                               for name, mime, data in message.attachments]
     request = urllib.request.Request(  # noqa: S310 - the base URL comes from configuration
         settings.resend_api_base.rstrip("/") + "/emails", data=json.dumps(body).encode(), method="POST",
         headers={"Authorization": f"Bearer {settings.resend_api_key}", "Content-Type": "application/json",
@@ -103,6 +116,9 @@ def _write_file(to: str, message: Rendered, key: str, directory: Path) -> Path:
     msg.set_content(message.text)
     if message.html:
         msg.add_alternative(message.html, subtype="html")
+    for name, mime, data in message.attachments:
+        maintype, subtype = mime.split("/", 1)
+        msg.add_attachment(data, maintype=maintype, subtype=subtype, filename=name)
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.eml"  # same key → same file
     path.write_bytes(bytes(msg))
@@ -132,6 +148,12 @@ def send_outbox_email(payload: dict[str, Any]) -> None:
         log("info", "email skipped: opted out", template=payload["template"])
         return
     message = render(payload["template"], {**ctx, **payload.get("data", {})})
+    session = ctx.get("session") or {}
+    if payload["template"] in CALENDAR_TEMPLATES and session.get("scheduled_for"):
+        from shared import calendar
+
+        ics = calendar.session_ics(session["id"], payload["user_id"])
+        message = dataclasses.replace(message, attachments=(("session.ics", "text/calendar", ics),))
     deliver(ctx["to"], message, payload["_dedupe_key"])
 
 

@@ -312,7 +312,8 @@ def test_cron_functions_record_their_runs(mail_env):
     runs = d.all("select job, ok, result from private.cron_runs order by id")
     assert [r["job"] for r in runs] == ["cron_sweep_requests", "cron_nudges", "cron_session_timers",
                                         "cron_sweep_requests"]
-    assert all(r["ok"] for r in runs) and runs[2]["result"] == {"ended": 0, "starting_notices": 0}
+    assert all(r["ok"] for r in runs) and runs[2]["result"] == {"ended": 0, "starting_notices": 0,
+                                                        "holds_expired": 0, "sessions_opened": 0}
 
 
 def test_failed_run_is_recorded(mail_env, monkeypatch):

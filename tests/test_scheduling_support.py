@@ -21,7 +21,8 @@ def utc(text: str) -> dt.datetime:
 def scheduled_mechanic(db: Db, zone: str, blocks: list[dict[str, Any]], rules: dict[str, Any] | None = None,
                        **fields: Any) -> uuid.UUID:
     """An approved virtual-only mechanic with weekly blocks in `zone` and booking rules."""
-    mechanic = make_mechanic(db, name=f"Sched {uuid.uuid4().hex[:6]}", **fields)
+    fields.setdefault("name", f"Sched {uuid.uuid4().hex[:6]}")
+    mechanic = make_mechanic(db, **fields)
     with db.as_user(mechanic):
         db.rpc("set_weekly_availability", p_timezone=zone, p_blocks=blocks)
         db.rpc("set_booking_rules", p_rules={"buffer_minutes": 0, "min_notice_minutes": 0,
