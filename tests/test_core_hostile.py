@@ -158,7 +158,7 @@ def scheduling_cases(w, unknown):
          "AD001"),
         (om, "set_weekly_availability", {"p_timezone": "UTC", "p_blocks": [{**day[0], "x": 1}]}, "AD001"),
         (om, "set_weekly_availability", {"p_timezone": "UTC",
-                                         "p_blocks": day + [{**day[0], "start": "09:30", "end": "11:00"}]}, "AD001"),
+                                         "p_blocks": [*day, {**day[0], "start": "09:30", "end": "11:00"}]}, "AD001"),
         (om, "set_weekly_availability", {"p_timezone": "UTC", "p_blocks": day * 101}, "AD001"),
         (om, "set_weekly_availability", {"p_timezone": "UTC", "p_blocks": day, "p_mechanic_id": m}, "AD003"),
         (c, "set_weekly_availability", {"p_timezone": "UTC", "p_blocks": day}, "AD003"),
