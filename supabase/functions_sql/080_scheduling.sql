@@ -67,7 +67,8 @@ $$;
 revoke execute on function private.parse_clock(text, text, boolean) from public;
 grant execute on function private.parse_clock(text, text, boolean) to authenticated, service_role;
 
--- The first instant at which the wall clock in zone `p_zone` reads `p_day p_time`. PostgreSQL
+-- The first instant at which the wall clock in zone `p_zone` reads `p_day p_time` (open_ranges
+-- inlines the same expression: a function call per block row cost more than the whole query). PostgreSQL
 -- maps an ambiguous fall-back time to its later (standard-time) instance; a block's start takes
 -- the earlier one, so "01:00-03:00" on a fall-back night covers all three real hours. (A start
 -- inside a spring-forward gap moves forward by the gap, as PostgreSQL does.) A block's end uses
@@ -116,11 +117,11 @@ as $$
     where m.mtype <> 'workshop_affiliated'
   ),
   own as (
-    select md.id, tstzrange(private.local_start(md.d, o.start_time, md.tz), (md.d + o.end_time) at time zone md.tz) as r,
+    select md.id, tstzrange(case when (((((md.d + o.start_time) at time zone md.tz)) - interval '1 hour') at time zone md.tz) = (md.d + o.start_time) then ((md.d + o.start_time) at time zone md.tz) - interval '1 hour' when (((((md.d + o.start_time) at time zone md.tz)) - interval '30 minutes') at time zone md.tz) = (md.d + o.start_time) then ((md.d + o.start_time) at time zone md.tz) - interval '30 minutes' else ((md.d + o.start_time) at time zone md.tz) end, (md.d + o.end_time) at time zone md.tz) as r,
            o.price_multiplier as mult
     from mdays md join public.availability_overrides o on o.mechanic_id = md.id and o.on_date = md.d and o.is_available
     union all
-    select md.id, tstzrange(private.local_start(md.d, b.start_time, md.tz), (md.d + b.end_time) at time zone md.tz),
+    select md.id, tstzrange(case when (((((md.d + b.start_time) at time zone md.tz)) - interval '1 hour') at time zone md.tz) = (md.d + b.start_time) then ((md.d + b.start_time) at time zone md.tz) - interval '1 hour' when (((((md.d + b.start_time) at time zone md.tz)) - interval '30 minutes') at time zone md.tz) = (md.d + b.start_time) then ((md.d + b.start_time) at time zone md.tz) - interval '30 minutes' else ((md.d + b.start_time) at time zone md.tz) end, (md.d + b.end_time) at time zone md.tz),
            b.price_multiplier
     from mdays md join public.mechanic_weekly_availability b
       on b.mechanic_id = md.id and b.day_of_week = extract(dow from md.d)::int
@@ -133,16 +134,16 @@ as $$
                                                    (p_to at time zone g.wtz)::date, interval '1 day') d
   ),
   wranges as (
-    select w.org, tstzrange(private.local_start(w.d, o.start_time, w.wtz), (w.d + o.end_time) at time zone w.wtz) as r
+    select w.org, tstzrange(case when (((((w.d + o.start_time) at time zone w.wtz)) - interval '1 hour') at time zone w.wtz) = (w.d + o.start_time) then ((w.d + o.start_time) at time zone w.wtz) - interval '1 hour' when (((((w.d + o.start_time) at time zone w.wtz)) - interval '30 minutes') at time zone w.wtz) = (w.d + o.start_time) then ((w.d + o.start_time) at time zone w.wtz) - interval '30 minutes' else ((w.d + o.start_time) at time zone w.wtz) end, (w.d + o.end_time) at time zone w.wtz) as r
     from wdays w join public.availability_overrides o on o.organization_id = w.org and o.on_date = w.d and o.is_available
     union all
-    select w.org, tstzrange(private.local_start(w.d, h.open_time, w.wtz),
+    select w.org, tstzrange(case when (((((w.d + h.open_time) at time zone w.wtz)) - interval '1 hour') at time zone w.wtz) = (w.d + h.open_time) then ((w.d + h.open_time) at time zone w.wtz) - interval '1 hour' when (((((w.d + h.open_time) at time zone w.wtz)) - interval '30 minutes') at time zone w.wtz) = (w.d + h.open_time) then ((w.d + h.open_time) at time zone w.wtz) - interval '30 minutes' else ((w.d + h.open_time) at time zone w.wtz) end,
                             (w.d + coalesce(h.break_start, h.close_time)) at time zone w.wtz)
     from wdays w join public.workshop_hours h on h.organization_id = w.org and h.day_of_week = extract(dow from w.d)::int
     where h.is_open
       and not exists (select 1 from public.availability_overrides o where o.organization_id = w.org and o.on_date = w.d)
     union all
-    select w.org, tstzrange(private.local_start(w.d, h.break_end, w.wtz), (w.d + h.close_time) at time zone w.wtz)
+    select w.org, tstzrange(case when (((((w.d + h.break_end) at time zone w.wtz)) - interval '1 hour') at time zone w.wtz) = (w.d + h.break_end) then ((w.d + h.break_end) at time zone w.wtz) - interval '1 hour' when (((((w.d + h.break_end) at time zone w.wtz)) - interval '30 minutes') at time zone w.wtz) = (w.d + h.break_end) then ((w.d + h.break_end) at time zone w.wtz) - interval '30 minutes' else ((w.d + h.break_end) at time zone w.wtz) end, (w.d + h.close_time) at time zone w.wtz)
     from wdays w join public.workshop_hours h on h.organization_id = w.org and h.day_of_week = extract(dow from w.d)::int
     where h.is_open and h.break_end is not null
       and not exists (select 1 from public.availability_overrides o where o.organization_id = w.org and o.on_date = w.d)
@@ -490,6 +491,10 @@ declare
   v_mechanic public.mechanics;
   v_plan public.service_plans;
   v_hold public.mechanic_commitments;
+  v_dur interval;
+  v_buffer interval;
+  v_max_per_day int;
+  v_price int;
 begin
   if p_customer_id is null or p_mechanic_id is null or p_start is null or p_plan_code is null
      or not isfinite(p_start) then
@@ -502,11 +507,30 @@ begin
   if p_customer_id = p_mechanic_id then
     perform private.raise_error('not_allowed', 'a mechanic cannot book itself');
   end if;
-  v_mechanic := private.lock_mechanic(p_mechanic_id);
-  if v_mechanic.id is null or v_mechanic.status <> 'approved' then
+  if not exists (select 1 from public.mechanics where id = p_mechanic_id and status = 'approved') then
     perform private.raise_error('not_found', 'no such approved mechanic');
   end if;
+  -- Before the lock: is the time offered at all (blocks, step, notice, window, time off, daily
+  -- limit, committed time as of now)? None of that depends on racing holds except committed time,
+  -- which the insert re-checks exactly under the lock (trigger, then the exclusion constraint).
+  -- Keeping the slot computation out of the lock keeps the queue short (bench_scheduling.py).
+  select make_interval(mins => v_plan.minutes), r.buffer, r.max_per_day into v_dur, v_buffer, v_max_per_day
+  from private.booking_rules_for(p_mechanic_id) r;
+  select s.price_cents into v_price
+  from private.slots(p_mechanic_id, p_start, p_start + v_dur, v_plan.code, p_now) s where s.slot_start = p_start;
+  if not found then
+    perform private.raise_slot_refusal(p_mechanic_id, p_start, v_dur, v_buffer, p_now);
+  end if;
+  v_mechanic := private.lock_mechanic(p_mechanic_id);
   perform private.expire_mechanic_holds(p_mechanic_id, p_now);
+  -- the daily limit again, exactly, under the lock
+  if (select count(*) from public.mechanic_commitments c
+      where c.mechanic_id = p_mechanic_id and c.kind in ('hold', 'scheduled')
+        and (c.status = 'confirmed' or (c.status = 'held' and c.expires_at > p_now))
+        and (lower(c.during) at time zone v_mechanic.timezone)::date = (p_start at time zone v_mechanic.timezone)::date
+        and c.during && tstzrange(p_start - interval '2 days', p_start + interval '2 days')) >= v_max_per_day then
+    perform private.raise_error('slot_unavailable', 'the mechanic''s day is fully booked');
+  end if;
   -- anti-hoarding: the customer's live holds, counted under the customer's profile lock
   perform 1 from public.profiles where id = p_customer_id for no key update;
   if (select count(*) from public.mechanic_commitments c
@@ -514,8 +538,16 @@ begin
      >= private.setting_int('scheduling.max_holds_per_customer') then
     perform private.raise_error('too_many_holds', 'release a hold or let it expire first');
   end if;
-  v_hold := private.take_slot(p_mechanic_id, p_start, v_plan.code, p_customer_id, 'hold', 'held', null,
-                              p_now + private.setting_interval('scheduling.hold_duration'), p_now);
+  begin
+    insert into public.mechanic_commitments (mechanic_id, kind, status, during, customer_id, plan_code, price_cents,
+                                             buffer_minutes, expires_at)
+    values (p_mechanic_id, 'hold', 'held', tstzrange(p_start, p_start + v_dur + v_buffer), p_customer_id, v_plan.code,
+            v_price, (extract(epoch from v_buffer) / 60)::int,
+            p_now + private.setting_interval('scheduling.hold_duration'))
+    returning * into v_hold;
+  exception when exclusion_violation then
+    perform private.raise_error('slot_taken', 'the time is no longer free');
+  end;
   return jsonb_build_object('hold_id', v_hold.id, 'expires_at', v_hold.expires_at, 'mechanic_id', p_mechanic_id,
                             'slot_start', p_start, 'slot_end', p_start + make_interval(mins => v_plan.minutes),
                             'plan_code', v_plan.code, 'price_cents', v_hold.price_cents, 'currency', v_plan.currency);

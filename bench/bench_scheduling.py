@@ -1,0 +1,293 @@
+"""Scheduling: slots for a mechanic-month, who-is-free-at-T over 1,000 mechanics, and 32 clients
+racing for one mechanic's overlapping slots — each beside seed 004's design in the same run.
+
+Run: .venv/bin/python -m bench.bench_scheduling   (embedded PostgreSQL; DATABASE_URL for another server)
+
+- ours:  available_slots() / mechanics_free_at() — one set-based SQL computation each (multiranges);
+         hold_slot() — mechanic row lock, explicit check, exclusion constraint behind it.
+- naive: seed 004 §AvailabilityService — candidate slots from the blocks, then isAvailable() per
+         slot with one query per check (type, block, time off, bookings); per mechanic for a search;
+         check-then-insert for holds (no lock, no constraint).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import statistics
+import threading
+import time
+import uuid
+
+import psycopg
+
+from bench.common import bench_database, ms, server_version
+
+MECHANICS = 1000
+ZONES = ["America/New_York", "Europe/Berlin", "Asia/Kolkata", "America/Los_Angeles", "Asia/Kathmandu"]
+CLIENTS = 32
+RACE_ROUNDS = 20
+
+
+def claims(user: uuid.UUID) -> str:
+    return json.dumps({"sub": str(user), "role": "authenticated"})
+
+
+def as_user(conn: psycopg.Connection, user: uuid.UUID) -> None:
+    conn.execute("select set_config('role', 'authenticated', true), set_config('request.jwt.claims', %s, true)",
+                 (claims(user),))
+
+
+def setup(url: str) -> tuple[uuid.UUID, uuid.UUID, list[uuid.UUID]]:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("""
+            insert into auth.users (id, email, raw_app_meta_data, raw_user_meta_data, created_at)
+            select gen_random_uuid(), 'm' || g || '@bench.test', '{}', '{"account_type": "mechanic"}', now()
+            from generate_series(1, %s) g""", (MECHANICS,))
+        conn.execute("update public.mechanics set status = 'approved',"
+                     " timezone = (%s::text[])[1 + abs(hashtext(id::text)) %% 5]", (ZONES,))
+        conn.execute("""
+            insert into public.mechanic_weekly_availability (mechanic_id, day_of_week, start_time, end_time,
+                                                             price_multiplier)
+            select m.id, d, time '08:00', time '12:00', 1.0 from public.mechanics m, generate_series(1, 6) d
+            union all
+            select m.id, d, time '13:00', time '18:00', 1.25 from public.mechanics m, generate_series(1, 5) d""")
+        conn.execute("insert into public.booking_rules (mechanic_id, max_sessions_per_day)"
+                     " select id, 48 from public.mechanics")
+        # time off and overrides for some mechanics
+        conn.execute("""insert into public.mechanic_time_off (mechanic_id, during)
+                        select id, tstzrange(now() + interval '3 days', now() + interval '5 days')
+                        from public.mechanics where abs(hashtext(id::text)) % 10 = 0""")
+        conn.execute("""insert into public.availability_overrides (mechanic_id, on_date, is_available)
+                        select id, (now() + interval '7 days')::date, false
+                        from public.mechanics where abs(hashtext(id::text)) % 7 = 0""")
+        target = conn.execute("select id from public.mechanics where timezone = 'America/New_York'"
+                              " limit 1").fetchone()[0]
+        # 200+ bookings in the target's month: every weekday at 08:00 local, 09:00, 10:00, 14:00, 15:00, 16:00
+        conn.execute("""
+            insert into public.mechanic_commitments (mechanic_id, kind, status, during, buffer_minutes)
+            select %s, 'scheduled', 'confirmed',
+                   tstzrange(t, t + interval '45 minutes'), 15
+            from generate_series(current_date + 1, current_date + 40, interval '1 day') d,
+                 unnest(array[time '08:00', time '09:00', time '10:00', time '14:00', time '15:00', time '16:00',
+                              time '17:00']) h,
+                 lateral (select (d::date + h) at time zone 'America/New_York' as t) x
+            where extract(dow from d) between 1 and 5""", (target,))
+        # others: a few bookings each over the next days
+        conn.execute("""
+            insert into public.mechanic_commitments (mechanic_id, kind, status, during, buffer_minutes)
+            select m.id, 'scheduled', 'confirmed', tstzrange(t, t + interval '45 minutes'), 15
+            from public.mechanics m, generate_series(1, 10) k,
+                 lateral (select date_trunc('hour', now())
+                                 + make_interval(hours => 24 * k + abs(hashtext(m.id::text || k)) %% 8) as t) x
+            where m.id <> %s""", (target,))
+        customer = uuid.uuid4()
+        conn.execute("insert into auth.users (id, email, created_at) values (%s, 'c@bench.test', now())", (customer,))
+        conn.execute("analyze")
+        n = conn.execute("select count(*) from public.mechanic_commitments where mechanic_id = %s",
+                         (target,)).fetchone()[0]
+        print(f"setup: {MECHANICS} mechanics in {len(ZONES)} zones; target mechanic has {n} bookings in ~40 days")
+        customers = []
+        for i in range(CLIENTS):
+            c = uuid.uuid4()
+            conn.execute("insert into auth.users (id, email, created_at) values (%s, %s, now())",
+                         (c, f"r{i}@bench.test"))
+            customers.append(c)
+    return target, customer, customers
+
+
+# ---------------------------------------------------------------------------------------------
+# slots for one mechanic-month
+# ---------------------------------------------------------------------------------------------
+def slots_ours(conn: psycopg.Connection, customer: uuid.UUID, mechanic: uuid.UUID) -> int:
+    with conn.transaction():
+        as_user(conn, customer)
+        return conn.execute("select count(*) from public.available_slots(%s, now(), now() + interval '30 days',"
+                            " 'video15')", (mechanic,)).fetchone()[0]
+
+
+def is_available_naive(conn: psycopg.Connection, mechanic: uuid.UUID, start: dt.datetime, end: dt.datetime) -> bool:
+    """Seed 004's isAvailable: one query per check."""
+    _type, tz = conn.execute("select mechanic_type, timezone from public.mechanics where id = %s",
+                             (mechanic,)).fetchone()
+    ok = conn.execute("""select exists (select 1 from public.mechanic_weekly_availability b
+                         where b.mechanic_id = %s
+                           and b.day_of_week = extract(dow from (%s::timestamptz at time zone %s))
+                           and b.start_time <= (%s::timestamptz at time zone %s)::time
+                           and b.end_time >= (%s::timestamptz at time zone %s)::time)""",
+                      (mechanic, start, tz, start, tz, end, tz)).fetchone()[0]
+    if not ok:
+        return False
+    if conn.execute("select exists (select 1 from public.mechanic_time_off where mechanic_id = %s"
+                    " and during && tstzrange(%s, %s))", (mechanic, start, end)).fetchone()[0]:
+        return False
+    if conn.execute("select exists (select 1 from public.mechanic_commitments where mechanic_id = %s"
+                    " and status in ('held', 'confirmed', 'in_progress') and during && tstzrange(%s, %s))",
+                    (mechanic, start - dt.timedelta(minutes=15), end + dt.timedelta(minutes=15))).fetchone()[0]:
+        return False
+    return start >= dt.datetime.now(dt.UTC) + dt.timedelta(hours=2)
+
+
+def slots_naive(conn: psycopg.Connection, mechanic: uuid.UUID, days: int = 30) -> int:
+    """Candidate slots generated from every block of every day, then isAvailable() per slot."""
+    tz = conn.execute("select timezone from public.mechanics where id = %s", (mechanic,)).fetchone()[0]
+    blocks = conn.execute("select day_of_week, start_time, end_time from public.mechanic_weekly_availability"
+                          " where mechanic_id = %s", (mechanic,)).fetchall()
+    import zoneinfo
+
+    zone = zoneinfo.ZoneInfo(tz)
+    today = dt.datetime.now(zone).date()
+    found = 0
+    for k in range(days):
+        day = today + dt.timedelta(days=k)
+        dow = (day.weekday() + 1) % 7
+        for b_dow, b_start, b_end in blocks:
+            if b_dow != dow:
+                continue
+            t = dt.datetime.combine(day, b_start, zone)
+            stop = dt.datetime.combine(day, b_end, zone)
+            while t + dt.timedelta(minutes=45) <= stop:
+                if is_available_naive(conn, mechanic, t, t + dt.timedelta(minutes=45)):
+                    found += 1
+                t += dt.timedelta(minutes=30)
+    return found
+
+
+# ---------------------------------------------------------------------------------------------
+# who is free at T, 1,000 mechanics
+# ---------------------------------------------------------------------------------------------
+def free_ours(conn: psycopg.Connection, customer: uuid.UUID, at: dt.datetime) -> int:
+    with conn.transaction():
+        as_user(conn, customer)
+        return conn.execute("select count(*) from public.mechanics_free_at(%s, 'video15', null, null, 100)",
+                            (at,)).fetchone()[0]
+
+
+def free_naive(conn: psycopg.Connection, at: dt.datetime) -> int:
+    ids = [r[0] for r in conn.execute("select id from public.mechanics where status = 'approved'")]
+    return sum(is_available_naive(conn, m, at, at + dt.timedelta(minutes=45)) for m in ids)
+
+
+# ---------------------------------------------------------------------------------------------
+# 32 clients racing for one mechanic's overlapping slots
+# ---------------------------------------------------------------------------------------------
+def race(url: str, mechanic: uuid.UUID, customers: list[uuid.UUID], naive: bool) -> tuple[list[float], int, int, int]:
+    conns = [psycopg.connect(url, autocommit=True) for _ in customers]
+    latencies: list[float] = []
+    naive_overlaps: list[int] = []
+    errors = 0
+    wins = 0
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute("create table if not exists public.bench_naive_holds (mechanic_id uuid, during tstzrange)")
+        admin.execute("alter table public.bench_naive_holds enable row level security")
+        tz = admin.execute("select timezone from public.mechanics where id = %s", (mechanic,)).fetchone()[0]
+        day = admin.execute("select (now() at time zone %s)::date + 3", (tz,)).fetchone()[0]
+        while day.weekday() != 5:  # a Saturday: open 08:00-12:00, no bookings (holds are released each round)
+            day += dt.timedelta(days=1)
+        admin.execute("truncate public.bench_naive_holds")
+        for _r in range(RACE_ROUNDS):
+            starts = [admin.execute("select ((%s::date + time '08:00') at time zone %s) + make_interval(mins => %s)",
+                                    (day, tz, 30 * (i % 6))).fetchone()[0] for i in range(len(customers))]
+            barrier = threading.Barrier(len(customers))
+            results: list[tuple[float, str]] = [(0.0, "")] * len(customers)
+
+            def run(i: int, _starts=starts, _barrier=barrier, _results=results) -> None:
+                conn = conns[i]
+                _barrier.wait()
+                t0 = time.perf_counter()
+                outcome = "ok"
+                try:
+                    with conn.transaction():
+                        if naive:
+                            busy = conn.execute("select exists (select 1 from public.bench_naive_holds where"
+                                                " mechanic_id = %s and during &&"
+                                                " tstzrange(%s, %s + interval '60 minutes'))",
+                                                (mechanic, _starts[i], _starts[i])).fetchone()[0]
+                            if busy:
+                                outcome = "taken"
+                            else:
+                                conn.execute("insert into public.bench_naive_holds values (%s,"
+                                             " tstzrange(%s, %s + interval '60 minutes'))",
+                                             (mechanic, _starts[i], _starts[i]))
+                        else:
+                            as_user(conn, customers[i])
+                            conn.execute("select public.hold_slot(%s, %s, 'video15')", (mechanic, _starts[i]))
+                except psycopg.Error as exc:
+                    outcome = "taken" if exc.sqlstate == "AD050" else f"error {exc.sqlstate}"
+                _results[i] = (time.perf_counter() - t0, outcome)
+
+            threads = [threading.Thread(target=run, args=(i,)) for i in range(len(customers))]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            latencies += [lat for lat, _ in results]
+            errors += sum(1 for _, o in results if o.startswith("error"))
+            wins += sum(1 for _, o in results if o == "ok")
+            if naive:
+                overlaps_round = admin.execute("""
+                    select count(*) from public.bench_naive_holds a join public.bench_naive_holds b
+                      on a.ctid < b.ctid and a.during && b.during""").fetchone()[0]
+                naive_overlaps.append(overlaps_round)
+                admin.execute("truncate public.bench_naive_holds")
+            else:
+                naive_overlaps.append(active_overlaps(admin))
+                admin.execute("update public.mechanic_commitments set status = 'released'"
+                              " where mechanic_id = %s and status = 'held'", (mechanic,))
+        overlaps = sum(naive_overlaps)
+    for c in conns:
+        c.close()
+    return latencies, overlaps, errors, wins
+
+
+def active_overlaps(conn: psycopg.Connection) -> int:
+    return conn.execute("""
+        select count(*) from public.mechanic_commitments a join public.mechanic_commitments b
+          on a.mechanic_id = b.mechanic_id and a.id < b.id and a.during && b.during
+        where a.status in ('held', 'confirmed', 'in_progress') and b.status in ('held', 'confirmed', 'in_progress')
+        """).fetchone()[0]
+
+
+def timed(fn, reps: int) -> list[float]:
+    out = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def main() -> None:
+    with bench_database() as url:
+        print(f"PostgreSQL {server_version(url)}")
+        target, customer, customers = setup(url)
+        with psycopg.connect(url, autocommit=True) as conn:
+            n = slots_ours(conn, customer, target)
+            ours = timed(lambda: slots_ours(conn, customer, target), 300)
+            n_naive = slots_naive(conn, target)
+            naive = timed(lambda: slots_naive(conn, target), 3)
+            print(f"available_slots, one mechanic, 30 days ({n} slots; naive found {n_naive}):"
+                  f" ours {ms(ours)}; naive {ms(naive)};"
+                  f" ratio {statistics.median(naive) / statistics.median(ours):.0f}x")
+
+            day = conn.execute("select date_trunc('day', now()) + interval '2 days'").fetchone()[0]
+            times = [day + dt.timedelta(minutes=30 * k) for k in range(48)]
+            counts = [free_ours(conn, customer, t) for t in times]
+            ours = timed(lambda: [free_ours(conn, customer, t) for t in times[12:36]], 10)
+            ours = [x / 24 for x in ours]
+            one = times[28]
+            naive = timed(lambda: free_naive(conn, one), 2)
+            print(f"mechanics_free_at over {MECHANICS} mechanics (48 half-hours of one day, up to {max(counts)} free):"
+                  f" ours {ms(ours)} per call; naive per-mechanic isAvailable {ms(naive)} per call;"
+                  f" ratio {statistics.median(naive) / statistics.median(ours):.0f}x")
+
+        lat, overlaps, errors, wins = race(url, target, customers, naive=False)
+        print(f"race, {CLIENTS} clients x {RACE_ROUNDS} rounds on overlapping slots: ours {ms(lat)},"
+              f" {wins} holds won, {overlaps} overlaps, {errors} errors other than slot_taken")
+        lat_n, overlaps_n, errors_n, wins_n = race(url, target, customers, naive=True)
+        print(f"race, naive check-then-insert: {ms(lat_n)}, {wins_n} 'won', {overlaps_n} overlapping pairs,"
+              f" {errors_n} errors; latency ratio {statistics.median(lat_n) / statistics.median(lat):.2f}x")
+
+
+if __name__ == "__main__":
+    main()
