@@ -10,6 +10,7 @@ from functions.connect import connect_onboarding as _connect_onboarding
 from functions.cron.dispatch import cron_dispatch as _cron_dispatch
 from functions.cron.nudges import cron_nudges as _cron_nudges
 from functions.cron.outbox import cron_outbox as _cron_outbox
+from functions.cron.payments import cron_payments as _cron_payments
 from functions.cron.reconcile_livekit import cron_reconcile_livekit as _cron_reconcile_livekit
 from functions.cron.session_timers import cron_session_timers as _cron_session_timers
 from functions.cron.sweep_requests import cron_sweep_requests as _cron_sweep_requests
@@ -32,6 +33,7 @@ TARGETS = [
     "cron_outbox",
     "cron_sweep_requests",
     "cron_nudges",
+    "cron_payments",
     "create_checkout",
     "stripe_webhook",
     "connect_onboarding",
@@ -107,3 +109,8 @@ def cron_nudges(request: flask.Request) -> flask.Response:
 @functions_framework.http
 def session_calendar(request: flask.Request) -> flask.Response:
     return _session_calendar(request)
+
+
+@functions_framework.http
+def cron_payments(request: flask.Request) -> flask.Response:
+    return _cron_payments(request)

@@ -1,0 +1,19 @@
+"""cron_payments: the Stripe worker — account refetches, refunds, transfers (payouts) and transfer
+reversals queued by the payments domain (docs/payments.md)."""
+
+from __future__ import annotations
+
+import pydantic
+
+from shared import jobs, payments
+from shared.http import Ctx, endpoint
+
+
+class PaymentsBody(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid")
+    limit: int = pydantic.Field(default=50, ge=1, le=500)
+
+
+@endpoint(methods=("POST",), auth="cron", body=PaymentsBody)
+def cron_payments(ctx: Ctx) -> dict:
+    return jobs.run("cron_payments", lambda: payments.process_payouts(limit=ctx.body.limit))
