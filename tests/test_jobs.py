@@ -347,3 +347,35 @@ def test_admin_outbox_and_retry(db):
     assert db.one("select status::text as s, attempts from private.outbox where id = %s", (dead,)) == \
         {"s": "pending", "attempts": 0}
     assert json.dumps(rows, default=str)
+
+
+def test_provider_outage_dead_letters_then_admin_retry_sends_once(mail_env):
+    d, _, monkeypatch = mail_env
+    state = {"down": True}
+    stub = StubServer(lambda rec: (503, {"message": "down"}) if state["down"] else (200, {"id": "em_ok"}))
+    try:
+        monkeypatch.setenv("RESEND_API_KEY", "re_test_key")
+        monkeypatch.setenv("RESEND_API_BASE", stub.url)
+        get_settings.cache_clear()
+        request_free(d, make_customer(d))
+        d.conn.commit()
+        t = dt.datetime.now(dt.UTC)
+        outcomes = []
+        for _ in range(8):  # 8 attempts with growing backoff, all failing
+            outcomes.append(outbox.deliver(t, kinds=["email.send"]))
+            t += dt.timedelta(hours=3)
+        assert [o["retry"] for o in outcomes[:7]] == [1] * 7 and outcomes[7]["dead"] == 1
+        assert len(stub.calls) == 8
+        assert outbox.deliver(t + dt.timedelta(days=2), kinds=["email.send"])["claimed"] == 0  # dead stays dead
+        d.conn.rollback()
+        dead = d.scalar("select id from private.outbox where status = 'dead'")
+        admin = d.make_user(app_metadata={"role": "admin"})
+        with d.as_user(admin):
+            d.rpc("admin_retry_outbox", p_id=dead)
+        d.conn.commit()
+        state["down"] = False
+        assert outbox.deliver(kinds=["email.send"])["sent"] == 1
+        assert outbox.deliver(kinds=["email.send"])["claimed"] == 0
+        assert len(stub.calls) == 9  # one successful send, never a second
+    finally:
+        stub.close()

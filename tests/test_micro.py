@@ -288,3 +288,58 @@ def test_clock_rules_and_visibility(db, shop):
     with db.as_user(shop["indy"]):
         assert db.rpc_error("workshop_micro_dashboard", p_organization_id=shop["org"]) == "AD003"
         assert db.rpc_error("admin_micro_dashboard") == "AD003"
+
+
+def test_every_dashboard_figure(db, shop):
+    """Crafted history: every figure of the three dashboards worked out by hand."""
+    mech, org, indy = shop["mech"], shop["org"], shop["indy"]
+    customer = make_customer(db)
+    now = db.scalar("select now()")
+
+    def session(mechanic, plan, minutes, on_shift, extension=0, price=None):
+        intake = make_intake(db, customer)
+        sid = db.scalar("select (private.create_session_request(%s, %s, %s, null, null, false, %s, now())"
+                        " ->> 'session_id')::uuid", (customer, plan, intake, price if price is not None else 0))
+        db.execute("set local session_replication_role = replica")  # history: no triggers
+        db.execute("update public.sessions set status = 'completed', mechanic_id = %s, on_shift = %s,"
+                   " started_at = %s, ended_at = %s, duration_minutes = %s, extension_minutes = %s where id = %s",
+                   (mechanic, on_shift, now - dt.timedelta(hours=2), now - dt.timedelta(hours=1), minutes, extension,
+                    sid))
+        db.execute("set local session_replication_role = origin")
+        return sid
+
+    # the workshop mechanic: 3 micro (on shift; one extended) and 1 full session; a 4-hour shift
+    micro = [session(mech, "micro", 6, True, 2, 499), session(mech, "micro", 4, True, 0, 499),
+             session(mech, "micro", 8, False, 0, 499)]
+    session(mech, "chat10", 30, True, 0, 999)
+    # the independent mechanic: one full session only
+    session(indy, "video15", 40, False, 0, 2999)
+    db.execute("insert into public.mechanic_shift_logs (mechanic_id, organization_id, clock_in_at, clock_out_at)"
+               " values (%s, %s, %s, %s)", (mech, org, now - dt.timedelta(hours=5), now - dt.timedelta(hours=1)))
+    day = db.scalar("select (now() at time zone 'America/Toronto')::date")
+    for sid, used in zip(micro, (6, 4, 8), strict=True):
+        db.execute("insert into public.micro_minute_usage (session_id, mechanic_id, local_day, reserved_minutes,"
+                   " actual_minutes) values (%s, %s, %s, 10, %s)", (sid, mech, day, used))
+    with db.as_user(shop["owner"]):
+        db.rpc("set_mechanic_micro_settings", p_mechanic_id=mech, p_daily_cap=36)
+
+    with db.as_user(mech):
+        m = db.rpc("mechanic_micro_dashboard", p_days=7)
+    assert m["daily_micro_minutes_cap"] == 36 and m["daily_micro_minutes_used"] == 18
+    assert m["micro_sessions"] == 3 and float(m["avg_micro_duration_minutes"]) == 6.0
+    assert float(m["on_shift_hours"]) == 4.0
+    assert float(m["sessions_per_on_shift_hour"]) == 0.75  # 3 sessions taken on shift / 4 hours
+
+    with db.as_user(shop["owner"]):
+        w = db.rpc("workshop_micro_dashboard", p_organization_id=org, p_days=7)
+    assert float(w["on_shift_hours"]) == 4.0 and w["micro_sessions"] == 3 and w["full_sessions"] == 1
+    assert float(w["micro_to_full_ratio"]) == 3.0 and float(w["avg_micro_handle_minutes"]) == 6.0
+    assert w["downtime_earnings_cents"] == 998  # two micro sessions on shift at $4.99
+
+    with db.as_user(shop["admin"]):
+        a = db.rpc("admin_micro_dashboard", p_days=7)
+    assert float(a["micro_share_of_sessions"]) == 0.6  # 3 of 5 completed sessions
+    assert float(a["mechanics_taking_micro_share"]) == 0.5  # 1 of the 2 mechanics with sessions
+    assert float(a["avg_micro_duration_minutes"]) == 6.0
+    assert float(a["extension_frequency"]) == 0.333  # 1 of 3 micro sessions
+    assert float(a["cap_utilization"]) == 0.5  # 18 of 36 minutes on the one mechanic-day
