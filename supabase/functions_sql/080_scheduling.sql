@@ -88,6 +88,8 @@ grant execute on function private.local_start(date, time, text) to authenticated
 -- ---------------------------------------------------------------------------------------------
 -- Open time: the one source of truth for "when may this mechanic be booked"
 -- ---------------------------------------------------------------------------------------------
+-- (jit = off on these three: their row estimates cross jit_above_cost, and on servers built with
+-- LLVM compiling the plan took ~650 ms of a query that runs in a few ms.)
 -- Open ranges of mechanic `p_mechanic_id` (null: every approved mechanic that takes bookings)
 -- meeting [p_from, p_to), with the price multiplier of each. By mechanic type (seed 004 §2.3):
 -- virtual_only → its own blocks; independent_workshop → its blocks ∩ its workshop's hours;
@@ -98,7 +100,7 @@ grant execute on function private.local_start(date, time, text) to authenticated
 -- first instance). Time off, bookings and notice are not subtracted here.
 create or replace function private.open_ranges(p_mechanic_id uuid, p_from timestamptz, p_to timestamptz)
 returns table (mechanic_id uuid, r tstzrange, multiplier numeric)
-language sql stable security definer set search_path = ''
+language sql stable security definer set search_path = '' set jit = off
 as $$
   with m as (
     select mm.id, mm.timezone as tz, mm.mechanic_type as mtype, mm.organization_id as org,
@@ -173,7 +175,7 @@ grant execute on function private.open_ranges(uuid, timestamptz, timestamptz) to
 create or replace function private.slots(
   p_mechanic_id uuid, p_from timestamptz, p_to timestamptz, p_plan_code text, p_now timestamptz default now()
 ) returns table (slot_start timestamptz, slot_end timestamptz, price_cents int)
-language sql stable security definer set search_path = ''
+language sql stable security definer set search_path = '' set jit = off
 as $$
   with m as (
     select mm.id, mm.timezone as tz, make_interval(mins => p.minutes) as dur, p.price_cents as plan_price, r.*
@@ -229,7 +231,7 @@ grant execute on function private.slots(uuid, timestamptz, timestamptz, text, ti
 create or replace function private.free_at(
   p_start timestamptz, p_plan_code text, p_city text, p_brand text, p_limit int, p_now timestamptz default now()
 ) returns table (mechanic_id uuid, price_cents int, multiplier numeric)
-language sql stable security definer set search_path = ''
+language sql stable security definer set search_path = '' set jit = off
 as $$
   with p as (select make_interval(mins => sp.minutes) as dur, sp.price_cents from public.service_plans sp
              where sp.code = p_plan_code and sp.active),
@@ -426,7 +428,7 @@ grant execute on function private.expire_mechanic_holds(uuid, timestamptz) to se
 create or replace function private.raise_slot_refusal(
   p_mechanic_id uuid, p_start timestamptz, p_dur interval, p_buffer interval, p_now timestamptz
 ) returns void
-language plpgsql stable security definer set search_path = ''
+language plpgsql stable security definer set search_path = '' set jit = off
 as $$
 begin
   if exists (select 1 from public.mechanic_commitments c
@@ -449,7 +451,7 @@ create or replace function private.take_slot(
   p_status public.commitment_status, p_session_id uuid, p_expires_at timestamptz, p_now timestamptz,
   p_price_cents int default null
 ) returns public.mechanic_commitments
-language plpgsql security definer set search_path = ''
+language plpgsql security definer set search_path = '' set jit = off
 as $$
 declare
   v_rules record;
@@ -485,7 +487,7 @@ grant execute on function private.take_slot(uuid, timestamptz, text, uuid, publi
 create or replace function private.hold_slot(
   p_customer_id uuid, p_mechanic_id uuid, p_start timestamptz, p_plan_code text, p_now timestamptz default now()
 ) returns jsonb
-language plpgsql security definer set search_path = ''
+language plpgsql security definer set search_path = '' set jit = off
 as $$
 declare
   v_mechanic public.mechanics;
@@ -1295,7 +1297,7 @@ grant execute on function private.check_query_range(timestamptz, timestamptz) to
 create or replace function public.available_slots(
   p_mechanic_id uuid, p_from timestamptz, p_to timestamptz, p_plan_code text
 ) returns table (slot_start timestamptz, slot_end timestamptz, price_cents int)
-language plpgsql stable security definer set search_path = ''
+language plpgsql stable security definer set search_path = '' set jit = off
 as $$
 begin
   perform private.require_user();
@@ -1322,7 +1324,7 @@ create or replace function public.mechanics_free_at(
   p_start timestamptz, p_plan_code text, p_city text default null, p_brand text default null, p_limit int default 20
 ) returns table (mechanic_id uuid, display_name text, photo_url text, rating_avg numeric, rating_count int,
                  mechanic_type public.mechanic_type, price_cents int, price_multiplier numeric)
-language plpgsql stable security definer set search_path = ''
+language plpgsql stable security definer set search_path = '' set jit = off
 as $$
 begin
   perform private.require_user();
@@ -1424,7 +1426,7 @@ grant execute on function public.cancel_scheduled_session(uuid, text) to authent
 create or replace function public.mechanic_calendar(
   p_from timestamptz, p_to timestamptz, p_mechanic_id uuid default null
 ) returns jsonb
-language plpgsql stable security definer set search_path = ''
+language plpgsql stable security definer set search_path = '' set jit = off
 as $$
 declare
   v_uid uuid := private.require_user();
