@@ -343,3 +343,23 @@ def test_every_dashboard_figure(db, shop):
     assert float(a["avg_micro_duration_minutes"]) == 6.0
     assert float(a["extension_frequency"]) == 0.333  # 1 of 3 micro sessions
     assert float(a["cap_utilization"]) == 0.5  # 18 of 36 minutes on the one mechanic-day
+
+
+def test_ranking_leaves_out_every_kind_of_capped_mechanic(db, shop):
+    fresh = make_mechanic(db, name="Fresh")  # no workshop, platform default cap (30), nothing used
+    small_cap = make_mechanic(db, name="Small cap", daily_micro_minutes_cap=3)
+    busy_day = make_mechanic(db, name="Busy day", daily_micro_minutes_cap=12)
+    _, used_session, _ = micro_request(db, plan="micro")
+    db.execute("update public.sessions set mechanic_id = %s, status = 'waiting' where id = %s",
+               (busy_day, used_session))
+    db.execute("select private.check_and_reserve_accept(%s, %s, now())", (busy_day, used_session))  # 10 of 12
+    db.execute("update public.mechanic_commitments set status = 'done'")
+    req, _, _ = micro_request(db)  # 5 minutes
+    ranked = {r["mechanic_id"] for r in db.all("select mechanic_id from private.rank_mechanics(%s, 100)", (req,))}
+    assert fresh in ranked and shop["indy"] in ranked
+    assert small_cap not in ranked and busy_day not in ranked
+    assert shop["mech"] not in ranked  # workshop mechanic off shift
+    # the platform default below the request: every mechanic relying on it is out
+    db.execute("update private.settings set value = '4' where key = 'micro.daily_cap_minutes'")
+    ranked = {r["mechanic_id"] for r in db.all("select mechanic_id from private.rank_mechanics(%s, 100)", (req,))}
+    assert fresh not in ranked and shop["indy"] not in ranked

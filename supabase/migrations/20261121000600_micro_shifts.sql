@@ -19,6 +19,12 @@ alter table public.mechanics
     constraint mechanics_daily_micro_minutes_cap_range check (daily_micro_minutes_cap between 0 and 1440),
   add column last_micro_reset_date date;
 
+-- Eligibility reads only the mechanics a rule can exclude.
+create index mechanics_participation_mode_idx on public.mechanics (participation_mode)
+  where participation_mode <> 'both';
+create index mechanics_daily_micro_cap_idx on public.mechanics (daily_micro_minutes_cap)
+  where daily_micro_minutes_cap is not null;
+
 -- Workshop settings (seed 000 §Configuration).
 alter table public.organizations
   add column micro_sessions_enabled boolean not null default true,
