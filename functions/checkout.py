@@ -1,4 +1,5 @@
-"""create_checkout: a customer books a paid plan — Stripe Checkout, or at once with credit."""
+"""create_checkout: a customer books a paid plan, a held slot or a session extension — Stripe Checkout,
+or at once with credit."""
 
 from __future__ import annotations
 
@@ -29,19 +30,33 @@ class CheckoutBody(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(extra="forbid")
     plan_code: str | None = pydantic.Field(default=None, pattern=r"^[a-z][a-z0-9_]{1,40}$")
     hold_id: uuid.UUID | None = None  # a held slot (scheduling): its plan, mechanic and price
-    intake_id: uuid.UUID
+    extension_id: uuid.UUID | None = None  # a paid extension of a live session (request_extension)
+    intake_id: uuid.UUID | None = pydantic.Field(default=None, validate_default=True)  # not with extension_id
     vehicle_id: uuid.UUID | None = None
     preferred_mechanic_id: uuid.UUID | None = None
     specialist: pydantic.StrictBool = False
     success_url: HttpUrl
     cancel_url: HttpUrl
 
+    @pydantic.field_validator("intake_id")
+    @classmethod
+    def _intake_unless_extension(cls, value: uuid.UUID | None, info: pydantic.ValidationInfo) -> uuid.UUID | None:
+        if value is None and info.data.get("extension_id") is None:
+            raise ValueError("intake_id is required with plan_code or hold_id")
+        return value
+
     @pydantic.model_validator(mode="after")
-    def _plan_or_hold(self) -> CheckoutBody:
-        if (self.plan_code is None) == (self.hold_id is None):
-            raise ValueError("give either plan_code (book now) or hold_id (a held slot)")
+    def _plan_hold_or_extension(self) -> CheckoutBody:
+        if sum(x is not None for x in (self.plan_code, self.hold_id, self.extension_id)) != 1:
+            raise ValueError("give exactly one of plan_code (book now), hold_id (a held slot) "
+                             "or extension_id (a paid session extension)")
         if self.hold_id is not None and (self.preferred_mechanic_id is not None or self.specialist):
             raise ValueError("a held slot already has its mechanic and price")
+        if self.extension_id is not None:
+            if self.intake_id is not None or self.vehicle_id is not None or self.preferred_mechanic_id is not None \
+                    or self.specialist:
+                raise ValueError("an extension is paid on its own: no intake_id, vehicle_id, "
+                                 "preferred_mechanic_id or specialist")
         return self
 
 
@@ -49,6 +64,7 @@ class CheckoutBody(pydantic.BaseModel):
 def create_checkout(ctx: Ctx) -> dict:
     body: CheckoutBody = ctx.body
     return payments.create_checkout(ctx.user.id, payments.CheckoutRequest(
-        plan_code=body.plan_code, hold_id=body.hold_id, intake_id=body.intake_id, vehicle_id=body.vehicle_id,
+        plan_code=body.plan_code, hold_id=body.hold_id, extension_id=body.extension_id, intake_id=body.intake_id,
+        vehicle_id=body.vehicle_id,
         preferred_mechanic_id=body.preferred_mechanic_id, specialist=body.specialist,
         success_url=body.success_url, cancel_url=body.cancel_url))

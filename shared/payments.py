@@ -52,14 +52,18 @@ def _one(conn: psycopg.Connection, query: str, params: tuple[Any, ...]) -> Any:
 # ---------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class CheckoutRequest:
+    """Exactly one of plan_code (book now), hold_id (a held slot) or extension_id (a paid
+    extension of a live session; then no intake, vehicle, mechanic or specialist)."""
+
     plan_code: str | None
-    intake_id: uuid.UUID
+    intake_id: uuid.UUID | None
     success_url: str
     cancel_url: str
     vehicle_id: uuid.UUID | None = None
     preferred_mechanic_id: uuid.UUID | None = None
     specialist: bool = False
     hold_id: uuid.UUID | None = None
+    extension_id: uuid.UUID | None = None
 
 
 # A held slot is priced and validated by the scheduling domain, when it is installed.
@@ -69,8 +73,15 @@ HOLD_CHECKOUT = "private.prepare_hold_checkout(uuid,uuid,uuid,uuid,timestamp wit
 def create_checkout(customer_id: str, req: CheckoutRequest, *, client: stripe.StripeClient | None = None) -> dict:
     """A paid booking: {mode: "credit", booking_id, session_id, ...} when credit paid it, else
     {mode: "stripe", booking_id, url} for Stripe Checkout."""
+    if sum(x is not None for x in (req.plan_code, req.hold_id, req.extension_id)) != 1:
+        raise AppError("invalid_input", "give exactly one of plan_code, hold_id or extension_id")
+    if req.extension_id is not None and (req.intake_id is not None or req.vehicle_id is not None
+                                         or req.preferred_mechanic_id is not None or req.specialist):
+        raise AppError("invalid_input", "an extension is paid on its own: no intake, vehicle, mechanic or specialist")
     with service_transaction() as conn:
-        if req.hold_id is not None:
+        if req.extension_id is not None:
+            prep = _one(conn, "select private.prepare_extension_checkout(%s, %s)", (customer_id, req.extension_id))
+        elif req.hold_id is not None:
             if not _one(conn, "select to_regprocedure(%s) is not null", (HOLD_CHECKOUT,)):
                 raise AppError("invalid_input", "booking a held slot is not available on this server")
             prep = _one(conn, "select private.prepare_hold_checkout(%s, %s, %s, %s)",
@@ -80,13 +91,20 @@ def create_checkout(customer_id: str, req: CheckoutRequest, *, client: stripe.St
                         (customer_id, req.plan_code, req.intake_id, req.vehicle_id, req.preferred_mechanic_id,
                          req.specialist))
     booking_id = prep["booking_id"]
+    # an extension's answers also name the extension (and, paid with credit, the new deadline)
+    extra = {k: prep[k] for k in ("extension_id", "extension_status", "deadline_at") if k in prep}
     if prep["mode"] == "credit":
         return {"mode": "credit", "url": None, "booking_id": booking_id, "session_id": prep["session_id"],
                 "request_id": prep["request_id"], "price_cents": prep["price_cents"], "currency": prep["currency"],
-                "credit_balance_cents": prep["credit_balance_cents"]}
+                "credit_balance_cents": prep["credit_balance_cents"], **extra}
     if prep.get("reused"):
         return {"mode": "stripe", "url": prep["url"], "booking_id": booking_id, "price_cents": prep["price_cents"],
-                "currency": prep["currency"]}
+                "currency": prep["currency"], **extra}
+
+    if prep.get("extension_id"):
+        what = {"extension_id": prep["extension_id"], "session_id": prep["session_id"]}
+    else:
+        what = {"plan_code": prep["plan_code"]}
 
     params: dict[str, Any] = {
         "mode": "payment",
@@ -95,13 +113,13 @@ def create_checkout(customer_id: str, req: CheckoutRequest, *, client: stripe.St
             "price_data": {
                 "currency": prep["currency"],
                 "unit_amount": prep["price_cents"],  # our catalog's price, never the client's
-                "product_data": {"name": prep["product_name"], "metadata": {"plan_code": prep["plan_code"]}},
+                "product_data": {"name": prep["product_name"], "metadata": what},
             },
         }],
         "success_url": req.success_url,
         "cancel_url": req.cancel_url,
         "client_reference_id": booking_id,
-        "metadata": {"booking_id": booking_id, "customer_id": str(customer_id), "plan_code": prep["plan_code"]},
+        "metadata": {"booking_id": booking_id, "customer_id": str(customer_id), **what},
         "payment_intent_data": {
             "transfer_group": f"booking_{booking_id}",
             "metadata": {"booking_id": booking_id},
@@ -124,7 +142,7 @@ def create_checkout(customer_id: str, req: CheckoutRequest, *, client: stripe.St
         recorded = _one(conn, "select private.record_checkout_session(%s, %s, %s)",
                         (booking_id, session.id, session.url))
     return {"mode": "stripe", "url": recorded["url"], "booking_id": booking_id, "price_cents": prep["price_cents"],
-            "currency": prep["currency"]}
+            "currency": prep["currency"], **extra}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -293,8 +311,12 @@ def _send_transfers(client: stripe.StripeClient, limit: int, now: dt.datetime | 
             }
             if charge:
                 params["source_transaction"] = charge  # funds from this charge, available or not
-            transfer = client.v1.transfers.create(
-                params, options(idempotency_key("transfer", row["session_id"], row["payee_id"])))
+            # one transfer per payee per payment: a session's own payment keeps the key
+            # transfer:<session_id>:<payee>, a paid extension's adds its payment id
+            key_parts = [row["session_id"], row["payee_id"]]
+            if row["extension_id"] is not None:
+                key_parts.append(row["payment_id"])
+            transfer = client.v1.transfers.create(params, options(idempotency_key("transfer", *key_parts)))
         except (stripe.StripeError, _NotReady) as exc:
             with service_transaction() as conn:
                 outcome = _one(conn, "select private.record_payout_failure(%s, %s, coalesce(%s::timestamptz, now()))",

@@ -387,15 +387,16 @@ declare
   v_payment public.payments;
   v_open int;
 begin
-  select * into v_payment from public.payments where session_id = p_session_id for update;
-  if not found then
-    return;
-  end if;
-  select coalesce(sum(amount_cents) filter (where status not in ('failed', 'canceled')), 0) into v_open
-  from public.refunds where payment_id = v_payment.id;
-  if v_payment.amount_cents - v_open > 0 then
-    perform private.request_refund(v_payment.id, null, 'automatic', p_reason, null, null, null, p_now);
-  end if;
+  -- the session's own payment and any paid extensions
+  for v_payment in
+    select * from public.payments where session_id = p_session_id order by paid_at, id for update
+  loop
+    select coalesce(sum(amount_cents) filter (where status not in ('failed', 'canceled')), 0) into v_open
+    from public.refunds where payment_id = v_payment.id;
+    if v_payment.amount_cents - v_open > 0 then
+      perform private.request_refund(v_payment.id, null, 'automatic', p_reason, null, null, null, p_now);
+    end if;
+  end loop;
 end
 $$;
 
@@ -445,6 +446,8 @@ as $$
   limit 1
 $$;
 
+-- Splits every unsettled payment of a completed session (its own payment and any paid
+-- extensions), each by the same rule, into one payout per payee.
 create or replace function private.settle_payment(p_session_id uuid, p_now timestamptz default now()) returns void
 language plpgsql security definer set search_path = ''
 as $$
@@ -458,52 +461,55 @@ declare
   v_workshop_cents int;
   v_reason text;
 begin
-  select * into v_payment from public.payments where session_id = p_session_id for update;
-  if not found or v_payment.settled_at is not null then
-    return;
-  end if;
-  v_base := v_payment.amount_cents - coalesce((select sum(r.amount_cents) from public.refunds r
-                                               where r.payment_id = v_payment.id
-                                                 and r.status not in ('failed', 'canceled')), 0);
   select * into v_session from public.sessions where id = p_session_id;
   select * into v_mechanic from public.mechanics where id = v_session.mechanic_id;
-  if v_base <= 0 or v_mechanic.id is null then
-    update public.payments set settled_at = p_now, settled_base_cents = greatest(v_base, 0),
-           platform_fee_cents = greatest(v_base, 0)
-    where id = v_payment.id;
-    return;
+  if v_mechanic.id is not null then
+    v_rule := private.split_rule_for(v_mechanic.mechanic_type, private.session_split_kind(v_session, v_mechanic));
   end if;
-  v_rule := private.split_rule_for(v_mechanic.mechanic_type, private.session_split_kind(v_session, v_mechanic));
-  v_mechanic_cents := floor(v_base::numeric * v_rule.mechanic_bps / 10000)::int;
-  v_workshop_cents := floor(v_base::numeric * v_rule.workshop_bps / 10000)::int;
-  if v_mechanic.organization_id is null then  -- no workshop to pay: its share goes to the mechanic
-    v_mechanic_cents := v_mechanic_cents + v_workshop_cents;
-    v_workshop_cents := 0;
-  end if;
+  for v_payment in
+    select * from public.payments where session_id = p_session_id and settled_at is null
+    order by paid_at, id for update
+  loop
+    v_base := v_payment.amount_cents - coalesce((select sum(r.amount_cents) from public.refunds r
+                                                 where r.payment_id = v_payment.id
+                                                   and r.status not in ('failed', 'canceled')), 0);
+    if v_base <= 0 or v_mechanic.id is null then
+      update public.payments set settled_at = p_now, settled_base_cents = greatest(v_base, 0),
+             platform_fee_cents = greatest(v_base, 0)
+      where id = v_payment.id;
+      continue;
+    end if;
+    v_mechanic_cents := floor(v_base::numeric * v_rule.mechanic_bps / 10000)::int;
+    v_workshop_cents := floor(v_base::numeric * v_rule.workshop_bps / 10000)::int;
+    if v_mechanic.organization_id is null then  -- no workshop to pay: its share goes to the mechanic
+      v_mechanic_cents := v_mechanic_cents + v_workshop_cents;
+      v_workshop_cents := 0;
+    end if;
 
-  if v_mechanic_cents > 0 then
-    v_reason := private.payee_waiting_reason(v_mechanic.id, null);
-    insert into public.payouts (payment_id, session_id, payee_kind, mechanic_id, share_bps, original_amount_cents,
-                                amount_cents, currency, status, waiting_reason, next_attempt_at)
-    values (v_payment.id, p_session_id, 'mechanic', v_mechanic.id,
-            v_rule.mechanic_bps + case when v_mechanic.organization_id is null then v_rule.workshop_bps else 0 end,
-            v_mechanic_cents, v_mechanic_cents, v_payment.currency,
-            case when v_reason is null then 'queued'::public.payout_status else 'waiting'::public.payout_status end,
-            v_reason, p_now);
-  end if;
-  if v_workshop_cents > 0 then
-    v_reason := private.payee_waiting_reason(null, v_mechanic.organization_id);
-    insert into public.payouts (payment_id, session_id, payee_kind, organization_id, share_bps, original_amount_cents,
-                                amount_cents, currency, status, waiting_reason, next_attempt_at)
-    values (v_payment.id, p_session_id, 'workshop', v_mechanic.organization_id, v_rule.workshop_bps,
-            v_workshop_cents, v_workshop_cents, v_payment.currency,
-            case when v_reason is null then 'queued'::public.payout_status else 'waiting'::public.payout_status end,
-            v_reason, p_now);
-  end if;
-  update public.payments
-  set settled_at = p_now, settled_base_cents = v_base, split_rule_id = v_rule.id,
-      platform_fee_cents = v_base - v_mechanic_cents - v_workshop_cents
-  where id = v_payment.id;
+    if v_mechanic_cents > 0 then
+      v_reason := private.payee_waiting_reason(v_mechanic.id, null);
+      insert into public.payouts (payment_id, session_id, payee_kind, mechanic_id, share_bps, original_amount_cents,
+                                  amount_cents, currency, status, waiting_reason, next_attempt_at)
+      values (v_payment.id, p_session_id, 'mechanic', v_mechanic.id,
+              v_rule.mechanic_bps + case when v_mechanic.organization_id is null then v_rule.workshop_bps else 0 end,
+              v_mechanic_cents, v_mechanic_cents, v_payment.currency,
+              case when v_reason is null then 'queued'::public.payout_status else 'waiting'::public.payout_status end,
+              v_reason, p_now);
+    end if;
+    if v_workshop_cents > 0 then
+      v_reason := private.payee_waiting_reason(null, v_mechanic.organization_id);
+      insert into public.payouts (payment_id, session_id, payee_kind, organization_id, share_bps, original_amount_cents,
+                                  amount_cents, currency, status, waiting_reason, next_attempt_at)
+      values (v_payment.id, p_session_id, 'workshop', v_mechanic.organization_id, v_rule.workshop_bps,
+              v_workshop_cents, v_workshop_cents, v_payment.currency,
+              case when v_reason is null then 'queued'::public.payout_status else 'waiting'::public.payout_status end,
+              v_reason, p_now);
+    end if;
+    update public.payments
+    set settled_at = p_now, settled_base_cents = v_base, split_rule_id = v_rule.id,
+        platform_fee_cents = v_base - v_mechanic_cents - v_workshop_cents
+    where id = v_payment.id;
+  end loop;
 end
 $$;
 revoke execute on function private.session_split_kind(public.sessions, public.mechanics),
@@ -672,6 +678,109 @@ begin
 end
 $$;
 
+-- A paid extension of a live session (create_checkout with extension_id; the extension comes
+-- from public.request_extension). Price and currency come from the extension row. Credit that
+-- covers the price pays it at once and the extension is granted; otherwise a pending card booking
+-- (naming the session it extends) waits for a Checkout Session. Same answer shape as
+-- prepare_checkout. Lock order as in every lifecycle path: request → session, then the
+-- extension, then the customer's credit.
+create or replace function private.prepare_extension_checkout(
+  p_customer_id uuid,
+  p_extension_id uuid,
+  p_now timestamptz default now()
+) returns jsonb
+language plpgsql security definer set search_path = ''
+as $$
+declare
+  v_ext public.session_extensions;
+  v_session public.sessions;
+  v_booking public.bookings;
+  v_balance int;
+  v_payment_id uuid;
+begin
+  if p_customer_id is null or p_extension_id is null then
+    perform private.raise_error('invalid_input', 'extension_id is required');
+  end if;
+  select * into v_ext from public.session_extensions where id = p_extension_id;
+  if found then
+    select * into v_session from public.sessions where id = v_ext.session_id;
+  end if;
+  if v_ext.id is null or v_session.customer_id is distinct from p_customer_id then
+    perform private.raise_error('not_found', 'no such extension');
+  end if;
+  perform private.lock_session_for_refund(v_session.id);
+  select * into v_session from public.sessions where id = v_ext.session_id;
+  select * into v_ext from public.session_extensions where id = p_extension_id for update;
+  if v_ext.kind <> 'paid' then
+    perform private.raise_error('invalid_input', 'this extension is free: it needs no payment');
+  end if;
+  if v_ext.status <> 'pending_payment' then
+    perform private.raise_error('conflict', format('the extension is %s, not pending payment', v_ext.status));
+  end if;
+  if v_session.status <> 'live' then
+    perform private.raise_error('extension_not_allowed',
+      format('a %s session cannot be extended', v_session.status));
+  end if;
+  if v_ext.price_cents <= 0 then
+    perform private.raise_error('invalid_input', 'this extension has no price');
+  end if;
+
+  -- Credit that covers the whole price pays at once; the session is live and locked: granted.
+  perform private.lock_credit(p_customer_id);
+  v_balance := private.credit_balance(p_customer_id);
+  if v_balance >= v_ext.price_cents then
+    insert into public.bookings (customer_id, extension_id, session_id, price_cents, currency, method, status,
+                                 status_changed_at)
+    values (p_customer_id, v_ext.id, v_session.id, v_ext.price_cents, v_ext.currency, 'credit', 'pending', p_now)
+    returning * into v_booking;
+    perform private.add_credit_entry(p_customer_id, 'debit', -v_ext.price_cents, v_ext.currency, v_booking.id, null,
+                                     format('%s-minute session extension', v_ext.minutes), p_customer_id);
+    insert into public.payments (booking_id, customer_id, session_id, extension_id, method, amount_cents, currency,
+                                 transfer_group, paid_at)
+    values (v_booking.id, p_customer_id, v_session.id, v_ext.id, 'credit', v_ext.price_cents, v_ext.currency,
+            'booking_' || v_booking.id::text, p_now)
+    returning id into v_payment_id;
+    if not private.grant_extension(v_ext.id, p_now) then
+      perform private.raise_error('extension_not_allowed', 'the session is no longer live');
+    end if;
+    update public.bookings set status = 'paid', status_changed_at = p_now where id = v_booking.id;
+    return jsonb_build_object('mode', 'credit', 'booking_id', v_booking.id, 'payment_id', v_payment_id,
+                              'session_id', v_session.id, 'request_id', null, 'extension_id', v_ext.id,
+                              'extension_status', 'granted', 'minutes', v_ext.minutes,
+                              'deadline_at', (select s.deadline_at from public.sessions s where s.id = v_session.id),
+                              'price_cents', v_ext.price_cents, 'currency', v_ext.currency,
+                              'credit_balance_cents', v_balance - v_ext.price_cents);
+  end if;
+
+  -- The same open checkout again (a double click, a retry): its URL is still good.
+  select * into v_booking from public.bookings b
+  where b.extension_id = v_ext.id and b.customer_id = p_customer_id and b.status = 'pending' and b.method = 'card'
+    and b.price_cents = v_ext.price_cents and b.checkout_url is not null and b.expires_at > p_now + interval '5 minutes'
+  order by b.created_at desc
+  limit 1;
+  if found then
+    return jsonb_build_object('mode', 'stripe', 'reused', true, 'booking_id', v_booking.id, 'url', v_booking.checkout_url,
+                              'price_cents', v_booking.price_cents, 'currency', v_booking.currency,
+                              'extension_id', v_ext.id, 'session_id', v_session.id);
+  end if;
+
+  insert into public.bookings (customer_id, extension_id, session_id, price_cents, currency, method, status,
+                               status_changed_at, expires_at)
+  values (p_customer_id, v_ext.id, v_session.id, v_ext.price_cents, v_ext.currency, 'card', 'pending', p_now,
+          p_now + private.setting_interval('payments.checkout_expires_after'))
+  returning * into v_booking;
+  return jsonb_build_object('mode', 'stripe', 'reused', false, 'booking_id', v_booking.id,
+                            'price_cents', v_ext.price_cents, 'currency', v_ext.currency,
+                            'product_name', format('Session extension (%s minutes)', v_ext.minutes),
+                            'plan_code', null, 'extension_id', v_ext.id, 'session_id', v_session.id,
+                            'customer_id', p_customer_id,
+                            'customer_email', (select u.email from auth.users u where u.id = p_customer_id),
+                            'expires_at', floor(extract(epoch from v_booking.expires_at))::bigint);
+end
+$$;
+revoke execute on function private.prepare_extension_checkout(uuid, uuid, timestamptz) from public;
+grant execute on function private.prepare_extension_checkout(uuid, uuid, timestamptz) to service_role;
+
 -- The Checkout Session created for a pending card booking (after the Stripe call).
 create or replace function private.record_checkout_session(p_booking_id uuid, p_checkout_session_id text, p_url text)
 returns jsonb
@@ -794,6 +903,7 @@ declare
   v_ids jsonb;
   v_error text;
   v_event record;
+  v_ext_status public.extension_status;
 begin
   if coalesce(p_session ->> 'payment_status', '') not in ('paid', 'no_payment_required') then
     return 'awaiting_payment';  -- an asynchronous method: checkout.session.async_payment_* follows
@@ -808,11 +918,15 @@ begin
   end if;
   update public.bookings set stripe_checkout_session_id = p_session ->> 'id'
   where id = v_booking.id and stripe_checkout_session_id is null;
+  if v_booking.extension_id is not null then
+    -- an extension changes a live session: its locks first, in lifecycle order (request → session)
+    perform private.lock_session_for_refund(v_booking.session_id);
+  end if;
 
-  insert into public.payments (booking_id, customer_id, method, amount_cents, currency, stripe_checkout_session_id,
-                               stripe_payment_intent_id, transfer_group, paid_at)
-  values (v_booking.id, v_booking.customer_id, 'card',
-          coalesce((p_session ->> 'amount_total')::int, v_booking.price_cents),
+  insert into public.payments (booking_id, customer_id, session_id, extension_id, method, amount_cents, currency,
+                               stripe_checkout_session_id, stripe_payment_intent_id, transfer_group, paid_at)
+  values (v_booking.id, v_booking.customer_id, case when v_booking.extension_id is not null then v_booking.session_id end,
+          v_booking.extension_id, 'card', coalesce((p_session ->> 'amount_total')::int, v_booking.price_cents),
           coalesce(lower(p_session ->> 'currency'), v_booking.currency), p_session ->> 'id', v_pi,
           'booking_' || v_booking.id::text, p_now)
   on conflict (booking_id) do nothing
@@ -821,7 +935,28 @@ begin
     return 'already_recorded';
   end if;
 
-  if v_booking.status in ('pending', 'failed', 'expired') then
+  if v_booking.extension_id is not null and v_booking.status in ('pending', 'failed', 'expired') then
+    -- a paid session extension: granted if still pending and the session is live; otherwise (the
+    -- session ended meanwhile, or the extension was paid or cancelled already) refunded in full
+    select status into v_ext_status from public.session_extensions where id = v_booking.extension_id for update;
+    if v_ext_status = 'pending_payment' and private.grant_extension(v_booking.extension_id, p_now) then
+      update public.bookings set status = 'paid', status_changed_at = p_now, failure_reason = null
+      where id = v_booking.id;
+      v_ids := jsonb_build_object('session_id', v_booking.session_id, 'extension_id', v_booking.extension_id);
+    else
+      v_error := case v_ext_status
+                   when 'pending_payment' then 'the session ended before the extension was granted'
+                   else format('the extension was %s already', v_ext_status) end;
+      update public.bookings set status = 'unfulfilled', status_changed_at = p_now,
+             failure_reason = left('paid, but the extension could not be granted: ' || v_error, 1000)
+      where id = v_booking.id;
+      perform private.request_refund(v_payment.id, null, 'unfulfilled', v_error, null, null, null, p_now);
+      if (select s.status from public.sessions s where s.id = v_booking.session_id) = 'completed' then
+        -- settled already: this payment too (nothing left of it after the refund: no payouts)
+        perform private.settle_payment(v_booking.session_id, p_now);
+      end if;
+    end if;
+  elsif v_booking.status in ('pending', 'failed', 'expired') then
     -- a preferred mechanic who is no longer approved is dropped rather than failing a paid booking
     v_preferred := (select m.id from public.mechanics m where m.id = v_booking.preferred_mechanic_id
                     and m.status = 'approved');
@@ -1159,10 +1294,13 @@ begin
 end
 $$;
 
-create or replace function private.claim_payouts(p_limit int default 50, p_now timestamptz default now())
+-- extension_id: set for a paid extension's payout (its transfer's idempotency key names the
+-- payment too: a session's own payment keeps transfer:<session_id>:<payee>).
+drop function if exists private.claim_payouts(int, timestamptz);
+create function private.claim_payouts(p_limit int default 50, p_now timestamptz default now())
 returns table (payout_id uuid, session_id uuid, payment_id uuid, payee_id uuid, amount_cents int, currency text,
                destination text, method public.payment_method, charge_id text, payment_intent_id text,
-               transfer_group text, attempts int)
+               transfer_group text, attempts int, extension_id uuid)
 language plpgsql security definer set search_path = ''
 as $$
 declare
@@ -1193,7 +1331,8 @@ begin
   from due, public.payments pay
   where p.id = due.id and pay.id = p.payment_id
   returning p.id, p.session_id, p.payment_id, p.payee_id, p.amount_cents, p.currency, p.destination_account,
-            pay.method, pay.stripe_charge_id, pay.stripe_payment_intent_id, pay.transfer_group, p.attempts;
+            pay.method, pay.stripe_charge_id, pay.stripe_payment_intent_id, pay.transfer_group, p.attempts,
+            pay.extension_id;
 end
 $$;
 
@@ -1383,9 +1522,11 @@ grant execute on function private.prepare_connect_account(uuid, uuid),
 -- ---------------------------------------------------------------------------------------------
 -- Admin RPCs
 -- ---------------------------------------------------------------------------------------------
--- Refunds a session's payment fully (null amount: all that remains) or partly, to where it came
--- from (card through Stripe, credit at once). After payout the payees' share is reversed
--- proportionally. A full refund of a session not yet started cancels it.
+-- Refunds a session's payments fully (null amount: all that remains) or partly, to where they
+-- came from (card through Stripe, credit at once). A session with paid extensions has several
+-- payments: a partial amount is taken from its own payment first, then from the extensions in
+-- the order they were paid. After payout the payees' share is reversed proportionally. A full
+-- refund of a session not yet started cancels it.
 create or replace function public.admin_refund(p_session_id uuid, p_amount_cents int default null,
                                                p_reason text default null)
 returns jsonb
@@ -1394,22 +1535,47 @@ as $$
 declare
   v_admin uuid := private.require_admin();
   v_reason text := private.check_text('p_reason', p_reason, true);
-  v_payment_id uuid;
+  v_payment record;
+  v_left int := p_amount_cents;
+  v_total int := 0;
+  v_cut int;
   v_refund public.refunds;
+  v_refunds jsonb := '[]'::jsonb;
+  v_first public.refunds;
 begin
   if p_session_id is null or (p_amount_cents is not null and p_amount_cents <= 0) then
     perform private.raise_error('invalid_input', 'p_session_id is required and p_amount_cents must be positive');
   end if;
-  select id into v_payment_id from public.payments where session_id = p_session_id;
+  perform 1 from public.payments where session_id = p_session_id;
   if not found then
     perform private.raise_error('not_found', 'no payment for this session');
   end if;
   perform private.lock_session_for_refund(p_session_id);
   perform private.set_actor('admin', v_reason);
-  v_refund := private.request_refund(v_payment_id, p_amount_cents, 'admin', v_reason, v_admin, null, null, now());
-  return jsonb_build_object('refund_id', v_refund.id, 'payment_id', v_refund.payment_id, 'session_id', p_session_id,
-                            'amount_cents', v_refund.amount_cents, 'currency', v_refund.currency,
-                            'destination', v_refund.destination, 'status', v_refund.status);
+  for v_payment in
+    select p.id, p.amount_cents - coalesce((select sum(r.amount_cents) from public.refunds r
+                                            where r.payment_id = p.id and r.status not in ('failed', 'canceled')), 0)
+             as refundable
+    from public.payments p where p.session_id = p_session_id
+    order by p.extension_id is not null, p.paid_at, p.id
+  loop
+    v_total := v_total + greatest(v_payment.refundable, 0);
+    continue when v_payment.refundable <= 0 or (v_left is not null and v_left <= 0);
+    v_cut := case when v_left is null then null else least(v_left, v_payment.refundable) end;
+    v_refund := private.request_refund(v_payment.id, v_cut, 'admin', v_reason, v_admin, null, null, now());
+    v_left := v_left - v_refund.amount_cents;
+    v_first := coalesce(v_first, v_refund);
+    v_refunds := v_refunds || jsonb_build_object('refund_id', v_refund.id, 'payment_id', v_refund.payment_id,
+                                                 'amount_cents', v_refund.amount_cents,
+                                                 'destination', v_refund.destination, 'status', v_refund.status);
+  end loop;
+  if v_first.id is null or v_left > 0 then
+    perform private.raise_error('refund_too_large', format('%s cents remain refundable on this session', v_total));
+  end if;
+  return jsonb_build_object('refund_id', v_first.id, 'payment_id', v_first.payment_id, 'session_id', p_session_id,
+                            'amount_cents', (select sum((r ->> 'amount_cents')::int) from jsonb_array_elements(v_refunds) r),
+                            'currency', v_first.currency, 'destination', v_first.destination,
+                            'status', v_first.status, 'refunds', v_refunds);
 end
 $$;
 revoke execute on function public.admin_refund(uuid, int, text) from public, anon;
