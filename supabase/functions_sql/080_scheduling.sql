@@ -12,8 +12,13 @@
 create or replace function private.booking_rules_for(p_mechanic_id uuid)
 returns table (buffer interval, min_notice interval, max_advance interval, step interval, max_per_day int,
                instant boolean)
-language sql stable security definer set search_path = ''
+language plpgsql stable security definer set search_path = ''
 as $$
+#variable_conflict use_column
+begin
+  -- PL/pgSQL for its cached plan (a SQL function was planned on every call on PostgreSQL 15);
+  -- a setting is read only when the mechanic has no value of its own.
+  return query
   select coalesce(make_interval(mins => r.buffer_minutes), private.setting_interval('scheduling.buffer')),
          coalesce(make_interval(mins => r.min_notice_minutes), private.setting_interval('scheduling.min_notice')),
          coalesce(make_interval(days => r.max_advance_days), private.setting_interval('scheduling.max_advance')),
@@ -21,7 +26,8 @@ as $$
          coalesce(r.max_sessions_per_day, private.setting_int('scheduling.max_sessions_per_day')),
          coalesce(r.instant_booking, private.setting_bool('scheduling.instant_booking'))
   from (select p_mechanic_id as id) x
-  left join public.booking_rules r on r.mechanic_id = x.id
+  left join public.booking_rules r on r.mechanic_id = x.id;
+end
 $$;
 revoke execute on function private.booking_rules_for(uuid) from public;
 grant execute on function private.booking_rules_for(uuid) to service_role;
@@ -89,7 +95,13 @@ grant execute on function private.local_start(date, time, text) to authenticated
 -- Open time: the one source of truth for "when may this mechanic be booked"
 -- ---------------------------------------------------------------------------------------------
 -- (jit = off on these three: their row estimates cross jit_above_cost, and on servers built with
--- LLVM compiling the plan took ~650 ms of a query that runs in a few ms.)
+-- LLVM compiling the plan took ~650 ms of a query that runs in a few ms. They are PL/pgSQL with
+-- plan_cache_mode = force_generic_plan: each query is planned once per session, not per call —
+-- PostgreSQL 15 planned a SQL function's body on every call, ~1-3 ms, more than the work — and
+-- the queries are written so that the generic plan is the good one: no `p_x is null or col =
+-- p_x` filters that need the value to pick an index, per-date index lookups (`offset 0`
+-- laterals) instead of hashing every mechanic's blocks, no join back to a CTE whose row count
+-- the planner cannot know. bench/bench_scheduling.py measured the difference.)
 -- Open ranges of mechanic `p_mechanic_id` (null: every approved mechanic that takes bookings)
 -- meeting [p_from, p_to), with the price multiplier of each. By mechanic type (seed 004 §2.3):
 -- virtual_only → its own blocks; independent_workshop → its blocks ∩ its workshop's hours;
@@ -100,33 +112,50 @@ grant execute on function private.local_start(date, time, text) to authenticated
 -- first instance). Time off, bookings and notice are not subtracted here.
 create or replace function private.open_ranges(p_mechanic_id uuid, p_from timestamptz, p_to timestamptz)
 returns table (mechanic_id uuid, r tstzrange, multiplier numeric)
-language sql stable security definer set search_path = '' set jit = off
+language plpgsql stable security definer set search_path = '' set jit = off
+  set plan_cache_mode = force_generic_plan
 as $$
+#variable_conflict use_column
+begin
+  -- PL/pgSQL, not SQL: the plan is cached per session (PostgreSQL 15 re-planned a SQL function's
+  -- query on every call, ~1-3 ms). The query is written to have one good generic plan for both
+  -- callers: one mechanic (the first branch of m, index lookups per local date) and every
+  -- mechanic (the second branch, gated by `p_mechanic_id is null`); the final joins no longer
+  -- go back to m, whose row estimate differs by 1,000x between the two.
+  return query
   with m as (
     select mm.id, mm.timezone as tz, mm.mechanic_type as mtype, mm.organization_id as org,
            coalesce(o.timezone, mm.timezone) as wtz
     from public.mechanics mm
     left join public.organizations o on o.id = mm.organization_id
-    where (p_mechanic_id is null or mm.id = p_mechanic_id)
+    where mm.id = p_mechanic_id
+      and mm.status = 'approved' and mm.can_accept_sessions
+      and (mm.mechanic_type = 'virtual_only' or mm.organization_id is not null)
+    union all
+    select mm.id, mm.timezone, mm.mechanic_type, mm.organization_id, coalesce(o.timezone, mm.timezone)
+    from public.mechanics mm
+    left join public.organizations o on o.id = mm.organization_id
+    where p_mechanic_id is null
       and mm.status = 'approved' and mm.can_accept_sessions
       and (mm.mechanic_type = 'virtual_only' or mm.organization_id is not null)
   ),
   -- local dates (in the mechanic's zone) that can meet the range
   mdays as (
-    select m.id, m.tz, d::date as d
+    select m.id, m.tz, m.mtype, m.org, d::date as d
     from m cross join lateral generate_series((p_from at time zone m.tz)::date - 1,
                                               (p_to at time zone m.tz)::date, interval '1 day') d
     where m.mtype <> 'workshop_affiliated'
   ),
   own as (
-    select md.id, tstzrange(case when (((((md.d + o.start_time) at time zone md.tz)) - interval '1 hour') at time zone md.tz) = (md.d + o.start_time) then ((md.d + o.start_time) at time zone md.tz) - interval '1 hour' when (((((md.d + o.start_time) at time zone md.tz)) - interval '30 minutes') at time zone md.tz) = (md.d + o.start_time) then ((md.d + o.start_time) at time zone md.tz) - interval '30 minutes' else ((md.d + o.start_time) at time zone md.tz) end, (md.d + o.end_time) at time zone md.tz) as r,
+    select md.id, md.mtype, md.org, tstzrange(case when (((((md.d + o.start_time) at time zone md.tz)) - interval '1 hour') at time zone md.tz) = (md.d + o.start_time) then ((md.d + o.start_time) at time zone md.tz) - interval '1 hour' when (((((md.d + o.start_time) at time zone md.tz)) - interval '30 minutes') at time zone md.tz) = (md.d + o.start_time) then ((md.d + o.start_time) at time zone md.tz) - interval '30 minutes' else ((md.d + o.start_time) at time zone md.tz) end, (md.d + o.end_time) at time zone md.tz) as r,
            o.price_multiplier as mult
     from mdays md join public.availability_overrides o on o.mechanic_id = md.id and o.on_date = md.d and o.is_available
     union all
-    select md.id, tstzrange(case when (((((md.d + b.start_time) at time zone md.tz)) - interval '1 hour') at time zone md.tz) = (md.d + b.start_time) then ((md.d + b.start_time) at time zone md.tz) - interval '1 hour' when (((((md.d + b.start_time) at time zone md.tz)) - interval '30 minutes') at time zone md.tz) = (md.d + b.start_time) then ((md.d + b.start_time) at time zone md.tz) - interval '30 minutes' else ((md.d + b.start_time) at time zone md.tz) end, (md.d + b.end_time) at time zone md.tz),
+    select md.id, md.mtype, md.org, tstzrange(case when (((((md.d + b.start_time) at time zone md.tz)) - interval '1 hour') at time zone md.tz) = (md.d + b.start_time) then ((md.d + b.start_time) at time zone md.tz) - interval '1 hour' when (((((md.d + b.start_time) at time zone md.tz)) - interval '30 minutes') at time zone md.tz) = (md.d + b.start_time) then ((md.d + b.start_time) at time zone md.tz) - interval '30 minutes' else ((md.d + b.start_time) at time zone md.tz) end, (md.d + b.end_time) at time zone md.tz),
            b.price_multiplier
-    from mdays md join public.mechanic_weekly_availability b
-      on b.mechanic_id = md.id and b.day_of_week = extract(dow from md.d)::int
+    from mdays md cross join lateral (  -- offset 0: an index lookup per local date, never a scan of all blocks
+      select wb.start_time, wb.end_time, wb.price_multiplier from public.mechanic_weekly_availability wb
+      where wb.mechanic_id = md.id and wb.day_of_week = extract(dow from md.d)::int offset 0) b
     where not exists (select 1 from public.availability_overrides o where o.mechanic_id = md.id and o.on_date = md.d)
   ),
   orgs as (select distinct m.org, m.wtz from m where m.mtype <> 'virtual_only'),
@@ -151,19 +180,20 @@ as $$
       and not exists (select 1 from public.availability_overrides o where o.organization_id = w.org and o.on_date = w.d)
   ),
   ws as (select w.org, range_agg(w.r) as mr from wranges w where not isempty(w.r) group by w.org)
-  select m.id, own.r, own.mult
-  from m join own on own.id = m.id
-  where m.mtype = 'virtual_only' and own.r && tstzrange(p_from, p_to)
+  select own.id, own.r, own.mult
+  from own
+  where own.mtype = 'virtual_only' and own.r && tstzrange(p_from, p_to)
   union all
-  select m.id, x.r, own.mult
-  from m join own on own.id = m.id join ws on ws.org = m.org
+  select own.id, x.r, own.mult
+  from own join ws on ws.org = own.org
   cross join lateral unnest(multirange(own.r) * ws.mr) as x(r)
-  where m.mtype = 'independent_workshop' and x.r && tstzrange(p_from, p_to)
+  where own.mtype = 'independent_workshop' and x.r && tstzrange(p_from, p_to)
   union all
   select m.id, x.r, 1.0
   from m join ws on ws.org = m.org
   cross join lateral unnest(ws.mr) as x(r)
-  where m.mtype = 'workshop_affiliated' and x.r && tstzrange(p_from, p_to)
+  where m.mtype = 'workshop_affiliated' and x.r && tstzrange(p_from, p_to);
+end
 $$;
 revoke execute on function private.open_ranges(uuid, timestamptz, timestamptz) from public;
 grant execute on function private.open_ranges(uuid, timestamptz, timestamptz) to service_role;
@@ -175,51 +205,71 @@ grant execute on function private.open_ranges(uuid, timestamptz, timestamptz) to
 create or replace function private.slots(
   p_mechanic_id uuid, p_from timestamptz, p_to timestamptz, p_plan_code text, p_now timestamptz default now()
 ) returns table (slot_start timestamptz, slot_end timestamptz, price_cents int)
-language sql stable security definer set search_path = '' set jit = off
+language plpgsql stable security definer set search_path = '' set jit = off
+  set plan_cache_mode = force_generic_plan
 as $$
-  with m as (
-    select mm.id, mm.timezone as tz, make_interval(mins => p.minutes) as dur, p.price_cents as plan_price, r.*
-    from public.mechanics mm
-    join public.service_plans p on p.code = p_plan_code and p.active
-    cross join lateral private.booking_rules_for(mm.id) r
-    where mm.id = p_mechanic_id and r.instant
-  ),
-  win as (
-    select m.*, greatest(p_from, p_now + m.min_notice) as lo, least(p_to, p_now + m.max_advance) as hi from m
-  ),
-  w as (select win.*, tstzmultirange(tstzrange(win.lo, win.hi)) as wmr from win where win.lo < win.hi),
-  busy as (
+#variable_conflict use_column
+declare
+  v_tz text;
+  v_dur interval;
+  v_plan_price int;
+  v_rules record;
+  v_lo timestamptz;
+  v_hi timestamptz;
+begin
+  -- PL/pgSQL with scalars first (rules and settings read once), then one cached query over this
+  -- mechanic's rows only: PostgreSQL 15 re-planned the SQL version on every call.
+  select mm.timezone, make_interval(mins => p.minutes), p.price_cents into v_tz, v_dur, v_plan_price
+  from public.mechanics mm join public.service_plans p on p.code = p_plan_code and p.active
+  where mm.id = p_mechanic_id;
+  if not found then
+    return;
+  end if;
+  select * into v_rules from private.booking_rules_for(p_mechanic_id);
+  if not v_rules.instant then
+    return;
+  end if;
+  v_lo := greatest(p_from, p_now + v_rules.min_notice);
+  v_hi := least(p_to, p_now + v_rules.max_advance);
+  if not (v_lo < v_hi) then
+    return;
+  end if;
+  return query
+  with busy as (
     select coalesce(range_agg(b.r), '{}'::tstzmultirange) as mr
     from (
-      select tstzrange(lower(c.during) - w.buffer, upper(c.during)) as r
-      from w join public.mechanic_commitments c on c.mechanic_id = w.id
-      where (c.status in ('confirmed', 'in_progress') or (c.status = 'held' and c.expires_at > p_now))
-        and c.during && tstzrange(w.lo - w.buffer, w.hi + w.dur + w.buffer)
+      select tstzrange(lower(c.during) - v_rules.buffer, upper(c.during)) as r
+      from public.mechanic_commitments c
+      where c.mechanic_id = p_mechanic_id
+        and (c.status in ('confirmed', 'in_progress') or (c.status = 'held' and c.expires_at > p_now))
+        and c.during && tstzrange(v_lo - v_rules.buffer, v_hi + v_dur + v_rules.buffer)
       union all
-      select t.during from w join public.mechanic_time_off t on t.mechanic_id = w.id
-      where t.during && tstzrange(w.lo, w.hi)
+      select t.during from public.mechanic_time_off t
+      where t.mechanic_id = p_mechanic_id and t.during && tstzrange(v_lo, v_hi)
     ) b
   ),
   full_days as (
-    select (lower(c.during) at time zone w.tz)::date as d
-    from w join public.mechanic_commitments c on c.mechanic_id = w.id
-    where c.kind in ('hold', 'scheduled')
+    select (lower(c.during) at time zone v_tz)::date as d
+    from public.mechanic_commitments c
+    where c.mechanic_id = p_mechanic_id and c.kind in ('hold', 'scheduled')
       and (c.status = 'confirmed' or (c.status = 'held' and c.expires_at > p_now))
-      and c.during && tstzrange(w.lo - interval '2 days', w.hi + interval '2 days')
-    group by 1, w.max_per_day
-    having count(*) >= w.max_per_day
-  ),
-  blocks as (
-    select o.r, o.multiplier, (multirange(o.r) * w.wmr) - busy.mr as free
-    from w cross join busy
-    join private.open_ranges(p_mechanic_id, (select lo from w), (select hi from w) + (select dur from w)) o on true
+      and c.during && tstzrange(v_lo - interval '2 days', v_hi + interval '2 days')
+    group by 1
+    having count(*) >= v_rules.max_per_day
   )
-  select distinct on (s) s, s + w.dur, round(w.plan_price * b.multiplier)::int
-  from w cross join blocks b
-  cross join lateral generate_series(lower(b.r), upper(b.r) - w.dur, w.step) s
-  where b.free @> tstzrange(s, s + w.dur)
-    and (s at time zone w.tz)::date not in (select f.d from full_days f)
-  order by s, b.multiplier desc
+  -- A start on a block's grid is free when [s, s + plan) lies inside the block and the window
+  -- and touches no busy range: one binary search in the busy multirange per candidate instead
+  -- of a multirange difference per block (the same answer: a busy-free interval inside
+  -- block ∩ window lies inside one piece of (block ∩ window) − busy).
+  select distinct on (s) s, s + v_dur, round(v_plan_price * o.multiplier)::int
+  from private.open_ranges(p_mechanic_id, v_lo, v_hi + v_dur) o
+  cross join lateral generate_series(lower(o.r), upper(o.r) - v_dur, v_rules.step) s
+  cross join busy
+  where s >= v_lo and s + v_dur <= v_hi
+    and not (busy.mr && tstzrange(s, s + v_dur))
+    and (s at time zone v_tz)::date not in (select f.d from full_days f)
+  order by s, o.multiplier desc;
+end
 $$;
 revoke execute on function private.slots(uuid, timestamptz, timestamptz, text, timestamptz) from public;
 grant execute on function private.slots(uuid, timestamptz, timestamptz, text, timestamptz) to service_role;
@@ -231,41 +281,64 @@ grant execute on function private.slots(uuid, timestamptz, timestamptz, text, ti
 create or replace function private.free_at(
   p_start timestamptz, p_plan_code text, p_city text, p_brand text, p_limit int, p_now timestamptz default now()
 ) returns table (mechanic_id uuid, price_cents int, multiplier numeric)
-language sql stable security definer set search_path = '' set jit = off
+language plpgsql stable security definer set search_path = '' set jit = off
+  set plan_cache_mode = force_generic_plan
 as $$
-  with p as (select make_interval(mins => sp.minutes) as dur, sp.price_cents from public.service_plans sp
-             where sp.code = p_plan_code and sp.active),
-  cand as (
-    select o.mechanic_id, o.r, o.multiplier, p.dur, p.price_cents
-    from p cross join private.open_ranges(null, p_start, p_start + (select dur from p)) o
-    where o.r @> tstzrange(p_start, p_start + p.dur)
+#variable_conflict use_column
+declare
+  v_dur interval;
+  v_price int;
+  -- the scheduling.* defaults, read once (booking_rules_for per candidate read six settings per row)
+  v_buffer interval := private.setting_interval('scheduling.buffer');
+  v_min_notice interval := private.setting_interval('scheduling.min_notice');
+  v_max_advance interval := private.setting_interval('scheduling.max_advance');
+  v_step interval := private.setting_interval('scheduling.slot_step');
+  v_max_per_day int := private.setting_int('scheduling.max_sessions_per_day');
+  v_instant boolean := private.setting_bool('scheduling.instant_booking');
+begin
+  select make_interval(mins => sp.minutes), sp.price_cents into v_dur, v_price
+  from public.service_plans sp where sp.code = p_plan_code and sp.active;
+  if not found then
+    return;
+  end if;
+  return query
+  with cand as (
+    select o.mechanic_id, o.r, o.multiplier
+    from private.open_ranges(null, p_start, p_start + v_dur) o
+    where o.r @> tstzrange(p_start, p_start + v_dur)
   ),
   ok as (
-    select c.mechanic_id, round(c.price_cents * c.multiplier)::int as price_cents, c.multiplier, c.dur, rl.*
+    select c.mechanic_id, round(v_price * c.multiplier)::int as price_cents, c.multiplier,
+           coalesce(make_interval(mins => rl.buffer_minutes), v_buffer) as buffer,
+           coalesce(rl.max_sessions_per_day, v_max_per_day) as max_per_day,
+           m.timezone, m.rating_avg, m.completed_sessions
     from cand c
-    cross join lateral private.booking_rules_for(c.mechanic_id) rl
     join public.mechanics m on m.id = c.mechanic_id
-    where rl.instant
-      and p_start >= p_now + rl.min_notice and p_start < p_now + rl.max_advance
-      and mod(extract(epoch from (p_start - lower(c.r)))::numeric, extract(epoch from rl.step)::numeric) = 0
+    left join public.booking_rules rl on rl.mechanic_id = c.mechanic_id
+    where coalesce(rl.instant_booking, v_instant)
+      and p_start >= p_now + coalesce(make_interval(mins => rl.min_notice_minutes), v_min_notice)
+      and p_start < p_now + coalesce(make_interval(days => rl.max_advance_days), v_max_advance)
+      and mod(extract(epoch from (p_start - lower(c.r)))::numeric,
+              extract(epoch from coalesce(make_interval(mins => rl.slot_step_minutes), v_step))::numeric) = 0
       and (p_city is null or lower(m.city) = lower(btrim(p_city)))
       and (p_brand is null or exists (select 1 from unnest(m.brand_specializations) b where lower(b) = lower(p_brand)))
   )
   select ok.mechanic_id, ok.price_cents, ok.multiplier
-  from ok join public.mechanics m on m.id = ok.mechanic_id
+  from ok
   where not exists (select 1 from public.mechanic_commitments c
                     where c.mechanic_id = ok.mechanic_id
                       and (c.status in ('confirmed', 'in_progress') or (c.status = 'held' and c.expires_at > p_now))
-                      and c.during && tstzrange(p_start - ok.buffer, p_start + ok.dur + ok.buffer))
+                      and c.during && tstzrange(p_start - ok.buffer, p_start + v_dur + ok.buffer))
     and not exists (select 1 from public.mechanic_time_off t
-                    where t.mechanic_id = ok.mechanic_id and t.during && tstzrange(p_start, p_start + ok.dur))
+                    where t.mechanic_id = ok.mechanic_id and t.during && tstzrange(p_start, p_start + v_dur))
     and (select count(*) from public.mechanic_commitments c
          where c.mechanic_id = ok.mechanic_id and c.kind in ('hold', 'scheduled')
            and (c.status = 'confirmed' or (c.status = 'held' and c.expires_at > p_now))
-           and (lower(c.during) at time zone m.timezone)::date = (p_start at time zone m.timezone)::date
+           and (lower(c.during) at time zone ok.timezone)::date = (p_start at time zone ok.timezone)::date
            and c.during && tstzrange(p_start - interval '2 days', p_start + interval '2 days')) < ok.max_per_day
-  order by m.rating_avg desc nulls last, m.completed_sessions desc, m.id
-  limit p_limit
+  order by ok.rating_avg desc nulls last, ok.completed_sessions desc, ok.mechanic_id
+  limit p_limit;
+end
 $$;
 revoke execute on function private.free_at(timestamptz, text, text, text, int, timestamptz) from public;
 grant execute on function private.free_at(timestamptz, text, text, text, int, timestamptz) to service_role;
@@ -415,10 +488,12 @@ revoke execute on function private.tg_bookings__slot_lost() from public;
 -- ---------------------------------------------------------------------------------------------
 -- Lazy expiry inside the mechanic's locked transaction.
 create or replace function private.expire_mechanic_holds(p_mechanic_id uuid, p_now timestamptz) returns void
-language sql security definer set search_path = ''
+language plpgsql security definer set search_path = ''
 as $$
+begin
   update public.mechanic_commitments set status = 'expired'
-  where mechanic_id = p_mechanic_id and status = 'held' and expires_at <= p_now
+  where mechanic_id = p_mechanic_id and status = 'held' and expires_at <= p_now;
+end
 $$;
 revoke execute on function private.expire_mechanic_holds(uuid, timestamptz) from public;
 grant execute on function private.expire_mechanic_holds(uuid, timestamptz) to service_role;
@@ -488,12 +563,15 @@ create or replace function private.hold_slot(
   p_customer_id uuid, p_mechanic_id uuid, p_start timestamptz, p_plan_code text, p_now timestamptz default now()
 ) returns jsonb
 language plpgsql security definer set search_path = '' set jit = off
+  set plan_cache_mode = force_generic_plan
 as $$
 declare
   v_mechanic public.mechanics;
+  v_tz text;
   v_plan public.service_plans;
   v_hold public.mechanic_commitments;
   v_dur interval;
+  v_rules record;
   v_buffer interval;
   v_max_per_day int;
   v_price int;
@@ -509,21 +587,54 @@ begin
   if p_customer_id = p_mechanic_id then
     perform private.raise_error('not_allowed', 'a mechanic cannot book itself');
   end if;
-  if not exists (select 1 from public.mechanics where id = p_mechanic_id and status = 'approved') then
+  select mm.timezone into v_tz from public.mechanics mm where mm.id = p_mechanic_id and mm.status = 'approved';
+  if not found then
     perform private.raise_error('not_found', 'no such approved mechanic');
   end if;
   -- Before the lock: is the time offered at all (blocks, step, notice, window, time off, daily
   -- limit, committed time as of now)? None of that depends on racing holds except committed time,
-  -- which the insert re-checks exactly under the lock (trigger, then the exclusion constraint).
-  -- Keeping the slot computation out of the lock keeps the queue short (bench_scheduling.py).
-  select make_interval(mins => v_plan.minutes), r.buffer, r.max_per_day into v_dur, v_buffer, v_max_per_day
-  from private.booking_rules_for(p_mechanic_id) r;
-  select s.price_cents into v_price
-  from private.slots(p_mechanic_id, p_start, p_start + v_dur, v_plan.code, p_now) s where s.slot_start = p_start;
-  if not found then
+  -- which is re-checked exactly under the lock (then the trigger and the exclusion constraint).
+  -- Keeping this check out of the lock keeps the queue short (bench_scheduling.py). It is
+  -- private.slots(p_mechanic_id, p_start, p_start + plan, …) for the one start p_start, written
+  -- for one slot (the open ranges of the one or two local dates around p_start, then indexed
+  -- lookups) instead of computing the whole slot list: 32 clients run it at once on 2 cores.
+  select * into v_rules from private.booking_rules_for(p_mechanic_id);
+  v_dur := make_interval(mins => v_plan.minutes);
+  v_buffer := v_rules.buffer;
+  v_max_per_day := v_rules.max_per_day;
+  if v_rules.instant and p_start >= p_now + v_rules.min_notice and p_start + v_dur <= p_now + v_rules.max_advance
+     and not exists (select 1 from public.mechanic_commitments c
+                     where c.mechanic_id = p_mechanic_id
+                       and (c.status in ('confirmed', 'in_progress') or (c.status = 'held' and c.expires_at > p_now))
+                       and c.during && tstzrange(p_start, p_start + v_dur + v_buffer))
+     and not exists (select 1 from public.mechanic_time_off t
+                     where t.mechanic_id = p_mechanic_id and t.during && tstzrange(p_start, p_start + v_dur))
+     and (select count(*) from public.mechanic_commitments c
+          where c.mechanic_id = p_mechanic_id and c.kind in ('hold', 'scheduled')
+            and (c.status = 'confirmed' or (c.status = 'held' and c.expires_at > p_now))
+            and (lower(c.during) at time zone v_tz)::date = (p_start at time zone v_tz)::date
+            and c.during && tstzrange(p_start - interval '2 days', p_start + v_dur + interval '2 days'))
+         < v_max_per_day then
+    -- on the step grid of an open range that holds the whole session; the highest multiplier wins
+    select round(v_plan.price_cents * max(o.multiplier))::int into v_price
+    from private.open_ranges(p_mechanic_id, p_start, p_start + v_dur) o
+    where o.r @> tstzrange(p_start, p_start + v_dur)
+      and p_start in (select g from generate_series(lower(o.r), upper(o.r) - v_dur, v_rules.step) g);
+  end if;
+  if v_price is null then
     perform private.raise_slot_refusal(p_mechanic_id, p_start, v_dur, v_buffer, p_now);
   end if;
   v_mechanic := private.lock_mechanic(p_mechanic_id);
+  -- Under the lock, first the one thing a racing hold can have changed: live committed time
+  -- overlapping the range the insert would take (what the trigger and the constraint would
+  -- refuse with slot_taken). The losers of a race leave here after one index lookup instead of
+  -- going through the counts and a failing insert.
+  if exists (select 1 from public.mechanic_commitments c
+             where c.mechanic_id = p_mechanic_id
+               and (c.status in ('confirmed', 'in_progress') or (c.status = 'held' and c.expires_at > p_now))
+               and c.during && tstzrange(p_start, p_start + v_dur + v_buffer)) then
+    perform private.raise_error('slot_taken', 'the time is no longer free');
+  end if;
   perform private.expire_mechanic_holds(p_mechanic_id, p_now);
   -- the daily limit again, exactly, under the lock
   if (select count(*) from public.mechanic_commitments c
