@@ -228,3 +228,15 @@ def test_admin_metrics_view(db, customer):
     assert float(row["chosen_mechanic_share"]) == 0.0
     with db.as_user(customer):  # a customer sees only its own request
         assert db.scalar("select sum(requests) from public.admin_matching_daily") == 1
+
+
+def test_vocabulary_changes_reach_existing_mechanics(db, customer):
+    m = mech(db, "Wipers", service_keywords=["Wiper blades"])  # not a vocabulary word yet
+    request = new_request(db, customer, concern="My wiper blades squeak")
+    assert {r["mechanic_id"]: r["score"] for r in rank(db, request)}[m] == 0
+    db.execute("insert into public.automotive_keywords (keyword, category, patterns)"
+               " values ('wiper blades', 'body', array['\\mwiper blades?\\M'])")
+    later = new_request(db, customer, concern="My wiper blades squeak again")
+    assert "wiper blades" in db.scalar("select keywords from public.session_requests where id = %s", (later,))
+    assert {r["mechanic_id"]: r["reasons"] for r in rank(db, later)}[m] == [
+        {"reason": "keywords_matched:1", "points": 15}]

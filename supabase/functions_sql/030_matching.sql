@@ -90,18 +90,49 @@ $$;
 revoke execute on function private.extract_keywords(text) from public;
 grant execute on function private.extract_keywords(text) to authenticated, service_role;
 
--- Service keywords are vocabulary words: stored lowercase, trimmed, without duplicates.
+-- A set of vocabulary keywords as bits (automotive_keywords.bit_position); unknown words add nothing.
+create or replace function private.keyword_bits(p_keywords text[]) returns bit(256)
+language sql stable security definer set search_path = ''
+as $$
+  select coalesce(bit_or((repeat('0', k.bit_position) || '1' || repeat('0', 255 - k.bit_position))::bit(256)),
+                  repeat('0', 256)::bit(256))
+  from public.automotive_keywords k
+  where k.keyword = any (p_keywords)
+$$;
+revoke execute on function private.keyword_bits(text[]) from public;
+grant execute on function private.keyword_bits(text[]) to service_role;
+
+-- The vocabulary changed: recompute the mechanics' keyword bits.
+create or replace function private.tg_automotive_keywords__refresh_bits() returns trigger
+language plpgsql security definer set search_path = ''
+as $$
+begin
+  update public.mechanics m set keyword_bits = private.keyword_bits(m.service_keywords)
+  where m.keyword_bits is distinct from private.keyword_bits(m.service_keywords);
+  return null;
+end
+$$;
+drop trigger if exists _100_refresh_bits on public.automotive_keywords;
+create trigger _100_refresh_bits after insert or update or delete on public.automotive_keywords
+  for each statement execute function private.tg_automotive_keywords__refresh_bits();
+
+-- Service keywords are vocabulary words: stored lowercase, trimmed, without duplicates; brand
+-- names keep their spelling and get a lowercase copy for matching.
 create or replace function private.tg_mechanics__normalize_keywords() returns trigger
 language plpgsql set search_path = ''
 as $$
 begin
   new.service_keywords := coalesce(
     (select array_agg(distinct lower(btrim(k))) from unnest(new.service_keywords) k where btrim(k) <> ''), '{}');
+  new.brand_keys := coalesce(
+    (select array_agg(distinct lower(btrim(b))) from unnest(new.brand_specializations) b where btrim(b) <> ''), '{}');
+  new.keyword_bits := private.keyword_bits(new.service_keywords);
   return new;
 end
 $$;
 drop trigger if exists _020_normalize_keywords on public.mechanics;
-create trigger _020_normalize_keywords before insert or update of service_keywords on public.mechanics
+create trigger _020_normalize_keywords before insert or update of service_keywords, brand_specializations
+  on public.mechanics
   for each row execute function private.tg_mechanics__normalize_keywords();
 
 -- Eligibility hook: private.eligibility_exclusions(request, now) (supabase/functions_sql/090_eligibility.sql)
@@ -119,7 +150,7 @@ create or replace function private.rank_mechanics(
   p_now timestamptz default now(),
   p_exclude_offered boolean default false
 ) returns table (mechanic_id uuid, score int, reasons jsonb, rank int)
-language plpgsql stable security definer set search_path = ''
+language plpgsql stable security definer set search_path = '' set jit = off  -- compiling costs more than it saves here
 as $$
 declare
   v_w jsonb := private.setting('matching.weights');
@@ -140,12 +171,11 @@ declare
   v_window interval := private.setting_interval('presence.online_window');
   v_limit int := coalesce(p_limit, private.setting_int('matching.top_n'));
   v_req public.session_requests;
-  v_kws text[];
   v_city text;
   v_fsa text;
   v_make text;
-  v_make_variants text[];
-  v_nkws int;
+  v_make_key text[];
+  v_bits bit(256);
 begin
   if v_limit is null or v_limit < 1 or v_limit > 1000 then
     perform private.raise_error('invalid_input', 'the limit must be between 1 and 1000');
@@ -154,11 +184,10 @@ begin
   if not found then
     perform private.raise_error('not_found', 'no such request');
   end if;
-  v_kws := v_req.keywords;
-  v_nkws := least(cardinality(v_kws), 12);
+  v_bits := v_req.keyword_bits;
   v_make := lower(v_req.vehicle_make);
-  v_make_variants := array[v_req.vehicle_make, v_make, upper(v_make), initcap(v_make)];
-  select lower(coalesce(p.city, i.city)), nullif(upper(left(replace(p.postal_code, ' ', ''), 3)), '')
+  v_make_key := array[coalesce(v_make, '')];  -- '' is never a brand key
+  select lower(btrim(coalesce(p.city, i.city))), nullif(upper(left(replace(p.postal_code, ' ', ''), 3)), '')
   into v_city, v_fsa
   from public.sessions s
   left join public.profiles p on p.id = s.customer_id
@@ -166,8 +195,7 @@ begin
   where s.id = v_req.session_id;
 
   -- Sets computed once (hashed), then one pass over the mechanics computing levels and points;
-  -- reasons are spelled out only for the rows returned. Keyword hits count up to 12 keywords of
-  -- the concern (positional containment checks: no per-row subquery).
+  -- reasons are spelled out only for the rows returned. Keyword hits are one AND and a bit count.
   return query
   with busy as (
     select c.mechanic_id from public.mechanic_commitments c where c.status = 'in_progress'
@@ -188,25 +216,9 @@ begin
                      and m.last_seen_at >= (date_trunc('day', p_now at time zone m.timezone) at time zone m.timezone)
                   then 1
                 else 0 end as presence_level,
-           case when v_nkws = 0 or not (m.service_keywords && v_kws) then 0
-                else (v_nkws >= 1 and m.service_keywords @> v_kws[1:1])::int
-                   + (v_nkws >= 2 and m.service_keywords @> v_kws[2:2])::int
-                   + (v_nkws >= 3 and m.service_keywords @> v_kws[3:3])::int
-                   + (v_nkws >= 4 and m.service_keywords @> v_kws[4:4])::int
-                   + (v_nkws >= 5 and m.service_keywords @> v_kws[5:5])::int
-                   + (v_nkws >= 6 and m.service_keywords @> v_kws[6:6])::int
-                   + (v_nkws >= 7 and m.service_keywords @> v_kws[7:7])::int
-                   + (v_nkws >= 8 and m.service_keywords @> v_kws[8:8])::int
-                   + (v_nkws >= 9 and m.service_keywords @> v_kws[9:9])::int
-                   + (v_nkws >= 10 and m.service_keywords @> v_kws[10:10])::int
-                   + (v_nkws >= 11 and m.service_keywords @> v_kws[11:11])::int
-                   + (v_nkws >= 12 and m.service_keywords @> v_kws[12:12])::int end as keyword_hits,
-           case when not m.is_brand_specialist or v_make is null then false
-                when m.brand_specializations && v_make_variants then true
-                else exists (select 1 from unnest(m.brand_specializations) b where lower(b) = v_make) end
-             as brand_match,
-           case when v_fsa is not null and m.postal_area = v_fsa then 2
-                when v_city is not null and lower(m.city) = v_city then 1 else 0 end as location_level
+           bit_count(m.keyword_bits & v_bits)::int as keyword_hits,
+           (m.is_brand_specialist and m.brand_keys @> v_make_key) as brand_match,
+           case when m.postal_area = v_fsa then 2 when m.city_key = v_city then 1 else 0 end as location_level
     from public.mechanics m
     where m.status = 'approved' and m.can_accept_sessions and m.id <> v_req.customer_id
       and m.id not in (select b.mechanic_id from busy b)
@@ -319,8 +331,8 @@ begin
     where m.status = 'approved' and m.can_accept_sessions
       and (not coalesce(p_specialist, false)
            or (m.is_brand_specialist
-               and exists (select 1 from unnest(m.brand_specializations) b where lower(b) = lower(p_brand))))
-      and (p_city is null or lower(m.city) = lower(btrim(p_city)))
+               and m.brand_keys @> array[lower(btrim(p_brand))]))
+      and (p_city is null or m.city_key = lower(btrim(p_city)))
   ),
   page as (
     select l.* from listed l
@@ -350,6 +362,7 @@ as $$
 begin
   if tg_op = 'INSERT' then
     new.keywords := private.extract_keywords(new.concern);
+    new.keyword_bits := private.keyword_bits(new.keywords);
     new.broadcast_at := case when new.preferred_mechanic_id is not null
                              then new.created_at + private.setting_interval('matching.preferred_window')
                              else new.created_at end;
@@ -554,7 +567,8 @@ grant select on public.admin_matching_daily to authenticated, service_role;
 comment on view public.admin_matching_daily is
   'Per day: requests, share with a chosen mechanic, minutes to acceptance and to start, unattended rate.';
 
-revoke execute on function private.tg_mechanics__normalize_keywords() from public;
+revoke execute on function private.tg_mechanics__normalize_keywords(),
+  private.tg_automotive_keywords__refresh_bits() from public;
 revoke execute on function private.tg_mechanics__broadcast_presence(),
   private.tg_mechanic_commitments__broadcast_presence(), private.tg_session_requests__routing_defaults(),
   private.tg_session_offers__decline_moves_on(), private.tg_session_offers__broadcast() from public;
