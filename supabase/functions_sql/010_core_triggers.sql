@@ -243,20 +243,21 @@ drop trigger if exists _200_record_event on public.session_requests;
 create trigger _200_record_event after insert or update of status on public.session_requests
   for each row execute function private.tg__record_status_event();
 
-create or replace function private.tg_session_events__append_only() returns trigger
+-- Append-only tables (the audit here, the credit ledger in payments): rows are corrected by adding rows.
+create or replace function private.tg__append_only() returns trigger
 language plpgsql set search_path = ''
 as $$
 begin
-  perform private.raise_error('not_allowed', 'session_events is append-only');
+  perform private.raise_error('not_allowed', format('%s is append-only: add a correcting row instead', tg_table_name));
   return null;
 end
 $$;
 drop trigger if exists _100_append_only on public.session_events;
 create trigger _100_append_only before update or delete on public.session_events
-  for each row execute function private.tg_session_events__append_only();
+  for each row execute function private.tg__append_only();
 drop trigger if exists _101_append_only_truncate on public.session_events;
 create trigger _101_append_only_truncate before truncate on public.session_events
-  for each statement execute function private.tg_session_events__append_only();
+  for each statement execute function private.tg__append_only();
 
 -- ---------------------------------------------------------------------------------------------
 -- Realtime broadcasts, sent inside the transaction that made the change (lost if it rolls back).
@@ -325,5 +326,5 @@ create trigger _300_broadcast after update of status, mechanic_id on public.sess
 
 revoke execute on function private.tg_auth_users__on_signup(), private.tg_auth_users__sync_admin(),
   private.tg__set_updated_at(), private.tg__check_transition(),
-  private.tg__check_initial_status(), private.tg__record_status_event(), private.tg_session_events__append_only(),
+  private.tg__check_initial_status(), private.tg__record_status_event(), private.tg__append_only(),
   private.tg_session_requests__broadcast(), private.tg_sessions__broadcast() from public;

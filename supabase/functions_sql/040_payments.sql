@@ -62,20 +62,12 @@ begin
 end
 $$;
 
-create or replace function private.tg_credit_ledger__append_only() returns trigger
-language plpgsql set search_path = ''
-as $$
-begin
-  perform private.raise_error('not_allowed', 'credit_ledger is append-only: add a correcting entry');
-  return null;
-end
-$$;
 drop trigger if exists _100_append_only on public.credit_ledger;
 create trigger _100_append_only before update or delete on public.credit_ledger
-  for each row execute function private.tg_credit_ledger__append_only();
+  for each row execute function private.tg__append_only();  -- 010_core_triggers.sql
 drop trigger if exists _101_append_only_truncate on public.credit_ledger;
 create trigger _101_append_only_truncate before truncate on public.credit_ledger
-  for each statement execute function private.tg_credit_ledger__append_only();
+  for each statement execute function private.tg__append_only();  -- 010_core_triggers.sql
 
 -- Every mechanic type keeps a `default` rule, so settlement always finds one.
 create or replace function private.tg_revenue_split_rules__keep_defaults() returns trigger
@@ -93,8 +85,7 @@ drop trigger if exists _100_keep_defaults on public.revenue_split_rules;
 create trigger _100_keep_defaults before update or delete on public.revenue_split_rules
   for each row execute function private.tg_revenue_split_rules__keep_defaults();
 
-revoke execute on function private.tg_credit_ledger__append_only(),
-  private.tg_revenue_split_rules__keep_defaults() from public;
+revoke execute on function private.tg_revenue_split_rules__keep_defaults() from public;
 
 -- ---------------------------------------------------------------------------------------------
 -- Customer credit
