@@ -1,14 +1,20 @@
 """A held slot paid through Checkout (create_checkout with hold_id and the Stripe webhook): paid in
 time, paid after the hold expired with the slot still free (re-held), and paid after the slot
-was taken (refunded automatically, the customer told by email)."""
+was taken (refunded automatically, the customer told by email); a reschedule racing such a paid
+booking for the same time."""
 
 from __future__ import annotations
 
 import datetime as dt
+import threading
+import time
 import uuid
 from typing import Any
 
+import psycopg
+
 from functions.checkout import create_checkout
+from tests.test_core_concurrency import call_as
 from tests.test_payments_support import Pay, call
 from tests.test_scheduling_support import at, every_day, future_day, scheduled_mechanic
 
@@ -112,4 +118,81 @@ def test_credit_covering_a_held_slot_books_at_once(pay: Pay) -> None:
     assert out["mode"] == "credit" and out["session_id"]
     assert pay.val("select status from public.sessions where id = %s", (out["session_id"],)) == "scheduled"
     assert pay.val("select private.credit_balance(%s)", (customer,)) == 5000 - 2999
+    pay.assert_books_balance()
+
+
+ROUNDS = 12
+
+
+def test_a_reschedule_racing_a_paid_booking_for_the_same_time(pay: Pay) -> None:
+    """Customer A moves a booked session to T while customer B's payment for T arrives after B's
+    hold expired (the webhook re-holds T if it is free). Every third round starts both at once;
+    the others hold one side back 50 ms so that each side also wins for certain. Exactly one gets
+    T, never an overlap: the reschedule loses with slot_taken, or the booking is refunded and B
+    told."""
+    mechanic = scheduled_mechanic(pay.db, "UTC", every_day("08:00", "18:00"))
+    pay.commit()
+    owner, rival = pay.customer("Olga Owner"), pay.customer("Rita Rival")
+    wins = {"reschedule": 0, "booking": 0}
+    with psycopg.connect(pay.url, autocommit=True, prepare_threshold=None) as conn:
+        for r in range(ROUNDS):
+            day = future_day(3 + r)
+            target = at(day, "11:00")
+            hold_back = {0: None, 1: "reschedule", 2: "webhook"}[r % 3]
+            intake = pay.intake(owner)
+            with pay.db.as_user(owner):
+                h = pay.db.rpc("hold_slot", p_mechanic_id=mechanic, p_start=at(day, "09:00"), p_plan_code="free")
+                session = pay.db.rpc("book_slot", p_hold_id=h["hold_id"], p_intake_id=intake)["session_id"]
+            pay.commit()
+            rival_hold = _hold(pay, rival, mechanic, target)
+            booking_id = _checkout(pay, rival, rival_hold["hold_id"])["booking_id"]
+            _expire(pay, rival_hold["hold_id"])
+            b = pay.booking(booking_id)
+            event = pay.events.completed(b["stripe_checkout_session_id"], str(b["id"]), b["price_cents"],
+                                         "pi_" + uuid.uuid4().hex[:20])
+            barrier = threading.Barrier(2)
+            out: dict[str, Any] = {}
+
+            def move(_session=session, _target=target, _barrier=barrier, _out=out, _late=hold_back) -> None:
+                _barrier.wait()
+                if _late == "reschedule":
+                    time.sleep(0.05)
+                _out["reschedule"] = call_as(conn, owner, "select public.reschedule_session(%s, %s)",
+                                             (_session, _target))
+
+            def deliver(_event=event, _barrier=barrier, _out=out, _late=hold_back) -> None:
+                _barrier.wait()
+                if _late == "webhook":
+                    time.sleep(0.05)
+                _out["webhook"] = pay.send(_event)
+
+            threads = [threading.Thread(target=move), threading.Thread(target=deliver)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(60)
+            assert out["webhook"][0] == 200, out
+            booking = pay.booking(booking_id)
+            moved_to = pay.val("select scheduled_for from public.sessions where id = %s", (session,))
+            if out["reschedule"][0] == "ok":
+                wins["reschedule"] += 1
+                assert moved_to == target
+                assert booking["status"] == "unfulfilled" and booking["session_id"] is None
+                refunded = pay.val("select sum(r.amount_cents) from public.refunds r join public.payments p"
+                                   " on p.id = r.payment_id where p.booking_id = %s", (booking_id,))
+                assert refunded == b["price_cents"]
+                assert pay.val("select count(*) from private.outbox where dedupe_key = %s",
+                               (f"email:booking_slot_lost:{booking_id}",)) == 1
+            else:
+                wins["booking"] += 1
+                assert out["reschedule"] == ("err", "AD050"), out
+                assert moved_to == at(day, "09:00")
+                assert booking["status"] == "paid"
+                assert pay.val("select scheduled_for from public.sessions where id = %s",
+                               (booking["session_id"],)) == target
+            assert pay.val("""select count(*) from public.mechanic_commitments a join public.mechanic_commitments b
+                              on a.mechanic_id = b.mechanic_id and a.id < b.id and a.during && b.during
+                              where a.status in ('held', 'confirmed', 'in_progress')
+                                and b.status in ('held', 'confirmed', 'in_progress')""") == 0
+    assert sum(wins.values()) == ROUNDS and min(wins.values()) > 0, wins
     pay.assert_books_balance()
