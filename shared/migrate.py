@@ -5,8 +5,11 @@ Order of one run, under a session advisory lock so two runners never interleave:
 2. every migration in supabase/migrations/ not yet applied, in version order, each in its own
    transaction together with its record (version, name, sha256) in autodoctor_meta;
    an applied migration whose file changed or vanished stops the run before anything is applied;
-3. every supabase/functions_sql/ file whose content changed, in file-name order, each in its own
-   transaction.
+3. every supabase/functions_sql/<domain>/<concern>.sql file whose content changed, in path order,
+   each in its own transaction, with `check_function_bodies` off (as pg_dump restores) so that a
+   file may call a function another file defines; once every file is in, the body of every SQL
+   function in public and private is checked (on every run, so a broken body is never forgotten),
+   and a body that names a missing object stops the run.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from shared.config import project_dir
 
 SHIM_PATH = PACKAGE_DIR / "platform" / "shim.sql"
 MIGRATION_RE = re.compile(r"^(\d{14})_([a-z0-9_]+)\.sql$")
-FUNCTIONS_RE = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
+FUNCTIONS_RE = re.compile(r"^([a-z][a-z0-9_]*)/([a-z][a-z0-9_]*)\.sql$")
 LOCK_KEY = 0x4155_544F  # "AUTO": the runner's advisory lock
 
 META_DDL = """
@@ -51,7 +54,7 @@ class MigrationError(RuntimeError):
 
 @dataclass(frozen=True)
 class SqlFile:
-    key: str  # migration version, or functions_sql file name
+    key: str  # migration version, or functions_sql path (<domain>/<concern>.sql)
     name: str
     path: Path
 
@@ -93,13 +96,26 @@ def _discover(directory: Path, pattern: re.Pattern[str], what: str) -> list[SqlF
         if not match:
             raise MigrationError(f"{what} file name {path.name!r} does not match {pattern.pattern}")
         numbers.append(match.group(1))
-        key = match.group(1) if what == "migration" else path.name
-        files.append(SqlFile(key=key, name=match.group(2), path=path))
-    # One file per number, so the order never depends on the rest of the name.
+        files.append(SqlFile(key=match.group(1), name=match.group(2), path=path))
+    # One file per version, so the order never depends on the rest of the name.
     duplicates = sorted({n for n in numbers if numbers.count(n) > 1})
     if duplicates:
-        noun = "version" if what == "migration" else "number"
-        raise MigrationError(f"two {what} files share the {noun} {', '.join(duplicates)}")
+        raise MigrationError(f"two {what} files share the version {', '.join(duplicates)}")
+    return files
+
+
+def _discover_functions(directory: Path) -> list[SqlFile]:
+    """Every <domain>/<concern>.sql below `directory`, in path order (domain, then concern)."""
+    files: list[SqlFile] = []
+    if not directory.is_dir():
+        return files
+    paths = [p for p in directory.rglob("*.sql") if p.is_file()]
+    for path in sorted(paths, key=lambda p: p.relative_to(directory).as_posix()):
+        rel = path.relative_to(directory).as_posix()
+        match = FUNCTIONS_RE.match(rel)
+        if not match:
+            raise MigrationError(f"functions_sql file name {rel!r} does not match {FUNCTIONS_RE.pattern}")
+        files.append(SqlFile(key=rel, name=rel, path=path))
     return files
 
 
@@ -108,7 +124,7 @@ def discover_migrations(directory: Path | None = None) -> list[SqlFile]:
 
 
 def discover_functions(directory: Path | None = None) -> list[SqlFile]:
-    return _discover(directory or functions_dir(), FUNCTIONS_RE, "functions_sql")
+    return _discover_functions(directory or functions_dir())
 
 
 # ----------------------------------------------------------------------------------------------
@@ -236,19 +252,51 @@ def migrate(url: str, *, log: Callable[[str], None] = print) -> MigrateResult:
                 if done.get(f.key) == f.checksum:
                     continue
                 with conn.transaction():
-                    _run(conn, f.text, f"functions_sql {f.path.name}")
+                    conn.execute("set local check_function_bodies = off")
+                    _run(conn, f.text, f"functions_sql {f.key}")
                     conn.execute(
                         "insert into autodoctor_meta.functions_sql (file, checksum) values (%s, %s) "
                         "on conflict (file) do update set checksum = excluded.checksum, applied_at = now()",
                         (f.key, f.checksum),
                     )
-                result.functions_applied.append(f.path.name)
-                log(f"applied functions_sql {f.path.name}")
+                result.functions_applied.append(f.key)
+                log(f"applied functions_sql {f.key}")
+            check_sql_function_bodies(conn)
         finally:
             conn.execute("select pg_advisory_unlock(%s)", (LOCK_KEY,))
     if not result.changed:
         log(f"nothing to do: {len(migrations)} migration(s) applied, functions_sql up to date")
     return result
+
+
+# Every SQL-language function of ours, with its own settings (search_path), so that its body is
+# checked as CREATE FUNCTION would have checked it.
+_SQL_FUNCTIONS = """
+select p.oid, format('%s.%s(%s)', n.nspname, p.proname, pg_get_function_identity_arguments(p.oid)),
+       coalesce(p.proconfig, '{}')
+from pg_proc p
+join pg_namespace n on n.oid = p.pronamespace
+join pg_language l on l.oid = p.prolang
+where l.lanname = 'sql' and n.nspname in ('public', 'private')
+order by 2
+"""
+
+
+def check_sql_function_bodies(conn: psycopg.Connection) -> None:
+    """Validate every SQL function body now that every file is in (check_function_bodies was off)."""
+    problems = []
+    for oid, signature, config in conn.execute(_SQL_FUNCTIONS).fetchall():
+        try:
+            with conn.transaction():
+                conn.execute("set local check_function_bodies = on")
+                for item in config:
+                    name, _, value = item.partition("=")
+                    conn.execute("select set_config(%s, %s, true)", (name, value))
+                conn.execute("select fmgr_sql_validator(%s)", (oid,))
+        except psycopg.Error as exc:
+            problems.append(f"{signature}: {exc.diag.message_primary or exc}")
+    if problems:
+        raise MigrationError("SQL function bodies that do not compile:\n  " + "\n  ".join(problems))
 
 
 @dataclass
@@ -281,7 +329,7 @@ def status(url: str) -> list[StatusRow]:
             rows.append(StatusRow("migration", f"{version}_{name}.sql", "missing"))
     for f in functions:
         state = "pending" if f.key not in done else ("applied" if done[f.key] == f.checksum else "changed")
-        rows.append(StatusRow("functions_sql", f.path.name, state))
+        rows.append(StatusRow("functions_sql", f.key, state))
     return rows
 
 

@@ -1,6 +1,6 @@
 """Payments: checkout, the Stripe webhook, Connect onboarding, and the Stripe worker.
 
-The rules live in SQL (supabase/functions_sql/040_payments.sql); this module runs them in short
+The rules live in SQL (supabase/functions_sql/payments/); this module runs them in short
 transactions as `service_role` and calls Stripe between them, never inside a transaction or while
 holding a row lock:
 

@@ -42,6 +42,7 @@ class Project:
 
     def function(self, name: str, text: str) -> Path:
         path = self.functions / name
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
         return path
 
@@ -103,12 +104,12 @@ def _exists(url: str, relation: str) -> bool:
 def test_migrate_twice_applies_once(project: Project, target: str) -> None:
     project.migration(f"{V1}_first.sql", "create table public.first (id int primary key);")
     project.migration(f"{V2}_second.sql", "create table public.second (id int primary key);")
-    project.function("001_fns.sql", "create or replace function public.f() returns int language sql as 'select 1';")
+    project.function("core/fns.sql", "create or replace function public.f() returns int language sql as 'select 1';")
 
     result, messages = _run(target)
     assert "schema auth" in result.shim_created  # a plain database gets the platform shim first
     assert result.applied == [f"{V1}_first.sql", f"{V2}_second.sql"]
-    assert result.functions_applied == ["001_fns.sql"]
+    assert result.functions_applied == ["core/fns.sql"]
     assert f"applied migration {V1}_first.sql" in messages
     assert _exists(target, "public.second")
     assert _recorded(target) == [V1, V2]
@@ -148,7 +149,7 @@ def test_an_edited_applied_migration_stops_the_run(project: Project, target: str
     _run(target)
     first.write_text("create table public.first (id int primary key, extra text);", encoding="utf-8")
     project.migration(f"{V2}_pending.sql", "create table public.pending (id int primary key);")
-    project.function("001_fns.sql", "create or replace function public.f() returns int language sql as 'select 1';")
+    project.function("core/fns.sql", "create or replace function public.f() returns int language sql as 'select 1';")
 
     with pytest.raises(MigrationError) as info:
         _run(target)
@@ -199,12 +200,11 @@ def test_a_failing_migration_rolls_back_and_is_not_recorded(project: Project, ta
 # functions_sql
 # ---------------------------------------------------------------------------------------------
 FN_A = """
-insert into public.fn_log (file) values ('002_a');
+insert into public.fn_log (file) values ('a/fn');
 create or replace function public.fn_a() returns int language sql as 'select 1';
 """
 FN_B = """
-insert into public.fn_log (file) values ('010_b');
--- a SQL function body is checked at creation: fn_a must already exist
+insert into public.fn_log (file) values ('b/fn');
 create or replace function public.fn_b() returns int language sql as 'select public.fn_a() + 1';
 """
 
@@ -214,53 +214,75 @@ def _fn_log(url: str) -> list[str]:
         return [f for (f,) in conn.execute("select file from public.fn_log order by seq")]
 
 
-def test_functions_sql_in_name_order_and_only_when_changed(project: Project, target: str) -> None:
+def test_functions_sql_in_path_order_and_only_when_changed(project: Project, target: str) -> None:
     project.migration(f"{V1}_log.sql", "create table public.fn_log (seq serial primary key, file text);")
-    project.function("010_b.sql", FN_B)
-    project.function("002_a.sql", FN_A)
+    project.function("b/fn.sql", FN_B)
+    project.function("a/fn.sql", FN_A)
 
     result, _ = _run(target)
-    assert result.functions_applied == ["002_a.sql", "010_b.sql"]
-    assert _fn_log(target) == ["002_a", "010_b"]
+    assert result.functions_applied == ["a/fn.sql", "b/fn.sql"]
+    assert _fn_log(target) == ["a/fn", "b/fn"]
     assert _scalar(target, "select public.fn_b()") == 2
 
     result, _ = _run(target)
     assert result.functions_applied == []
-    assert _fn_log(target) == ["002_a", "010_b"]
+    assert _fn_log(target) == ["a/fn", "b/fn"]
 
-    project.function("010_b.sql", FN_B.replace("+ 1", "+ 41"))
+    project.function("b/fn.sql", FN_B.replace("+ 1", "+ 41"))
     result, _ = _run(target)
-    assert result.functions_applied == ["010_b.sql"]
-    assert _fn_log(target) == ["002_a", "010_b", "010_b"]
+    assert result.functions_applied == ["b/fn.sql"]
+    assert _fn_log(target) == ["a/fn", "b/fn", "b/fn"]
     assert _scalar(target, "select public.fn_b()") == 42
-    checksum = _scalar(target, "select checksum from autodoctor_meta.functions_sql where file = '010_b.sql'")
-    assert checksum == next(f.checksum for f in discover_functions() if f.key == "010_b.sql")
+    checksum = _scalar(target, "select checksum from autodoctor_meta.functions_sql where file = 'b/fn.sql'")
+    assert checksum == next(f.checksum for f in discover_functions() if f.key == "b/fn.sql")
 
 
 def test_functions_sql_run_after_every_migration(project: Project, target: str) -> None:
     project.migration(f"{V1}_log.sql", "create table public.fn_log (seq serial primary key, file text);")
-    project.function("002_a.sql", FN_A)
+    project.function("a/fn.sql", FN_A)
     _run(target)
     # a later migration and a changed function file in the same run: the migration goes first
     project.migration(f"{V2}_more.sql", "alter table public.fn_log add column note text default 'v2';")
-    project.function("002_a.sql", FN_A.replace("values ('002_a')", "values ('002_a again')"))
+    project.function("a/fn.sql", FN_A.replace("values ('a/fn')", "values ('a/fn again')"))
     result, _ = _run(target)
-    assert result.applied == [f"{V2}_more.sql"] and result.functions_applied == ["002_a.sql"]
-    assert _scalar(target, "select note from public.fn_log where file = '002_a again'") == "v2"
+    assert result.applied == [f"{V2}_more.sql"] and result.functions_applied == ["a/fn.sql"]
+    assert _scalar(target, "select note from public.fn_log where file = 'a/fn again'") == "v2"
+
+
+def test_a_file_may_call_what_a_later_file_defines(project: Project, target: str) -> None:
+    project.migration(f"{V1}_log.sql", "create table public.fn_log (seq serial primary key, file text);")
+    project.function("a/fn.sql", FN_B.replace("'b/fn'", "'a/fn'"))  # fn_b calls fn_a, defined after it
+    project.function("b/fn.sql", FN_A.replace("'a/fn'", "'b/fn'"))
+    result, _ = _run(target)
+    assert result.functions_applied == ["a/fn.sql", "b/fn.sql"]
+    assert _scalar(target, "select public.fn_b()") == 2
+
+
+def test_a_sql_body_naming_a_missing_object_stops_every_run(project: Project, target: str) -> None:
+    project.migration(f"{V1}_log.sql", "create table public.fn_log (seq serial primary key, file text);")
+    project.function("a/fn.sql", FN_B)  # fn_a is defined nowhere
+    with pytest.raises(MigrationError, match=r"public\.fn_b\(\): function public\.fn_a\(\) does not exist"):
+        _run(target)
+    with pytest.raises(MigrationError, match=r"SQL function bodies that do not compile"):
+        _run(target)  # applied, but still reported until it is fixed
+    project.function("b/fn.sql", FN_A)
+    result, _ = _run(target)
+    assert result.functions_applied == ["b/fn.sql"]
+    assert _scalar(target, "select public.fn_b()") == 2
 
 
 def test_a_failing_functions_file_rolls_back_and_is_retried(project: Project, target: str) -> None:
     project.migration(f"{V1}_log.sql", "create table public.fn_log (seq serial primary key, file text);")
-    project.function("002_a.sql", FN_A)
-    project.function("003_bad.sql", "insert into public.fn_log (file) values ('bad');\nselect 1/0;\n")
-    with pytest.raises(MigrationError, match=r"functions_sql 003_bad\.sql"):
+    project.function("a/fn.sql", FN_A)
+    project.function("c/bad.sql", "insert into public.fn_log (file) values ('bad');\nselect 1/0;\n")
+    with pytest.raises(MigrationError, match=r"functions_sql c/bad\.sql"):
         _run(target)
-    assert _fn_log(target) == ["002_a"]
+    assert _fn_log(target) == ["a/fn"]
     assert _scalar(target, "select count(*) from autodoctor_meta.functions_sql") == 1
-    project.function("003_bad.sql", "insert into public.fn_log (file) values ('fixed');\n")
+    project.function("c/bad.sql", "insert into public.fn_log (file) values ('fixed');\n")
     result, _ = _run(target)
-    assert result.functions_applied == ["003_bad.sql"]
-    assert _fn_log(target) == ["002_a", "fixed"]
+    assert result.functions_applied == ["c/bad.sql"]
+    assert _fn_log(target) == ["a/fn", "fixed"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -274,10 +296,11 @@ def test_a_failing_functions_file_rolls_back_and_is_retried(project: Project, ta
         ("migration", "20260101000000_Upper.sql"),
         ("migration", "20260101000000_.sql"),
         ("migration", "create_tables.sql"),
-        ("function", "1_short.sql"),
-        ("function", "0001_long.sql"),
-        ("function", "001-dash.sql"),
-        ("function", "001_Upper.sql"),
+        ("function", "001_core.sql"),
+        ("function", "core/sub/deep.sql"),
+        ("function", "core/dash-name.sql"),
+        ("function", "core/Upper.sql"),
+        ("function", "Core/upper.sql"),
     ],
 )
 def test_bad_file_names_are_refused(project: Project, target: str, kind: str, name: str) -> None:
@@ -288,15 +311,10 @@ def test_bad_file_names_are_refused(project: Project, target: str, kind: str, na
     assert not _exists(target, "public.good")
 
 
-def test_duplicate_numbers_are_refused(project: Project, target: str) -> None:
+def test_duplicate_versions_are_refused(project: Project, target: str) -> None:
     project.migration(f"{V1}_a.sql", "select 1;")
     project.migration(f"{V1}_b.sql", "select 1;")
     with pytest.raises(MigrationError, match=f"two migration files share the version {V1}"):
-        _run(target)
-    (project.migrations / f"{V1}_b.sql").unlink()
-    project.function("001_a.sql", "select 1;")
-    project.function("001_b.sql", "select 1;")
-    with pytest.raises(MigrationError, match="two functions_sql files share the number 001"):
         _run(target)
 
 
@@ -317,7 +335,7 @@ def test_concurrent_runs_apply_each_migration_once(
 ) -> None:
     for i in range(4):  # each would fail if run twice: plain `create table`
         project.migration(f"2026010{i + 1}000000_m{i}.sql", f"create table public.m{i} (id int primary key);")
-    project.function("001_fns.sql", "create table public.only_once (id int primary key);")
+    project.function("core/fns.sql", "create table public.only_once (id int primary key);")
     url = new_db()
     barrier = threading.Barrier(2)
     results: list[MigrateResult] = []
@@ -355,30 +373,30 @@ def _states(url: str) -> dict[tuple[str, str], str]:
 
 def test_status_before_any_run(project: Project, target: str) -> None:
     project.migration(f"{V1}_a.sql", "select 1;")
-    project.function("001_f.sql", "select 1;")
-    assert _states(target) == {("migration", f"{V1}_a.sql"): "pending", ("functions_sql", "001_f.sql"): "pending"}
+    project.function("a/f.sql", "select 1;")
+    assert _states(target) == {("migration", f"{V1}_a.sql"): "pending", ("functions_sql", "a/f.sql"): "pending"}
 
 
 def test_status_reports_every_state(project: Project, target: str) -> None:
     gone = project.migration(f"{V1}_gone.sql", "select 1;")
     edited = project.migration(f"{V2}_edited.sql", "select 2;")
     project.migration(f"{V3}_kept.sql", "select 3;")
-    fn = project.function("001_f.sql", "select 1;")
-    project.function("002_g.sql", "select 1;")
+    fn = project.function("a/f.sql", "select 1;")
+    project.function("b/g.sql", "select 1;")
     _run(target)
     gone.unlink()
     edited.write_text("select 22;", encoding="utf-8")
     project.migration("20260104000000_new.sql", "select 4;")
     fn.write_text("select 11;", encoding="utf-8")
-    project.function("003_h.sql", "select 1;")
+    project.function("c/h.sql", "select 1;")
     assert _states(target) == {
         ("migration", f"{V1}_gone.sql"): "missing",
         ("migration", f"{V2}_edited.sql"): "changed",
         ("migration", f"{V3}_kept.sql"): "applied",
         ("migration", "20260104000000_new.sql"): "pending",
-        ("functions_sql", "001_f.sql"): "changed",
-        ("functions_sql", "002_g.sql"): "applied",
-        ("functions_sql", "003_h.sql"): "pending",
+        ("functions_sql", "a/f.sql"): "changed",
+        ("functions_sql", "b/g.sql"): "applied",
+        ("functions_sql", "c/h.sql"): "pending",
     }
 
 

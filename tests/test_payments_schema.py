@@ -191,8 +191,8 @@ def test_split_rules_keep_their_defaults_and_sum_to_the_whole(db: Db) -> None:
                     " 'twice')").sqlstate == "23505"
 
 
-def test_the_functions_file_is_re_runnable(db: Db, money: Money) -> None:
-    path = project_dir() / "supabase" / "functions_sql" / "040_payments.sql"
+def test_the_settlement_file_is_re_runnable(db: Db, money: Money) -> None:
+    path = project_dir() / "supabase" / "functions_sql" / "payments" / "settlement.sql"
     before = db.scalar("select count(*) from pg_trigger where tgname like '\\_400\\_payments'")
     db.execute(path.read_text(encoding="utf-8").encode())
     db.execute(path.read_text(encoding="utf-8").encode())

@@ -1,6 +1,6 @@
--- Eligibility hook used by ranking and routing: the mechanics that may not take a request for
--- reasons other domains own. One function, applied after every domain's file, so each domain
--- adds its branch here. Re-runnable.
+-- Matching: the eligibility hook used by ranking and routing: the mechanics that may not take a
+-- request for reasons other domains own (shifts and micro caps, bookings). Each domain adds its
+-- branch here.
 
 create or replace function private.eligibility_exclusions(p_request_id uuid, p_now timestamptz)
 returns setof uuid

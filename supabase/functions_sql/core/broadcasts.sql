@@ -1,0 +1,69 @@
+-- Core Realtime broadcasts of requests and sessions.
+
+-- ---------------------------------------------------------------------------------------------
+-- Realtime broadcasts, sent inside the transaction that made the change (lost if it rolls back).
+-- Payloads carry ids and card fields only: never an email, phone or address.
+-- ---------------------------------------------------------------------------------------------
+create or replace function private.tg_session_requests__broadcast() returns trigger
+language plpgsql security definer set search_path = ''
+as $$
+declare
+  v_card jsonb := jsonb_build_object(
+    'request_id', new.id, 'session_id', new.session_id, 'session_type', new.session_type,
+    'plan_code', new.plan_code, 'specialist', new.specialist, 'vehicle_make', new.vehicle_make,
+    'vehicle_model', new.vehicle_model, 'vehicle_year', new.vehicle_year, 'concern', left(new.concern, 140),
+    'preferred_mechanic_id', new.preferred_mechanic_id, 'created_at', new.created_at);
+begin
+  if (tg_op = 'INSERT' and coalesce(new.broadcast_at <= now(), true))  -- not during a preferred window
+     or (tg_op = 'UPDATE' and old.status = 'accepted' and new.status = 'pending') then
+    perform realtime.send(v_card, 'new_request', 'mechanics:requests', true);
+  elsif new.status is distinct from old.status then
+    case new.status
+      when 'accepted' then
+        perform realtime.send(jsonb_build_object('request_id', new.id, 'mechanic_id', new.mechanic_id),
+                              'request_accepted', 'mechanics:requests', true);
+      when 'unattended' then
+        perform realtime.send(jsonb_build_object('request_id', new.id), 'request_unattended', 'mechanics:requests', true);
+        perform realtime.send(v_card, 'request_unattended', 'admin:queue', true);
+      when 'cancelled', 'expired' then
+        perform realtime.send(jsonb_build_object('request_id', new.id, 'reason', new.status),
+                              'request_cancelled', 'mechanics:requests', true);
+      else
+        null;
+    end case;
+  end if;
+  return null;
+end
+$$;
+revoke execute on function private.tg_session_requests__broadcast() from public;
+
+create or replace function private.tg_sessions__broadcast() returns trigger
+language plpgsql security definer set search_path = ''
+as $$
+declare
+  v_topic text := 'session:' || new.id::text;
+begin
+  if new.status is distinct from old.status then
+    perform realtime.send(
+      jsonb_build_object('session_id', new.id, 'from', old.status, 'to', new.status, 'at', new.status_changed_at),
+      'status_changed', v_topic, true);
+  end if;
+  if new.mechanic_id is distinct from old.mechanic_id and new.mechanic_id is not null then
+    perform realtime.send(
+      jsonb_build_object('session_id', new.id, 'mechanic_id', new.mechanic_id,
+                         'display_name', (select m.display_name from public.mechanics m where m.id = new.mechanic_id),
+                         'photo_url', (select m.photo_url from public.mechanics m where m.id = new.mechanic_id)),
+      'mechanic_assigned', v_topic, true);
+  end if;
+  return null;
+end
+$$;
+revoke execute on function private.tg_sessions__broadcast() from public;
+
+drop trigger if exists _300_broadcast on public.session_requests;
+create trigger _300_broadcast after insert or update of status on public.session_requests
+  for each row execute function private.tg_session_requests__broadcast();
+drop trigger if exists _300_broadcast on public.sessions;
+create trigger _300_broadcast after update of status, mechanic_id on public.sessions
+  for each row execute function private.tg_sessions__broadcast();
+

@@ -1,0 +1,78 @@
+-- Core helpers: who acts (for the audit), the caller's user id, checks of free text, updated_at.
+
+-- ---------------------------------------------------------------------------------------------
+-- Small helpers
+-- ---------------------------------------------------------------------------------------------
+-- Who acts in this transaction, for the audit: set by RPCs (transaction-local).
+create or replace function private.set_actor(p_role text, p_reason text default null) returns void
+language sql volatile set search_path = ''
+as $$
+  select set_config('autodoctor.actor_role', p_role, true), set_config('autodoctor.reason', coalesce(p_reason, ''), true);
+$$;
+revoke execute on function private.set_actor(text, text) from public;
+grant execute on function private.set_actor(text, text) to service_role;
+
+-- The caller's user id, or not_authenticated (AD002).
+create or replace function private.require_user() returns uuid
+language plpgsql stable set search_path = ''
+as $$
+declare
+  v_uid uuid := (select auth.uid());
+begin
+  if v_uid is null then
+    perform private.raise_error('not_authenticated', 'sign in first');
+  end if;
+  return v_uid;
+end
+$$;
+revoke execute on function private.require_user() from public;
+grant execute on function private.require_user() to authenticated, service_role;
+
+-- Free text from a caller: null stays null; longer than the limit is invalid_input (AD001).
+create or replace function private.check_text(p_name text, p_value text, p_required boolean default false)
+returns text
+language plpgsql stable set search_path = ''
+as $$
+begin
+  if p_value is null or btrim(p_value) = '' then
+    if p_required then
+      perform private.raise_error('invalid_input', format('%s is required', p_name));
+    end if;
+    return null;
+  end if;
+  if char_length(p_value) > private.setting_int('text.max_length') then
+    perform private.raise_error('invalid_input',
+      format('%s is longer than %s characters', p_name, private.setting_int('text.max_length')));
+  end if;
+  return btrim(p_value);
+end
+$$;
+revoke execute on function private.check_text(text, text, boolean) from public;
+grant execute on function private.check_text(text, text, boolean) to authenticated, service_role;
+
+-- ---------------------------------------------------------------------------------------------
+-- updated_at
+-- ---------------------------------------------------------------------------------------------
+create or replace function private.tg__set_updated_at() returns trigger
+language plpgsql set search_path = ''
+as $$
+begin
+  new.updated_at := now();
+  return new;
+end
+$$;
+revoke execute on function private.tg__set_updated_at() from public;
+
+do $$
+declare
+  v_table text;
+begin
+  foreach v_table in array array['profiles', 'organizations', 'mechanics', 'payout_accounts', 'vehicles',
+                                 'intakes', 'sessions', 'session_requests', 'mechanic_commitments']
+  loop
+    execute format('drop trigger if exists _010_set_updated_at on public.%I', v_table);
+    execute format('create trigger _010_set_updated_at before update on public.%I '
+                   'for each row execute function private.tg__set_updated_at()', v_table);
+  end loop;
+end
+$$;

@@ -1,0 +1,44 @@
+-- Jobs: milestone emails, enqueued in the transaction of the change that causes them.
+
+-- ---------------------------------------------------------------------------------------------
+-- Emails: enqueued in the transaction of the change that causes them; rendered and sent by
+-- cron_outbox (shared/email.py). One per (template, session, recipient).
+-- ---------------------------------------------------------------------------------------------
+create or replace function private.enqueue_email(
+  p_template text, p_user_id uuid, p_session_id uuid, p_data jsonb default '{}', p_key_suffix text default ''
+) returns bigint
+language sql security definer set search_path = ''
+as $$
+  select private.enqueue(
+    'email.send',
+    format('email:%s:%s:%s%s', p_template, p_session_id, p_user_id, p_key_suffix),
+    jsonb_build_object('template', p_template, 'user_id', p_user_id, 'session_id', p_session_id, 'data', p_data))
+$$;
+revoke execute on function private.enqueue_email(text, uuid, uuid, jsonb, text) from public;
+grant execute on function private.enqueue_email(text, uuid, uuid, jsonb, text) to service_role;
+
+create or replace function private.tg_sessions__milestone_emails() returns trigger
+language plpgsql security definer set search_path = ''
+as $$
+begin
+  if tg_op = 'INSERT' then
+    perform private.enqueue_email('booking_confirmed', new.customer_id, new.id);
+    return null;
+  end if;
+  if new.mechanic_id is not null and new.mechanic_id is distinct from old.mechanic_id then
+    perform private.enqueue_email('mechanic_assigned', new.customer_id, new.id,
+                                  jsonb_build_object('mechanic_id', new.mechanic_id), ':' || new.mechanic_id::text);
+  end if;
+  if new.status = 'completed' and old.status is distinct from 'completed' then
+    perform private.enqueue_email('session_ended', new.customer_id, new.id);
+    if new.mechanic_notes is not null then
+      perform private.enqueue_email('summary_delivered', new.customer_id, new.id);
+    end if;
+  end if;
+  return null;
+end
+$$;
+revoke execute on function private.tg_sessions__milestone_emails() from public;
+drop trigger if exists _400_milestone_emails on public.sessions;
+create trigger _400_milestone_emails after insert or update of status, mechanic_id on public.sessions
+  for each row execute function private.tg_sessions__milestone_emails();

@@ -1,0 +1,177 @@
+-- Micro-sessions: effective settings, minutes used per local day, can_accept_session, the
+-- accept-time check and reservation, settlement at the end.
+
+-- ---------------------------------------------------------------------------------------------
+-- Effective settings and usage
+-- ---------------------------------------------------------------------------------------------
+-- The mechanic's daily micro cap: its own, else its workshop's default, else the platform's.
+create or replace function private.micro_cap(p_mechanic_id uuid) returns int
+language sql stable security definer set search_path = ''
+as $$
+  select coalesce(m.daily_micro_minutes_cap, o.default_daily_micro_cap, private.setting_int('micro.daily_cap_minutes'))
+  from public.mechanics m left join public.organizations o on o.id = m.organization_id
+  where m.id = p_mechanic_id
+$$;
+revoke execute on function private.micro_cap(uuid) from public;
+grant execute on function private.micro_cap(uuid) to authenticated, service_role;
+
+-- Micro minutes used on the mechanic's current local day (settled minutes, else reserved ones).
+create or replace function private.micro_minutes_used(p_mechanic_id uuid, p_now timestamptz default now())
+returns int
+language sql stable security definer set search_path = ''
+as $$
+  select coalesce(sum(coalesce(u.actual_minutes, u.reserved_minutes)), 0)::int
+  from public.micro_minute_usage u join public.mechanics m on m.id = u.mechanic_id
+  where u.mechanic_id = p_mechanic_id and u.local_day = (p_now at time zone m.timezone)::date
+$$;
+revoke execute on function private.micro_minutes_used(uuid, timestamptz) from public;
+grant execute on function private.micro_minutes_used(uuid, timestamptz) to authenticated, service_role;
+
+-- The rules of seed 000, as data: {can_accept, reason, minutes_remaining}.
+create or replace function private.micro_eligibility(
+  p_mechanic_id uuid, p_duration_type text, p_minutes int, p_now timestamptz default now()
+) returns jsonb
+language plpgsql stable security definer set search_path = ''
+as $$
+declare
+  v_m public.mechanics;
+  v_o public.organizations;
+  v_cap int;
+  v_used int;
+  v_remaining int;
+begin
+  select * into v_m from public.mechanics where id = p_mechanic_id;
+  if not found then
+    return jsonb_build_object('can_accept', false, 'reason', 'not_a_mechanic', 'minutes_remaining', 0);
+  end if;
+  select * into v_o from public.organizations where id = v_m.organization_id;
+  v_cap := private.micro_cap(p_mechanic_id);
+  v_used := private.micro_minutes_used(p_mechanic_id, p_now);
+  v_remaining := greatest(v_cap - v_used, 0);
+  if v_m.status <> 'approved' or not v_m.can_accept_sessions then
+    return jsonb_build_object('can_accept', false, 'reason', 'not_approved', 'minutes_remaining', v_remaining);
+  end if;
+  if p_duration_type = 'micro' then
+    if v_m.participation_mode = 'full_only' then
+      return jsonb_build_object('can_accept', false, 'reason', 'participation_mode', 'minutes_remaining', v_remaining);
+    end if;
+    if v_o.id is not null and not v_o.micro_sessions_enabled then
+      return jsonb_build_object('can_accept', false, 'reason', 'workshop_micro_disabled',
+                                'minutes_remaining', v_remaining);
+    end if;
+    -- Workshop mechanics take micro sessions only on shift; independent ones any time (seed 000).
+    if v_m.mechanic_type = 'workshop_affiliated' and not v_m.currently_on_shift then
+      return jsonb_build_object('can_accept', false, 'reason', 'not_on_shift', 'minutes_remaining', v_remaining);
+    end if;
+    if v_o.id is not null and p_minutes > v_o.micro_max_duration then
+      return jsonb_build_object('can_accept', false, 'reason', 'longer_than_workshop_maximum',
+                                'minutes_remaining', v_remaining);
+    end if;
+    if p_minutes > v_remaining then
+      return jsonb_build_object('can_accept', false, 'reason', 'daily_cap_reached', 'minutes_remaining', v_remaining);
+    end if;
+  elsif v_m.participation_mode = 'micro_only' then
+    return jsonb_build_object('can_accept', false, 'reason', 'participation_mode', 'minutes_remaining', v_remaining);
+  end if;
+  return jsonb_build_object('can_accept', true, 'reason', null, 'minutes_remaining', v_remaining);
+end
+$$;
+revoke execute on function private.micro_eligibility(uuid, text, int, timestamptz) from public;
+grant execute on function private.micro_eligibility(uuid, text, int, timestamptz) to service_role;
+
+-- can_accept_session (seed 000's contract): p_session_type is a duration type (micro / standard /
+-- extended) or a session type (chat / video / diagnostic, which are full sessions). The mechanic
+-- itself, its workshop's owners and admins, and platform admins may ask.
+create or replace function public.can_accept_session(
+  p_mechanic_id uuid, p_session_type text, p_duration_minutes int
+) returns jsonb
+language plpgsql stable security definer set search_path = ''
+as $$
+declare
+  v_uid uuid := private.require_user();
+begin
+  if p_mechanic_id is null or p_session_type is null or p_duration_minutes is null
+     or p_duration_minutes < 1 or p_duration_minutes > 480
+     or p_session_type not in ('micro', 'standard', 'extended', 'chat', 'video', 'diagnostic') then
+    perform private.raise_error('invalid_input',
+      'p_session_type is micro/standard/extended (or chat/video/diagnostic); minutes 1..480');
+  end if;
+  if p_mechanic_id <> v_uid and not private.is_admin()
+     and not exists (select 1 from public.mechanics m where m.id = p_mechanic_id
+                     and m.organization_id in (select private.my_admin_org_ids())) then
+    perform private.raise_error('not_allowed', 'only the mechanic, its workshop and admins may ask');
+  end if;
+  return private.micro_eligibility(p_mechanic_id, case when p_session_type = 'micro' then 'micro' else 'full' end,
+                                   p_duration_minutes, now());
+end
+$$;
+revoke execute on function public.can_accept_session(uuid, text, int) from public, anon;
+grant execute on function public.can_accept_session(uuid, text, int) to authenticated, service_role;
+
+-- Called by private.assign_request with the mechanic's row locked: refuses what seed 000 forbids,
+-- reserves the planned minutes of a micro session on the mechanic's local day (so concurrent
+-- accepts can never exceed the cap), and records whether the session was taken on shift.
+create or replace function private.check_and_reserve_accept(
+  p_mechanic_id uuid, p_session_id uuid, p_now timestamptz
+) returns void
+language plpgsql security definer set search_path = ''
+as $$
+declare
+  v_s public.sessions;
+  v_check jsonb;
+  v_m public.mechanics;
+begin
+  select * into v_s from public.sessions where id = p_session_id;
+  v_check := private.micro_eligibility(p_mechanic_id, case when v_s.duration_type = 'micro' then 'micro' else 'full' end,
+                                       v_s.planned_minutes, p_now);
+  if not (v_check ->> 'can_accept')::boolean then
+    perform private.raise_error('session_not_eligible', format('cannot take this session: %s', v_check ->> 'reason'),
+                                v_check::text);
+  end if;
+  select * into v_m from public.mechanics where id = p_mechanic_id;
+  update public.sessions set on_shift = v_m.currently_on_shift where id = p_session_id;
+  if v_s.duration_type = 'micro' then
+    insert into public.micro_minute_usage (session_id, mechanic_id, local_day, reserved_minutes)
+    values (p_session_id, p_mechanic_id, (p_now at time zone v_m.timezone)::date, v_s.planned_minutes)
+    on conflict (session_id) do update
+    set mechanic_id = excluded.mechanic_id, local_day = excluded.local_day,
+        reserved_minutes = excluded.reserved_minutes, actual_minutes = null, settled_at = null;
+  end if;
+end
+$$;
+revoke execute on function private.check_and_reserve_accept(uuid, uuid, timestamptz) from public;
+grant execute on function private.check_and_reserve_accept(uuid, uuid, timestamptz) to service_role;
+
+-- Settlement: a completed micro session counts its actual minutes (never more than it was allowed,
+-- planned + extensions); a cancelled or released one counts nothing. The open shift's counters
+-- grow as sessions end.
+create or replace function private.tg_sessions__micro_settle() returns trigger
+language plpgsql security definer set search_path = ''
+as $$
+declare
+  v_minutes int;
+begin
+  if new.status = 'completed' and old.status is distinct from 'completed' then
+    v_minutes := least(coalesce(new.duration_minutes, 0), new.planned_minutes + new.extension_minutes);
+    if new.duration_type = 'micro' then
+      update public.micro_minute_usage set actual_minutes = v_minutes, settled_at = now()
+      where session_id = new.id;
+    end if;
+    if new.on_shift then
+      update public.mechanic_shift_logs l
+      set micro_sessions_taken = l.micro_sessions_taken + (new.duration_type = 'micro')::int,
+          micro_minutes_used = l.micro_minutes_used + case when new.duration_type = 'micro' then v_minutes else 0 end,
+          full_sessions_taken = l.full_sessions_taken + (new.duration_type <> 'micro')::int
+      where l.mechanic_id = new.mechanic_id and l.clock_out_at is null;
+    end if;
+  elsif (new.status = 'cancelled' and old.status is distinct from 'cancelled')
+        or (new.status = 'pending' and old.status = 'waiting') then
+    update public.micro_minute_usage set actual_minutes = 0, settled_at = now() where session_id = new.id;
+  end if;
+  return null;
+end
+$$;
+revoke execute on function private.tg_sessions__micro_settle() from public;
+drop trigger if exists _420_micro_settle on public.sessions;
+create trigger _420_micro_settle after update of status on public.sessions
+  for each row execute function private.tg_sessions__micro_settle();

@@ -1,0 +1,84 @@
+-- Payments: money integrity views.
+
+-- ---------------------------------------------------------------------------------------------
+-- Money integrity: every payment's amount is fully accounted for
+--   amount = refunded + refunds in flight + transferred (net of reversals) + payouts in flight
+--            (net of reversals in flight) + platform fee (once settled) + unsettled remainder
+-- ---------------------------------------------------------------------------------------------
+create or replace view private.payment_balances as
+select p.id as payment_id, p.session_id, p.customer_id, p.method, p.amount_cents, p.currency, p.settled_at,
+       coalesce(r.refunded, 0)::int as refunded_cents,
+       coalesce(r.in_flight, 0)::int as refund_pending_cents,
+       (coalesce(o.paid, 0) - coalesce(v.succeeded, 0))::int as transferred_cents,
+       (coalesce(o.in_flight, 0) - coalesce(v.in_flight, 0))::int as payout_pending_cents,
+       case when p.settled_at is null then 0 else p.platform_fee_cents end as platform_fee_cents,
+       case when p.settled_at is null then p.amount_cents - coalesce(r.refunded, 0) - coalesce(r.in_flight, 0)
+            else 0 end::int as unsettled_cents,
+       coalesce(o.count_, 0)::int as payouts,
+       coalesce(v.over_reversed, 0)::int as over_reversed_payouts
+from public.payments p
+left join lateral (
+  select sum(x.amount_cents) filter (where x.status = 'succeeded') as refunded,
+         sum(x.amount_cents) filter (where x.status in ('queued', 'processing')) as in_flight
+  from public.refunds x where x.payment_id = p.id) r on true
+left join lateral (
+  select sum(x.amount_cents) filter (where x.status = 'paid') as paid,
+         sum(x.amount_cents) filter (where x.status in ('waiting', 'queued', 'processing', 'failed')) as in_flight,
+         count(*) as count_
+  from public.payouts x where x.payment_id = p.id) o on true
+left join lateral (
+  select sum(y.succeeded) as succeeded, sum(y.in_flight) as in_flight,
+         count(*) filter (where y.total > y.payout_amount) as over_reversed
+  from (select sum(t.amount_cents) filter (where t.status = 'succeeded') as succeeded,
+               sum(t.amount_cents) filter (where t.status in ('queued', 'processing', 'failed')) as in_flight,
+               sum(t.amount_cents) as total, x.amount_cents as payout_amount
+        from public.payouts x join public.transfer_reversals t on t.payout_id = x.id
+        where x.payment_id = p.id group by x.id, x.amount_cents) y) v on true;
+
+create or replace view private.payment_integrity_issues as
+select b.*,
+       b.refunded_cents + b.refund_pending_cents + b.transferred_cents + b.payout_pending_cents
+         + b.platform_fee_cents + b.unsettled_cents as accounted_cents,
+       case
+         when b.refunded_cents + b.refund_pending_cents > b.amount_cents then 'refunds exceed the payment'
+         when b.settled_at is null and b.payouts > 0 then 'payouts before the session completed'
+         when b.over_reversed_payouts > 0 then 'a payout reversed by more than it paid'
+         when b.refunded_cents + b.refund_pending_cents + b.transferred_cents + b.payout_pending_cents
+              + b.platform_fee_cents + b.unsettled_cents <> b.amount_cents then 'amount is not fully accounted for'
+       end as problem
+from private.payment_balances b
+where b.refunded_cents + b.refund_pending_cents + b.transferred_cents + b.payout_pending_cents
+        + b.platform_fee_cents + b.unsettled_cents <> b.amount_cents
+   or b.refunded_cents + b.refund_pending_cents > b.amount_cents
+   or (b.settled_at is null and b.payouts > 0)
+   or b.over_reversed_payouts > 0;
+
+-- Customers whose running credit balance disagrees with the sum of their entries.
+create or replace view private.credit_integrity_issues as
+select l.customer_id, sum(l.amount_cents)::int as entries_sum_cents,
+       (array_agg(l.balance_after_cents order by l.seq desc))[1] as balance_cents,
+       count(*)::int as entries, max(l.seq) as last_seq
+from public.credit_ledger l
+group by l.customer_id
+having sum(l.amount_cents) <> (array_agg(l.balance_after_cents order by l.seq desc))[1] or count(*) <> max(l.seq);
+
+revoke all on private.payment_balances, private.payment_integrity_issues, private.credit_integrity_issues from public;
+grant select on private.payment_balances, private.payment_integrity_issues, private.credit_integrity_issues
+  to service_role;
+comment on view private.payment_integrity_issues is
+  'Payments whose amount is not exactly refunds + transfers + platform fee + pending; empty when the books balance.';
+
+-- Admins read the integrity report through the API.
+create or replace function public.admin_payment_integrity() returns setof jsonb
+language plpgsql stable security definer set search_path = ''
+as $$
+begin
+  perform private.require_admin();
+  return query
+    select to_jsonb(i) || jsonb_build_object('kind', 'payment') from private.payment_integrity_issues i
+    union all
+    select to_jsonb(c) || jsonb_build_object('kind', 'credit') from private.credit_integrity_issues c;
+end
+$$;
+revoke execute on function public.admin_payment_integrity() from public, anon;
+grant execute on function public.admin_payment_integrity() to authenticated, service_role;

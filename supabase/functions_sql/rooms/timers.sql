@@ -1,0 +1,72 @@
+-- Rooms: deadlines and timers.
+
+-- ---------------------------------------------------------------------------------------------
+-- Deadlines and timers
+-- ---------------------------------------------------------------------------------------------
+-- A session that goes live gets its deadline; every change of deadline is announced as `timer`.
+create or replace function private.tg_sessions__deadline() returns trigger
+language plpgsql set search_path = ''
+as $$
+begin
+  if new.status = 'live' and (old.status is distinct from 'live' or new.extension_minutes <> old.extension_minutes) then
+    new.deadline_at := coalesce(new.started_at, now())
+                       + make_interval(mins => new.planned_minutes + new.extension_minutes);
+  end if;
+  return new;
+end
+$$;
+revoke execute on function private.tg_sessions__deadline() from public;
+drop trigger if exists _110_deadline on public.sessions;
+create trigger _110_deadline before update of status, extension_minutes on public.sessions
+  for each row execute function private.tg_sessions__deadline();
+
+create or replace function private.tg_sessions__rooms() returns trigger
+language plpgsql security definer set search_path = ''
+as $$
+begin
+  if new.deadline_at is distinct from old.deadline_at and new.deadline_at is not null then
+    perform realtime.send(
+      jsonb_build_object('session_id', new.id, 'started_at', new.started_at, 'deadline_at', new.deadline_at,
+                         'planned_minutes', new.planned_minutes, 'extension_minutes', new.extension_minutes,
+                         'server_now', now()),
+      'timer', 'session:' || new.id::text, true);
+  end if;
+  -- A session that had a room and ended: close the room (through the outbox, once).
+  if new.status in ('completed', 'cancelled') and old.status in ('waiting', 'live') then
+    perform private.enqueue('livekit.delete_room', 'livekit.delete_room:' || new.id::text,
+                            jsonb_build_object('room', 'session-' || new.id::text, 'session_id', new.id));
+  end if;
+  return null;
+end
+$$;
+revoke execute on function private.tg_sessions__rooms() from public;
+drop trigger if exists _310_rooms on public.sessions;
+create trigger _310_rooms after update of status, deadline_at on public.sessions
+  for each row execute function private.tg_sessions__rooms();
+
+-- Ends live sessions past their deadline plus the grace; returns how many.
+create or replace function private.end_overdue_sessions(p_now timestamptz default now(), p_limit int default 200)
+returns jsonb
+language plpgsql security definer set search_path = ''
+as $$
+declare
+  v_id uuid;
+  v_ended int := 0;
+  v_grace interval := private.setting_interval('sessions.deadline_grace');
+begin
+  perform private.set_actor('system', 'time cap reached');
+  for v_id in
+    select s.id from public.sessions s
+    where s.status = 'live' and s.deadline_at + v_grace <= p_now
+    order by s.deadline_at
+    limit p_limit
+    for update skip locked
+  loop
+    perform private.complete_session(v_id, null, 'time cap reached', p_now);
+    v_ended := v_ended + 1;
+  end loop;
+  return jsonb_build_object('ended', v_ended);
+end
+$$;
+revoke execute on function private.end_overdue_sessions(timestamptz, int) from public;
+grant execute on function private.end_overdue_sessions(timestamptz, int) to service_role;
