@@ -1,6 +1,6 @@
 """Shared setup for the payments tests (this module holds no tests).
 
-- `FakeStripe`: tests/stubs/server.py's StubServer answering like Stripe's API for every call we
+- `FakeStripe`: tests/support/stubs/server.py's StubServer answering like Stripe's API for every call we
   make (checkout sessions, transfers, refunds, reversals, payment intents, accounts, account
   links), idempotent per Idempotency-Key like Stripe, with one-shot failures on demand.
 - `Events`: real-shaped Stripe event JSON, signed with the stripe library's own
