@@ -8,7 +8,6 @@ Run: .venv/bin/python -m bench.bench_accept   (embedded PostgreSQL; DATABASE_URL
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 import uuid
@@ -16,6 +15,7 @@ import uuid
 import psycopg
 
 from bench.common import bench_database, ms, server_version
+from shared.db import set_request_context
 
 THREADS = 8
 REQUESTS = 2000
@@ -47,11 +47,9 @@ def setup(url: str, mechanics: int, requests: int) -> tuple[list[uuid.UUID], lis
 
 
 def accept_ours(conn: psycopg.Connection, mechanic: uuid.UUID, request: uuid.UUID) -> bool:
-    claims = json.dumps({"sub": str(mechanic), "role": "authenticated"})
     try:
         with conn.transaction():
-            conn.execute("select set_config('role', 'authenticated', true), set_config('request.jwt.claims', %s, true)",
-                          (claims,))
+            set_request_context(conn, "authenticated", {"sub": str(mechanic), "role": "authenticated"})
             conn.execute("select public.accept_request(%s)", (request,))
         return True
     except psycopg.Error:

@@ -7,7 +7,6 @@ Run: .venv/bin/python -m bench.bench_matching   (embedded PostgreSQL; DATABASE_U
 from __future__ import annotations
 
 import datetime as dt
-import json
 import time
 import uuid
 
@@ -15,6 +14,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from bench.common import bench_database, ms, server_version
+from shared.db import set_request_context
 
 MECHANICS = 10_000
 CALLS = 60
@@ -110,12 +110,11 @@ def main() -> None:
             naive = timeit(lambda: naive_rank(conn, request, now), calls=15)
             print(f"rank 10 of {MECHANICS:,} for one request: ours {ms(ours)}; naive (app-code scoring) {ms(naive)};"
                   f" ratio naive/ours {sorted(naive)[len(naive) // 2] / sorted(ours)[len(ours) // 2]:.1f}x")
-            claims = json.dumps({"sub": str(customer), "role": "authenticated"})
+            claims = {"sub": str(customer), "role": "authenticated"}
 
             def listing(**kw: object) -> None:
                 with conn.transaction():
-                    conn.execute("select set_config('role', 'authenticated', true), "
-                                 "set_config('request.jwt.claims', %s, true)", (claims,))
+                    set_request_context(conn, "authenticated", claims)
                     args = ", ".join(f"{k} => %({k})s" for k in kw)
                     conn.execute(f"select * from public.available_mechanics({args})", kw).fetchall()
 

@@ -15,15 +15,16 @@ The race runs each client in its own process with its own connection (see race()
 from __future__ import annotations
 
 import datetime as dt
-import json
 import multiprocessing
 import statistics
 import time
 import uuid
+from typing import Any
 
 import psycopg
 
 from bench.common import bench_database, ms, server_version
+from shared.db import set_request_context
 
 MECHANICS = 1000
 ZONES = ["America/New_York", "Europe/Berlin", "Asia/Kolkata", "America/Los_Angeles", "Asia/Kathmandu"]
@@ -31,13 +32,31 @@ CLIENTS = 32
 RACE_ROUNDS = 30
 
 
-def claims(user: uuid.UUID) -> str:
-    return json.dumps({"sub": str(user), "role": "authenticated"})
+def claims(user: uuid.UUID) -> dict[str, Any]:
+    return {"sub": str(user), "role": "authenticated"}
 
 
 def as_user(conn: psycopg.Connection, user: uuid.UUID) -> None:
-    conn.execute("select set_config('role', 'authenticated', true), set_config('request.jwt.claims', %s, true)",
-                 (claims(user),))
+    set_request_context(conn, "authenticated", claims(user))
+
+
+class _Recorder:
+    """Stands in for a connection to read the statement `set_request_context` runs."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, Any]] = []
+
+    def execute(self, query: str, params: Any = None) -> None:
+        self.sent.append((query, params))
+
+
+def request_context_statement(role: str, claims: dict[str, Any]) -> tuple[str, tuple[Any, ...]]:
+    """The text and parameters of `shared.db.set_request_context`'s one statement, to send in the same
+    message as the call (the "request" style below) while setting exactly what every request sets."""
+    recorder = _Recorder()
+    set_request_context(recorder, role, claims)  # type: ignore[arg-type]
+    ((query, params),) = recorder.sent
+    return query, tuple(params)
 
 
 def setup(url: str) -> tuple[uuid.UUID, uuid.UUID, list[uuid.UUID]]:
@@ -180,9 +199,10 @@ def free_naive(conn: psycopg.Connection, at: dt.datetime) -> int:
 # waited for its turn (30-33 ms median, docs/scheduling.md).
 #
 # Styles of request:
-# - "request": what PostgREST runs for POST /rpc/hold_slot — role and claims as local settings,
-#   then the call, in one transaction — sent as one message, so the server commits right after the
-#   call, as it does behind a PostgREST that is not short of CPU. The target is read on this one.
+# - "request": what PostgREST runs for POST /rpc/hold_slot — role and claims as local settings
+#   (request_context_statement: the statement of shared.db.set_request_context), then the call,
+#   in one transaction — sent as one message, so the server commits right after the call, as it
+#   does behind a PostgREST that is not short of CPU. The target is read on this one.
 # - "statements": the same four statements (begin, settings, call, commit) as four round trips
 #   from the client: the client process, sharing the 2 cores with 32 others and the server, is on
 #   the critical path between the call and the commit while the winner holds the lock.
@@ -202,9 +222,8 @@ def _attempt(conn: psycopg.Connection, style: str, customer: uuid.UUID, mechanic
             # client-side binding: several statements in one simple-query message, which the
             # server runs as one implicit transaction (autocommit connection, no BEGIN sent)
             cur = psycopg.ClientCursor(conn)
-            cur.execute("select set_config('role', 'authenticated', true),"
-                        " set_config('request.jwt.claims', %s, true);"
-                        " select public.hold_slot(%s, %s, 'video15')", (claims(customer), mechanic, start))
+            settings, params = request_context_statement("authenticated", claims(customer))
+            cur.execute(settings + "; select public.hold_slot(%s, %s, 'video15')", (*params, mechanic, start))
             cur.nextset()
             if "hold_id" not in cur.fetchone()[0]:
                 outcome = "error no hold_id"

@@ -18,7 +18,10 @@ import pytest
 
 from shared.embedded import EmbeddedPostgres
 from shared.migrate import migrate, recreate_database
-from tests.harness import Db
+from tests.support.harness import Db
+
+# Shared fixtures beyond these live in tests/support/ and are registered here once.
+pytest_plugins = ["tests.support.payments"]
 
 RUN_ID = f"{os.getpid()}_{uuid.uuid4().hex[:6]}"
 

@@ -1,0 +1,301 @@
+"""Every RPC with hostile input: a clear, registered error and nothing written."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from tests.support.factories import make_intake, make_world
+
+BIG = "x" * 1_000_000
+TABLES = ["sessions", "session_requests", "session_offers", "session_participants", "session_events",
+          "mechanic_commitments", "mechanics", "intakes", "profiles"]
+
+
+def snapshot(db) -> dict[str, str]:
+    """A fingerprint of every table an RPC could write."""
+    return {t: db.scalar(f"select md5(coalesce(string_agg(x::text, '|' order by x::text), '')) from public.{t} x")
+            for t in TABLES}
+
+
+@pytest.fixture
+def world(db):
+    return make_world(db)
+
+
+def cases(w):
+    """(persona, rpc, kwargs, expected SQLSTATE)."""
+    unknown = uuid.uuid4()
+    return [
+        # request_session
+        (w.customer, "request_session", {"p_plan_code": None, "p_intake_id": w.intake}, "AD001"),
+        (w.customer, "request_session", {"p_plan_code": "free", "p_intake_id": None}, "AD001"),
+        (w.customer, "request_session", {"p_plan_code": BIG, "p_intake_id": w.intake}, "AD004"),
+        (w.customer, "request_session", {"p_plan_code": "nope'; drop table x;--", "p_intake_id": w.intake}, "AD004"),
+        (w.customer, "request_session", {"p_plan_code": "free", "p_intake_id": unknown}, "AD004"),
+        (w.other_customer, "request_session", {"p_plan_code": "free", "p_intake_id": w.intake}, "AD004"),
+        (w.customer, "request_session", {"p_plan_code": "free", "p_intake_id": "not-a-uuid"}, "22P02"),
+        (w.customer, "request_session", {"p_plan_code": "free", "p_intake_id": w.intake,
+                                         "p_vehicle_id": unknown}, "AD005"),  # intake already requested
+        (None, "request_session", {"p_plan_code": "free", "p_intake_id": w.intake}, "AD002"),
+        # accept_request / decline_offer
+        (w.mechanic, "accept_request", {"p_request_id": None}, "AD001"),
+        (w.mechanic, "accept_request", {"p_request_id": unknown}, "AD004"),
+        (w.mechanic, "accept_request", {"p_request_id": "1; select 1"}, "22P02"),
+        (None, "accept_request", {"p_request_id": w.request}, "AD002"),
+        (w.mechanic, "decline_offer", {"p_request_id": None}, "AD001"),
+        (w.mechanic, "decline_offer", {"p_request_id": unknown}, "AD004"),
+        (w.customer, "decline_offer", {"p_request_id": w.request}, "AD003"),
+        # cancel_request
+        (w.customer, "cancel_request", {"p_request_id": None}, "AD001"),
+        (w.customer, "cancel_request", {"p_request_id": w.request, "p_reason": BIG}, "AD001"),
+        (w.customer, "cancel_request", {"p_request_id": unknown}, "AD004"),
+        (w.other_customer, "cancel_request", {"p_request_id": w.request}, "AD004"),
+        # start / end
+        (w.customer, "start_session", {"p_session_id": None}, "AD001"),
+        (w.customer, "start_session", {"p_session_id": unknown}, "AD004"),
+        (w.other_customer, "start_session", {"p_session_id": w.session}, "AD004"),
+        (w.customer, "end_session", {"p_session_id": w.session, "p_notes": BIG}, "AD001"),
+        (w.customer, "end_session", {"p_session_id": unknown}, "AD004"),
+        (w.mechanic, "end_session", {"p_session_id": w.session}, "AD004"),  # not assigned yet
+        # presence
+        (w.mechanic, "set_online", {"p_online": None}, "AD001"),
+        (w.mechanic, "set_online", {"p_online": "maybe"}, "22P02"),
+        (w.customer, "set_online", {"p_online": True}, "AD003"),
+        (w.customer, "heartbeat", {}, "AD003"),
+        # admin
+        (w.admin, "admin_set_mechanic_status", {"p_mechanic_id": w.mechanic, "p_status": None}, "AD001"),
+        (w.admin, "admin_set_mechanic_status", {"p_mechanic_id": w.mechanic, "p_status": BIG}, "AD001"),
+        (w.admin, "admin_set_mechanic_status", {"p_mechanic_id": None, "p_status": "approved"}, "AD001"),
+        (w.admin, "admin_set_mechanic_status", {"p_mechanic_id": unknown, "p_status": "approved"}, "AD004"),
+        (w.mechanic, "admin_set_mechanic_status", {"p_mechanic_id": w.mechanic, "p_status": "approved"}, "AD003"),
+        (w.admin, "admin_assign_request", {"p_request_id": None, "p_mechanic_id": w.mechanic}, "AD001"),
+        (w.admin, "admin_assign_request", {"p_request_id": unknown, "p_mechanic_id": w.mechanic}, "AD004"),
+        (w.admin, "admin_assign_request", {"p_request_id": w.request, "p_mechanic_id": unknown}, "AD003"),
+        (w.admin, "admin_assign_request", {"p_request_id": w.request, "p_mechanic_id": w.customer}, "AD003"),
+        (w.admin, "admin_assign_request", {"p_request_id": w.request, "p_mechanic_id": w.pending_mechanic}, "AD003"),
+        (w.customer, "admin_assign_request", {"p_request_id": w.request, "p_mechanic_id": w.mechanic}, "AD003"),
+        (w.admin, "admin_force_end_session", {"p_session_id": w.session, "p_reason": BIG}, "AD001"),
+        (w.admin, "admin_force_end_session", {"p_session_id": w.session, "p_reason": "  "}, "AD001"),
+        (w.admin, "admin_force_end_session", {"p_session_id": unknown, "p_reason": "x"}, "AD004"),
+        (w.workshop_admin, "admin_force_end_session", {"p_session_id": w.session, "p_reason": "x"}, "AD003"),
+        # rooms
+        (w.customer, "request_extension", {"p_session_id": None, "p_minutes": 2}, "AD001"),
+        (w.customer, "request_extension", {"p_session_id": w.session, "p_minutes": None}, "AD001"),
+        (w.customer, "request_extension", {"p_session_id": unknown, "p_minutes": 2}, "AD004"),
+        (w.other_customer, "request_extension", {"p_session_id": w.session, "p_minutes": 2}, "AD004"),
+        (w.customer, "request_extension", {"p_session_id": w.session, "p_minutes": 2}, "AD030"),  # not live
+        (w.customer, "request_extension", {"p_session_id": w.session, "p_minutes": 2**31 - 1}, "AD030"),
+        (w.customer, "request_extension", {"p_session_id": w.session, "p_minutes": "many"}, "22P02"),
+        # micro-sessions and shifts
+        (w.mechanic, "can_accept_session", {"p_mechanic_id": None, "p_session_type": "micro",
+                                            "p_duration_minutes": 5}, "AD001"),
+        (w.mechanic, "can_accept_session", {"p_mechanic_id": w.mechanic, "p_session_type": "warp",
+                                            "p_duration_minutes": 5}, "AD001"),
+        (w.mechanic, "can_accept_session", {"p_mechanic_id": w.mechanic, "p_session_type": "micro",
+                                            "p_duration_minutes": 0}, "AD001"),
+        (w.mechanic, "can_accept_session", {"p_mechanic_id": w.mechanic, "p_session_type": BIG,
+                                            "p_duration_minutes": 5}, "AD001"),
+        (w.other_customer, "can_accept_session", {"p_mechanic_id": w.mechanic, "p_session_type": "micro",
+                                                  "p_duration_minutes": 5}, "AD003"),
+        (w.mechanic, "clock", {"p_action": None}, "AD001"),
+        (w.mechanic, "clock", {"p_action": "teleport"}, "AD001"),
+        (w.mechanic, "clock", {"p_action": "clock_out", "p_notes": BIG}, "AD001"),
+        (w.mechanic, "clock", {"p_action": "clock_in"}, "AD071"),  # already on shift
+        (w.customer, "clock", {"p_action": "clock_in"}, "AD003"),
+        (w.customer, "clock_status", {}, "AD003"),
+        (w.admin, "set_mechanic_micro_settings", {"p_mechanic_id": None}, "AD001"),
+        (w.admin, "set_mechanic_micro_settings", {"p_mechanic_id": w.mechanic, "p_participation_mode": "x"}, "AD001"),
+        (w.admin, "set_mechanic_micro_settings", {"p_mechanic_id": w.mechanic, "p_daily_cap": 5000}, "AD001"),
+        (w.admin, "set_mechanic_micro_settings", {"p_mechanic_id": unknown, "p_daily_cap": 10}, "AD004"),
+        (w.customer, "set_mechanic_micro_settings", {"p_mechanic_id": w.mechanic, "p_daily_cap": 10}, "AD003"),
+        (w.mechanic, "mechanic_micro_dashboard", {"p_days": 0}, "AD001"),
+        (w.customer, "mechanic_micro_dashboard", {}, "AD003"),
+        (w.workshop_admin, "workshop_micro_dashboard", {"p_organization_id": None}, "AD001"),
+        (w.customer, "workshop_micro_dashboard", {"p_organization_id": w.organization}, "AD003"),
+        (w.customer, "admin_micro_dashboard", {}, "AD003"),
+        (w.admin, "admin_micro_dashboard", {"p_days": 0}, "AD001"),
+        # payments
+        (w.customer, "admin_refund", {"p_session_id": w.session, "p_reason": "x"}, "AD003"),
+        (w.admin, "admin_refund", {"p_session_id": None, "p_reason": "x"}, "AD001"),
+        (w.admin, "admin_refund", {"p_session_id": w.session, "p_amount_cents": -5, "p_reason": "x"}, "AD001"),
+        (w.admin, "admin_refund", {"p_session_id": w.session, "p_reason": None}, "AD001"),
+        (w.admin, "admin_refund", {"p_session_id": w.session, "p_reason": BIG}, "AD001"),
+        (w.customer, "admin_grant_credit", {"p_customer_id": w.customer, "p_amount_cents": 500, "p_reason": "x"},
+         "AD003"),
+        (w.admin, "admin_grant_credit", {"p_customer_id": None, "p_amount_cents": 500, "p_reason": "x"}, "AD001"),
+        (w.admin, "admin_grant_credit", {"p_customer_id": w.customer, "p_amount_cents": 0, "p_reason": "x"}, "AD001"),
+        (w.admin, "admin_grant_credit", {"p_customer_id": w.customer, "p_amount_cents": 2**31 - 1,
+                                         "p_reason": "x"}, "AD001"),
+        (w.admin, "admin_grant_credit", {"p_customer_id": w.customer, "p_amount_cents": 500, "p_reason": None},
+         "AD001"),
+        (w.customer, "admin_payment_integrity", {}, "AD003"),
+        (w.mechanic, "admin_payment_integrity", {}, "AD003"),
+        # jobs
+        (w.customer, "admin_outbox", {}, "AD003"),
+        (w.admin, "admin_outbox", {"p_status": "exploded"}, "AD001"),
+        (w.admin, "admin_outbox", {"p_status": None}, "AD001"),
+        (w.admin, "admin_outbox", {"p_limit": 0}, "AD001"),
+        (w.admin, "admin_retry_outbox", {"p_id": None}, "AD001"),
+        (w.admin, "admin_retry_outbox", {"p_id": -5}, "AD004"),
+        (w.mechanic, "admin_retry_outbox", {"p_id": 1}, "AD003"),
+        # matching
+        (w.customer, "available_mechanics", {"p_limit": 0}, "AD001"),
+        (w.customer, "available_mechanics", {"p_limit": 100000}, "AD001"),
+        (w.customer, "available_mechanics", {"p_session_type": "telepathy"}, "AD001"),
+        (w.customer, "available_mechanics", {"p_brand": BIG}, "AD001"),
+        (w.customer, "available_mechanics", {"p_city": BIG}, "AD001"),
+        (w.customer, "available_mechanics", {"p_specialist": True}, "AD001"),
+        (None, "available_mechanics", {}, "AD002"),
+        (w.customer, "admin_rank_request", {"p_request_id": w.request}, "AD003"),
+        (w.mechanic, "admin_rank_request", {"p_request_id": w.request}, "AD003"),
+        (w.admin, "admin_rank_request", {"p_request_id": None}, "AD001"),
+        (w.admin, "admin_rank_request", {"p_request_id": unknown}, "AD004"),
+        (w.admin, "admin_rank_request", {"p_request_id": w.request, "p_limit": 0}, "AD001"),
+        # scheduling
+        *scheduling_cases(w, unknown),
+    ]
+
+
+def scheduling_cases(w, unknown):
+    m, om, c = w.mechanic, w.other_mechanic, w.customer
+    day = [{"day_of_week": 1, "start": "09:00", "end": "10:00"}]
+    urls = "2030-01-01T10:00:00Z"
+    return [
+        (om, "set_weekly_availability", {"p_timezone": "Mars/Olympus", "p_blocks": day}, "AD001"),
+        (om, "set_weekly_availability", {"p_timezone": BIG, "p_blocks": day}, "AD001"),
+        (om, "set_weekly_availability", {"p_timezone": "UTC", "p_blocks": None}, "AD001"),
+        (om, "set_weekly_availability", {"p_timezone": "UTC", "p_blocks": {"day_of_week": 1}}, "AD001"),
+        (om, "set_weekly_availability", {"p_timezone": "UTC", "p_blocks": [{**day[0], "day_of_week": 7}]}, "AD001"),
+        (om, "set_weekly_availability", {"p_timezone": "UTC", "p_blocks": [{**day[0], "end": "08:00"}]}, "AD001"),
+        (om, "set_weekly_availability", {"p_timezone": "UTC", "p_blocks": [{**day[0], "start": "9am"}]}, "AD001"),
+        (om, "set_weekly_availability", {"p_timezone": "UTC", "p_blocks": [{**day[0], "price_multiplier": 99}]},
+         "AD001"),
+        (om, "set_weekly_availability", {"p_timezone": "UTC", "p_blocks": [{**day[0], "x": 1}]}, "AD001"),
+        (om, "set_weekly_availability", {"p_timezone": "UTC",
+                                         "p_blocks": [*day, {**day[0], "start": "09:30", "end": "11:00"}]}, "AD001"),
+        (om, "set_weekly_availability", {"p_timezone": "UTC", "p_blocks": day * 101}, "AD001"),
+        (om, "set_weekly_availability", {"p_timezone": "UTC", "p_blocks": day, "p_mechanic_id": m}, "AD003"),
+        (c, "set_weekly_availability", {"p_timezone": "UTC", "p_blocks": day}, "AD003"),
+        (None, "set_weekly_availability", {"p_timezone": "UTC", "p_blocks": day}, "AD002"),
+        (om, "add_time_off", {"p_start": urls, "p_end": urls}, "AD001"),
+        (om, "add_time_off", {"p_start": None, "p_end": urls}, "AD001"),
+        (om, "add_time_off", {"p_start": "infinity", "p_end": "infinity"}, "AD001"),
+        (om, "add_time_off", {"p_start": "2030-01-01", "p_end": "2032-01-01"}, "AD001"),
+        (om, "add_time_off", {"p_start": "2030-01-01", "p_end": "2030-01-02", "p_reason": BIG}, "AD001"),
+        (c, "add_time_off", {"p_start": "2030-01-01", "p_end": "2030-01-02"}, "AD003"),
+        (om, "remove_time_off", {"p_time_off_id": None}, "AD001"),
+        (om, "remove_time_off", {"p_time_off_id": unknown}, "AD004"),
+        (None, "remove_time_off", {"p_time_off_id": unknown}, "AD002"),
+        (om, "set_booking_rules", {"p_rules": {"buffer_minutes": -1}}, "AD001"),
+        (om, "set_booking_rules", {"p_rules": {"buffer_minutes": 1.5}}, "AD001"),
+        (om, "set_booking_rules", {"p_rules": {"slot_step_minutes": 7}}, "AD001"),
+        (om, "set_booking_rules", {"p_rules": {"max_sessions_per_day": "3"}}, "AD001"),
+        (om, "set_booking_rules", {"p_rules": {"max_advance_days": 10**12}}, "AD001"),
+        (om, "set_booking_rules", {"p_rules": {"nope": 1}}, "AD001"),
+        (om, "set_booking_rules", {"p_rules": [1]}, "AD001"),
+        (om, "set_booking_rules", {"p_rules": {"instant_booking": "yes"}}, "AD001"),
+        (c, "set_booking_rules", {"p_rules": {}}, "AD003"),
+        (w.workshop_admin, "set_workshop_hours", {"p_organization_id": None, "p_hours": []}, "AD001"),
+        (c, "set_workshop_hours", {"p_organization_id": w.organization, "p_hours": []}, "AD003"),
+        (w.workshop_admin, "set_workshop_hours", {"p_organization_id": w.organization,
+                                                  "p_hours": [{"day_of_week": 1, "open": "17:00", "close": "09:00"}]},
+         "AD001"),
+        (w.workshop_admin, "set_workshop_hours", {"p_organization_id": w.organization,
+                                                  "p_hours": [{"day_of_week": 1, "open": "09:00", "close": "17:00"}] * 2},
+         "AD001"),
+        (w.workshop_admin, "set_workshop_hours", {"p_organization_id": w.organization, "p_hours": [],
+                                                  "p_timezone": "Nowhere/Land"}, "AD001"),
+        (w.workshop_admin, "set_workshop_hours", {"p_organization_id": w.organization, "p_hours": [],
+                                                  "p_capacity": 0}, "AD001"),
+        (om, "set_date_override", {"p_date": None, "p_blocks": []}, "AD001"),
+        (om, "set_date_override", {"p_date": "2999-01-01", "p_blocks": []}, "AD001"),
+        (om, "set_date_override", {"p_date": "2027-01-15", "p_blocks": {"start": "09:00"}}, "AD001"),
+        (om, "set_date_override", {"p_date": "2027-01-15", "p_blocks": [{"start": "10:00", "end": "09:00"}]}, "AD001"),
+        (c, "set_date_override", {"p_date": "2027-01-15", "p_blocks": []}, "AD003"),
+        (om, "set_date_override", {"p_date": "2027-01-15", "p_blocks": [], "p_organization_id": w.organization},
+         "AD003"),
+        (c, "available_slots", {"p_mechanic_id": None, "p_from": urls, "p_to": urls, "p_plan_code": "free"}, "AD001"),
+        (c, "available_slots", {"p_mechanic_id": om, "p_from": "2030-01-02", "p_to": "2030-01-01",
+                                "p_plan_code": "free"}, "AD001"),
+        (c, "available_slots", {"p_mechanic_id": om, "p_from": "2030-01-01", "p_to": "2031-01-01",
+                                "p_plan_code": "free"}, "AD001"),
+        (c, "available_slots", {"p_mechanic_id": om, "p_from": "2030-01-01", "p_to": "2030-01-02",
+                                "p_plan_code": BIG}, "AD004"),
+        (c, "available_slots", {"p_mechanic_id": unknown, "p_from": "2030-01-01", "p_to": "2030-01-02",
+                                "p_plan_code": "free"}, "AD004"),
+        (None, "available_slots", {"p_mechanic_id": om, "p_from": "2030-01-01", "p_to": "2030-01-02",
+                                   "p_plan_code": "free"}, "AD002"),
+        (c, "mechanics_free_at", {"p_start": None, "p_plan_code": "free"}, "AD001"),
+        (c, "mechanics_free_at", {"p_start": urls, "p_plan_code": "free", "p_limit": 0}, "AD001"),
+        (c, "mechanics_free_at", {"p_start": urls, "p_plan_code": "free", "p_city": BIG}, "AD001"),
+        (c, "mechanics_free_at", {"p_start": urls, "p_plan_code": "nope"}, "AD004"),
+        (c, "hold_slot", {"p_mechanic_id": None, "p_start": urls, "p_plan_code": "free"}, "AD001"),
+        (c, "hold_slot", {"p_mechanic_id": om, "p_start": "infinity", "p_plan_code": "free"}, "AD001"),
+        (c, "hold_slot", {"p_mechanic_id": unknown, "p_start": urls, "p_plan_code": "free"}, "AD004"),
+        (c, "hold_slot", {"p_mechanic_id": w.pending_mechanic, "p_start": urls, "p_plan_code": "free"}, "AD004"),
+        (c, "hold_slot", {"p_mechanic_id": om, "p_start": urls, "p_plan_code": BIG}, "AD004"),
+        (c, "hold_slot", {"p_mechanic_id": om, "p_start": urls, "p_plan_code": "free"}, "AD052"),  # no hours
+        (om, "hold_slot", {"p_mechanic_id": om, "p_start": urls, "p_plan_code": "free"}, "AD003"),
+        (c, "release_hold", {"p_hold_id": None}, "AD001"),
+        (c, "release_hold", {"p_hold_id": unknown}, "AD004"),
+        (c, "book_slot", {"p_hold_id": None, "p_intake_id": w.intake}, "AD001"),
+        (c, "book_slot", {"p_hold_id": unknown, "p_intake_id": w.intake}, "AD004"),
+        (c, "reschedule_session", {"p_session_id": None, "p_new_start": urls}, "AD001"),
+        (c, "reschedule_session", {"p_session_id": unknown, "p_new_start": urls}, "AD004"),
+        (c, "reschedule_session", {"p_session_id": w.session, "p_new_start": "infinity"}, "AD001"),
+        (c, "reschedule_session", {"p_session_id": w.session, "p_new_start": urls}, "AD006"),  # not booked
+        (w.other_customer, "reschedule_session", {"p_session_id": w.session, "p_new_start": urls}, "AD004"),
+        (c, "cancel_scheduled_session", {"p_session_id": None}, "AD001"),
+        (c, "cancel_scheduled_session", {"p_session_id": unknown}, "AD004"),
+        (c, "cancel_scheduled_session", {"p_session_id": w.session, "p_reason": BIG}, "AD001"),
+        (c, "cancel_scheduled_session", {"p_session_id": w.session}, "AD006"),  # pending, not booked
+        (c, "mechanic_calendar", {"p_from": "2030-01-01", "p_to": "2030-01-02"}, "AD003"),
+        (om, "mechanic_calendar", {"p_from": "2030-01-02", "p_to": "2030-01-01"}, "AD001"),
+        (om, "mechanic_calendar", {"p_from": "2030-01-01", "p_to": "2030-01-02", "p_mechanic_id": m}, "AD003"),
+        (om, "mechanic_calendar", {"p_from": "2030-01-01", "p_to": "2030-01-02", "p_mechanic_id": unknown}, "AD004"),
+    ]
+
+
+def test_hostile_input_is_refused_and_writes_nothing(db, world):
+    before = snapshot(db)
+    seen = set()
+    for persona, rpc, kwargs, expected in cases(world):
+        if persona is None:
+            ctx = db.as_role("authenticated", {"role": "authenticated"})  # a token without a user
+        else:
+            ctx = db.as_user(persona)
+        with ctx:
+            code = db.rpc_error(rpc, **kwargs)
+        shown = {k: ("<big>" if isinstance(v, str) and len(v) > 80 else v) for k, v in kwargs.items()}
+        assert code == expected, (rpc, shown, code)
+        seen.add(rpc)
+    assert snapshot(db) == before
+    public_rpcs = {r["proname"] for r in db.all(
+        "select p.proname from pg_proc p join pg_namespace n on n.oid = p.pronamespace"
+        " where n.nspname = 'public' and has_function_privilege('authenticated', p.oid, 'execute')")}
+    assert public_rpcs <= seen, f"RPCs without hostile-input cases: {public_rpcs - seen}"
+
+
+def test_anon_cannot_call_any_rpc(db, world):
+    rpcs = db.all("select p.oid::regprocedure::text as sig from pg_proc p join pg_namespace n on n.oid = p.pronamespace"
+                  " where n.nspname = 'public' and p.prokind = 'f'")
+    assert rpcs
+    for row in rpcs:
+        assert db.scalar("select has_function_privilege('anon', %s::regprocedure, 'execute')", (row["sig"],)) is False, \
+            row["sig"]
+
+
+def test_intake_write_rules(db, world):
+    with db.as_user(world.customer):
+        assert db.error("insert into public.intakes (concern) values (%s)", (BIG,)).sqlstate == "23514"
+        assert db.error("insert into public.intakes (concern, contact_email) values ('noise', 'not an email')"
+                        ).sqlstate == "23514"
+        assert db.error("insert into public.intakes (concern, status) values ('noise', 'resolved')").sqlstate == "42501"
+        assert db.error("insert into public.vehicles (make, model, year, vin) values ('A', 'B', 2020, 'short')"
+                        ).sqlstate == "23514"
+    # a customer cannot file an intake for someone else
+    other = make_intake(db, world.other_customer)
+    with db.as_user(world.customer):
+        assert db.scalar("update public.intakes set concern = 'mine now' where id = %s returning id", (other,)) is None

@@ -1,0 +1,381 @@
+"""Scheduled jobs: sweeps across every threshold, concurrent runs, nudges and alerts, starting
+notices, milestone emails (templates, escaping, opt-out, Resend and .eml delivery), cron run
+records, and the admin outbox."""
+
+from __future__ import annotations
+
+import datetime as dt
+import email
+import email.policy
+import json
+import os
+import threading
+import uuid
+from pathlib import Path
+
+import flask
+import psycopg
+import pytest
+
+from shared import db as shared_db
+from shared import email as mail
+from shared import outbox
+from shared.config import get_settings
+from tests.support.factories import accept, make_customer, make_intake, make_mechanic, make_world, request_free
+from tests.support.harness import Db
+from tests.support.stubs.server import StubServer
+
+CRON = "cron-secret-0123456789"
+GOLDEN = Path(__file__).parents[1] / "support" / "golden" / "emails"
+
+
+def sweep(db, now):
+    return db.scalar("select private.sweep_requests(%s)", (now,))
+
+
+def now_of(db):
+    return db.scalar("select now()")
+
+
+# ------------------------------------------------------------------------------------------------
+# sweeps
+# ------------------------------------------------------------------------------------------------
+def test_pending_to_unattended_to_expired(db):
+    customer = make_customer(db)
+    ids = request_free(db, customer)
+    t0 = now_of(db)
+    none = {"unattended": 0, "expired": 0, "no_show_cancelled": 0, "orphaned_cancelled": 0}
+    assert sweep(db, t0 + dt.timedelta(minutes=5) - dt.timedelta(seconds=1)) == none
+    assert sweep(db, t0 + dt.timedelta(minutes=5))["unattended"] == 1
+    assert db.scalar("select status from public.session_requests where id = %s", (ids["request_id"],)) == "unattended"
+    queue = db.all("select payload from realtime.messages where topic = 'admin:queue' and event = 'request_unattended'"
+                   " and payload ->> 'request_id' = %s", (ids["request_id"],))
+    assert len(queue) == 1
+    assert sweep(db, t0 + dt.timedelta(minutes=120) - dt.timedelta(seconds=1)) == none
+    assert sweep(db, t0 + dt.timedelta(minutes=120))["expired"] == 1
+    assert db.scalar("select status from public.session_requests where id = %s", (ids["request_id"],)) == "expired"
+    assert db.scalar("select status from public.sessions where id = %s", (ids["session_id"],)) == "cancelled"
+    assert db.scalar("select cancel_reason from public.sessions where id = %s", (ids["session_id"],)).startswith(
+        "expired")
+    assert sweep(db, t0 + dt.timedelta(hours=5)) == none  # nothing twice
+
+
+def test_accepted_but_customer_never_joined(db):
+    w = make_world(db)
+    accept(db, w.mechanic, w.request)
+    t0 = now_of(db)
+    assert sweep(db, t0 + dt.timedelta(minutes=30) - dt.timedelta(seconds=1))["no_show_cancelled"] == 0
+    assert sweep(db, t0 + dt.timedelta(minutes=30))["no_show_cancelled"] == 1
+    assert db.scalar("select status from public.sessions where id = %s", (w.session,)) == "cancelled"
+    assert db.scalar("select status from public.session_requests where id = %s", (w.request,)) == "cancelled"
+    # the mechanic is free again
+    nxt = request_free(db, w.other_customer)
+    assert accept(db, w.mechanic, nxt["request_id"])["status"] == "accepted"
+
+
+def test_orphaned_waiting_session(db):
+    w = make_world(db)
+    accept(db, w.mechanic, w.request)
+    db.execute("update public.session_participants set joined_at = now() where session_id = %s and user_id = %s",
+               (w.session, w.customer))  # the customer joined; nobody started it
+    t0 = now_of(db)
+    assert sweep(db, t0 + dt.timedelta(minutes=45)) == {"unattended": 0, "expired": 0, "no_show_cancelled": 0,
+                                                         "orphaned_cancelled": 0}
+    assert sweep(db, t0 + dt.timedelta(minutes=60))["orphaned_cancelled"] == 1
+    assert db.scalar("select cancel_reason from public.sessions where id = %s", (w.session,)) == \
+        "the session was never started"
+
+
+def test_sweep_input(db):
+    assert db.error("select private.sweep_requests(now(), 0)").sqlstate == "AD001"
+
+
+def test_two_sweeps_at_once_handle_each_row_once(fresh_url):
+    with psycopg.connect(fresh_url) as conn:
+        conn.execute("select 1")
+        d = Db(conn)
+        customers = [make_customer(d) for _ in range(60)]
+        for c in customers:
+            request_free(d, c, intake=make_intake(d, c))
+        conn.commit()
+    conns = [psycopg.connect(fresh_url, autocommit=True) for _ in range(2)]
+    barrier = threading.Barrier(2)
+    results: list = [None, None]
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=6)
+
+    def run(k):
+        barrier.wait()
+        results[k] = conns[k].execute("select private.sweep_requests(%s, 1000)", (later,)).fetchone()[0]
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    for c in conns:
+        c.close()
+    assert results[0]["unattended"] + results[1]["unattended"] == 60
+    with psycopg.connect(fresh_url) as conn:
+        assert conn.execute("select count(*) from public.session_events where to_status = 'unattended'"
+                            ).fetchone()[0] == 60
+
+
+def test_a_run_that_crashes_loses_nothing(fresh_url):
+    with psycopg.connect(fresh_url) as conn:
+        conn.execute("select 1")
+        d = Db(conn)
+        for _ in range(5):
+            c = make_customer(d)
+            request_free(d, c, intake=make_intake(d, c))
+        conn.commit()
+        later = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=6)
+        conn.execute("select private.sweep_requests(%s)", (later,))
+        conn.rollback()  # the function host died before committing
+        assert conn.execute("select count(*) from public.session_requests where status = 'pending'").fetchone()[0] == 5
+        assert conn.execute("select private.sweep_requests(%s)", (later,)).fetchone()[0]["unattended"] == 5
+        conn.commit()
+
+
+# ------------------------------------------------------------------------------------------------
+# nudges, alerts, notices
+# ------------------------------------------------------------------------------------------------
+def test_nudge_then_support_alert_once(db):
+    w = make_world(db)
+    accept(db, w.mechanic, w.request)
+    t0 = now_of(db)
+    assert db.scalar("select private.send_nudges(%s)", (t0 + dt.timedelta(minutes=2),)) == {"nudged": 0, "alerted": 0}
+    assert db.scalar("select private.send_nudges(%s)", (t0 + dt.timedelta(minutes=3),)) == {"nudged": 1, "alerted": 0}
+    assert db.scalar("select private.send_nudges(%s)", (t0 + dt.timedelta(minutes=4),)) == {"nudged": 0, "alerted": 0}
+    assert db.scalar("select private.send_nudges(%s)", (t0 + dt.timedelta(minutes=5),)) == {"nudged": 0, "alerted": 1}
+    nudge = db.one("select payload from realtime.messages where topic = %s and event = 'nudge'",
+                   (f"mechanic:{w.mechanic}",))
+    assert nudge["payload"]["session_id"] == str(w.session)
+    assert db.scalar("select count(*) from realtime.messages where topic = 'admin:queue' and event = 'alert'") == 1
+    keys = {r["dedupe_key"] for r in db.all("select dedupe_key from private.outbox")}
+    assert f"email:mechanic_nudge:{w.session}:{w.mechanic}" in keys and f"email:support_alert:{w.session}" in keys
+
+
+def test_starting_notices_for_scheduled_sessions(db):
+    customer, mechanic = make_customer(db), make_mechanic(db)
+    sid = uuid.UUID(request_free(db, customer)["session_id"])
+    db.execute("update public.sessions set status = 'scheduled', mechanic_id = %s, scheduled_for = now() + "
+               "interval '20 minutes' where id = %s", (mechanic, sid))
+    t0 = now_of(db)
+    assert db.scalar("select private.send_starting_notices(%s)", (t0,)) == {"starting_notices": 0}
+    assert db.scalar("select private.send_starting_notices(%s)", (t0 + dt.timedelta(minutes=15),)) == \
+        {"starting_notices": 1}
+    assert db.scalar("select private.send_starting_notices(%s)", (t0 + dt.timedelta(minutes=16),)) == \
+        {"starting_notices": 0}
+    assert db.scalar("select count(*) from private.outbox where dedupe_key like 'email:session_starting:%%'") == 2
+
+
+def test_milestone_emails_are_enqueued_once(db):
+    w = make_world(db)
+    accept(db, w.mechanic, w.request)
+    with db.as_user(w.mechanic):
+        db.rpc("start_session", p_session_id=w.session)
+        db.rpc("end_session", p_session_id=w.session, p_notes="Pads at 2 mm: replace them this week.")
+    templates = sorted(r["payload"]["template"] for r in db.all(
+        "select payload from private.outbox where kind = 'email.send' and payload ->> 'session_id' = %s",
+        (str(w.session),)))
+    assert templates == ["booking_confirmed", "mechanic_assigned", "session_ended", "summary_delivered"]
+
+
+# ------------------------------------------------------------------------------------------------
+# emails
+# ------------------------------------------------------------------------------------------------
+CONTEXT = {
+    "name": "Casey <b>Customer</b>", "timezone": "America/Toronto", "marketing_emails": True,
+    "session": {"id": "00000000-0000-4000-8000-00000000e111", "plan": "Standard Video (45 min)",
+                "session_type": "video", "status": "completed", "scheduled_for": "2026-03-08T06:30:00+00:00",
+                "started_at": None, "ended_at": None, "duration_minutes": 42, "price_cents": 2999,
+                "currency": "usd", "mechanic_name": "Morgan & Sons", "vehicle": "2018 Honda Civic",
+                "mechanic_notes": "Replace pads <soon>\nCheck rotors.",
+                "concern": "<script>alert('x')</script> grinding noise"},
+}
+
+
+@pytest.mark.parametrize("template", ["booking_confirmed", "mechanic_assigned", "session_starting",
+                                      "session_ended", "summary_delivered", "mechanic_nudge"])
+def test_templates_match_golden_files(template, monkeypatch):
+    monkeypatch.setenv("APP_URL", "https://app.autodoctor.test")
+    get_settings.cache_clear()
+    rendered = mail.render(template, CONTEXT)
+    get_settings.cache_clear()
+    for ext, content in (("html", rendered.html), ("txt", rendered.text)):
+        path = GOLDEN / f"{template}.{ext}"
+        full = f"Subject: {rendered.subject}\n\n{content}"
+        if os.environ.get("UPDATE_GOLDEN"):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(full)
+        assert full == path.read_text(), f"{path} differs (UPDATE_GOLDEN=1 to accept a deliberate change)"
+
+
+def test_html_escapes_user_text_and_text_does_not():
+    rendered = mail.render("booking_confirmed", CONTEXT)
+    assert "<script>" not in rendered.html and "&lt;script&gt;" in rendered.html
+    assert "Casey &lt;b&gt;Customer&lt;/b&gt;" in rendered.html
+    assert "<script>alert('x')</script>" in rendered.text  # plain text is not HTML
+    summary = mail.render("summary_delivered", CONTEXT)
+    assert "Morgan &amp; Sons" in summary.html and "Replace pads &lt;soon&gt;" in summary.html
+    # scheduled times in the recipient's zone (08 Mar 2026 is the US spring-forward day)
+    assert "Sun 08 Mar 2026, 01:30 EST" in mail.render("session_starting", CONTEXT).text
+
+
+@pytest.fixture
+def mail_env(fresh_url, monkeypatch, tmp_path):
+    monkeypatch.setenv("DATABASE_URL", fresh_url)
+    monkeypatch.setenv("CRON_SECRET", CRON)
+    monkeypatch.setenv("EMAIL_FILES_DIR", str(tmp_path / "mail"))
+    monkeypatch.delenv("RESEND_API_KEY", raising=False)
+    get_settings.cache_clear()
+    shared_db.close_pool()
+    conn = psycopg.connect(fresh_url)
+    conn.execute("select 1")
+    yield Db(conn), tmp_path / "mail", monkeypatch
+    conn.close()
+    shared_db.close_pool()
+    get_settings.cache_clear()
+
+
+def test_emails_written_as_eml_files_with_opt_out(mail_env):
+    d, folder, _ = mail_env
+    w = make_world(d)
+    accept(d, w.mechanic, w.request)
+    d.execute("update public.profiles set marketing_emails = false where id = %s", (w.customer,))
+    d.execute("update public.sessions set status = 'live', started_at = now() where id = %s", (w.session,))
+    d.execute("select private.complete_session(%s, 'Rotate tires', null, now())", (w.session,))
+    d.conn.commit()
+    result = outbox.deliver(limit=100, kinds=["email.send"])
+    assert result["sent"] == result["claimed"] == 4 and result["dead"] == 0
+    files = sorted(folder.glob("*.eml"))
+    subjects = sorted(email.message_from_bytes(f.read_bytes(), policy=email.policy.default)["Subject"]
+                      for f in files)
+    # session_ended is not transactional and the customer opted out
+    assert subjects == ["Morgan Mechanic is ready for your session", "Your Free Session (5 min) session is booked",
+                        "Your session summary from Morgan Mechanic"]
+    msg = email.message_from_bytes(files[0].read_bytes(), policy=email.policy.default)
+    assert msg.is_multipart() and {p.get_content_type() for p in msg.iter_parts()} == {"text/plain", "text/html"}
+
+
+def test_emails_sent_through_resend(mail_env):
+    d, _, monkeypatch = mail_env
+    answers = [(500, {"message": "down"}), (200, {"id": "em_1"})]
+    stub = StubServer(lambda rec: answers.pop(0) if answers else (200, {"id": "em_n"}))
+    try:
+        monkeypatch.setenv("RESEND_API_KEY", "re_test_key")
+        monkeypatch.setenv("RESEND_API_BASE", stub.url)
+        get_settings.cache_clear()
+        customer = make_customer(d)
+        request_free(d, customer)
+        d.conn.commit()
+        now = dt.datetime.now(dt.UTC)
+        assert outbox.deliver(now, kinds=["email.send"])["retry"] == 1  # the provider was down
+        assert outbox.deliver(now + dt.timedelta(minutes=1), kinds=["email.send"])["sent"] == 1
+        assert len(stub.calls) == 2
+        first, second = stub.calls
+        assert first.headers["Idempotency-Key"] == second.headers["Idempotency-Key"]  # a retry is the same email
+        assert first.headers["Authorization"] == "Bearer re_test_key"
+        body = second.json()
+        assert body["subject"] == "Your Free Session (5 min) session is booked" and body["to"][0].endswith(
+            "@example.test")
+        assert "<html" in body["html"] and "Hi Casey Customer" in body["text"]
+    finally:
+        stub.close()
+
+
+# ------------------------------------------------------------------------------------------------
+# cron functions and the admin outbox
+# ------------------------------------------------------------------------------------------------
+def _call(fn, auth=f"Bearer {CRON}"):
+    app = flask.Flask("t")
+    with app.test_request_context("/", method="POST", headers={"Authorization": auth} if auth else {},
+                                  content_type="application/json"):
+        resp = fn(flask.request)
+        return resp.status_code, resp.get_json()
+
+
+def test_cron_functions_record_their_runs(mail_env):
+    from functions.cron.nudges import cron_nudges
+    from functions.cron.session_timers import cron_session_timers
+    from functions.cron.sweep_requests import cron_sweep_requests
+
+    d, _, _ = mail_env
+    for fn in (cron_sweep_requests, cron_nudges, cron_session_timers):
+        assert _call(fn, auth=None)[0] == 401
+        assert _call(fn, auth="Bearer not-the-secret-000")[0] == 401
+        status, body = _call(fn)
+        assert status == 200, body
+    assert _call(cron_sweep_requests)[1] == {"unattended": 0, "expired": 0, "no_show_cancelled": 0,
+                                             "orphaned_cancelled": 0}
+    d.conn.rollback()
+    runs = d.all("select job, ok, result from private.cron_runs order by id")
+    assert [r["job"] for r in runs] == ["cron_sweep_requests", "cron_nudges", "cron_session_timers",
+                                        "cron_sweep_requests"]
+    assert all(r["ok"] for r in runs) and runs[2]["result"] == {"ended": 0, "starting_notices": 0,
+                                                        "holds_expired": 0, "sessions_opened": 0}
+
+
+def test_failed_run_is_recorded(mail_env, monkeypatch):
+    from functions.cron.sweep_requests import cron_sweep_requests
+
+    d, _, _ = mail_env
+    d.execute("update private.settings set value = '\"not an interval\"' where key = 'requests.unattended_after'")
+    d.conn.commit()
+    status, body = _call(cron_sweep_requests)
+    assert status == 500 and body["code"] == "AD007"
+    d.conn.rollback()
+    run = d.one("select ok, error from private.cron_runs order by id desc limit 1")
+    assert run["ok"] is False and "not an interval" in run["error"]
+
+
+def test_admin_outbox_and_retry(db):
+    w = make_world(db)
+    db.execute("select private.enqueue('test.thing', 'dead:1', '{}')")
+    dead = db.scalar("update private.outbox set status = 'dead', attempts = 8, last_error = 'boom'"
+                     " where dedupe_key = 'dead:1' returning id")
+    with db.as_user(w.customer):
+        assert db.error("select * from public.admin_outbox()").sqlstate == "AD003"
+        assert db.rpc_error("admin_retry_outbox", p_id=dead) == "AD003"
+    with db.as_user(w.admin):
+        rows = db.all("select * from public.admin_outbox('dead')")
+        assert [r["id"] for r in rows] == [dead] and rows[0]["last_error"] == "boom"
+        assert db.error("select * from public.admin_outbox('exploded')").sqlstate == "AD001"
+        assert db.rpc("admin_retry_outbox", p_id=dead) == {"id": dead, "status": "pending"}
+        assert db.rpc_error("admin_retry_outbox", p_id=dead) == "AD005"  # no longer dead
+        assert db.rpc_error("admin_retry_outbox", p_id=-1) == "AD004"
+    assert db.one("select status::text as s, attempts from private.outbox where id = %s", (dead,)) == \
+        {"s": "pending", "attempts": 0}
+    assert json.dumps(rows, default=str)
+
+
+def test_provider_outage_dead_letters_then_admin_retry_sends_once(mail_env):
+    d, _, monkeypatch = mail_env
+    state = {"down": True}
+    stub = StubServer(lambda rec: (503, {"message": "down"}) if state["down"] else (200, {"id": "em_ok"}))
+    try:
+        monkeypatch.setenv("RESEND_API_KEY", "re_test_key")
+        monkeypatch.setenv("RESEND_API_BASE", stub.url)
+        get_settings.cache_clear()
+        request_free(d, make_customer(d))
+        d.conn.commit()
+        t = dt.datetime.now(dt.UTC)
+        outcomes = []
+        for _ in range(8):  # 8 attempts with growing backoff, all failing
+            outcomes.append(outbox.deliver(t, kinds=["email.send"]))
+            t += dt.timedelta(hours=3)
+        assert [o["retry"] for o in outcomes[:7]] == [1] * 7 and outcomes[7]["dead"] == 1
+        assert len(stub.calls) == 8
+        assert outbox.deliver(t + dt.timedelta(days=2), kinds=["email.send"])["claimed"] == 0  # dead stays dead
+        d.conn.rollback()
+        dead = d.scalar("select id from private.outbox where status = 'dead'")
+        admin = d.make_user(app_metadata={"role": "admin"})
+        with d.as_user(admin):
+            d.rpc("admin_retry_outbox", p_id=dead)
+        d.conn.commit()
+        state["down"] = False
+        assert outbox.deliver(kinds=["email.send"])["sent"] == 1
+        assert outbox.deliver(kinds=["email.send"])["claimed"] == 0
+        assert len(stub.calls) == 9  # one successful send, never a second
+    finally:
+        stub.close()

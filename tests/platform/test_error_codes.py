@@ -1,0 +1,171 @@
+"""The SQLSTATE registry: three copies that agree, the helper that raises them, typed settings."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from decimal import Decimal
+
+import psycopg
+import pytest
+
+from shared.config import project_dir
+from shared.errors import BY_NAME, ERROR_CODES, AppError, http_error
+from tests.support.harness import Db
+
+ROW = re.compile(r"^\|\s*(AD[0-9A-Z]{3})\s*\|\s*([a-z_]+)\s*\|\s*(\d{3})\s*\|\s*(.+?)\s*\|\s*$")
+
+
+def _doc_rows() -> dict[str, tuple[str, int, str]]:
+    text = (project_dir() / "docs" / "error_codes.md").read_text(encoding="utf-8")
+    rows: dict[str, tuple[str, int, str]] = {}
+    for line in text.splitlines():
+        if line.startswith("| AD"):
+            match = ROW.match(line)
+            assert match, f"malformed registry row in docs/error_codes.md: {line!r}"
+            code, name, status, meaning = match.groups()
+            assert code not in rows, f"{code} listed twice in docs/error_codes.md"
+            rows[code] = (name, int(status), meaning)
+    return rows
+
+
+def test_the_three_registries_agree(db: Db) -> None:
+    table = {
+        r["sqlstate"]: (r["name"], r["http_status"], r["description"])
+        for r in db.all("select sqlstate, name, http_status, description from private.error_codes")
+    }
+    doc = _doc_rows()
+    python = {e.sqlstate: (e.name, e.http_status) for e in ERROR_CODES.values()}
+    assert table, "private.error_codes is empty"
+    assert doc == table
+    assert python == {code: (name, status) for code, (name, status, _) in table.items()}
+    assert set(BY_NAME) == {name for name, _, _ in table.values()}
+
+
+def test_the_doc_row_pattern_reads_every_row() -> None:
+    text = (project_dir() / "docs" / "error_codes.md").read_text(encoding="utf-8")
+    assert len(_doc_rows()) == len(re.findall(r"^\| AD", text, re.M)) >= 7
+
+
+# ---------------------------------------------------------------------------------------------
+# private.raise_error
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("code", sorted(ERROR_CODES))
+def test_raise_error_uses_the_registered_sqlstate(db: Db, code: str) -> None:
+    name = ERROR_CODES[code].name
+    err = db.error("select private.raise_error(%s)", (name,))
+    assert err.sqlstate == code
+    assert err.diag.message_hint == name
+    description = db.scalar("select description from private.error_codes where sqlstate = %s", (code,))
+    assert err.diag.message_primary == description
+    assert http_error(err) == (ERROR_CODES[code].http_status, {"code": code, "error": name, "message": description})
+
+
+def test_raise_error_with_message_and_detail(db: Db) -> None:
+    err = db.error("select private.raise_error('not_found', 'no such request', 'id 42')")
+    assert (err.sqlstate, err.diag.message_primary, err.diag.message_detail, err.diag.message_hint) == (
+        "AD004", "no such request", "id 42", "not_found",
+    )
+
+
+def test_raise_error_with_an_unknown_name(db: Db) -> None:
+    err = db.error("select private.raise_error('no_such_error')")
+    assert err.sqlstate == "XX000"
+    assert "no_such_error" in (err.diag.message_primary or "")
+    assert http_error(err)[0] == 500
+
+
+def test_raise_error_is_callable_by_every_api_role(db: Db) -> None:
+    user = db.make_user()
+    for persona in (db.as_anon, db.as_service, lambda: db.as_user(user)):
+        with persona():
+            assert db.error("select private.raise_error('not_allowed')").sqlstate == "AD003"
+
+
+def test_app_error_maps_like_the_database_error() -> None:
+    assert http_error(AppError("conflict", "already taken", details={"id": 1})) == (
+        409, {"code": "AD005", "error": "conflict", "message": "already taken", "details": {"id": 1}},
+    )
+    assert http_error(RuntimeError("secret internals")) == (
+        500, {"code": "XX000", "error": "internal_error", "message": "internal error"},
+    )
+
+
+def test_postgres_errors_callers_can_cause(db: Db) -> None:
+    err = db.error("select 'x'::int")
+    assert err.sqlstate == "22P02"
+    assert http_error(err)[0] == 400
+
+
+# ---------------------------------------------------------------------------------------------
+# private.setting_*
+# ---------------------------------------------------------------------------------------------
+@pytest.fixture
+def settings(db: Db) -> Db:
+    db.execute(
+        "insert into private.settings (key, value, description) values"
+        " ('test.int', '42', 't'), ('test.float', '1.5', 't'), ('test.bool', 'true', 't'),"
+        " ('test.interval', '\"90 minutes\"', 't'), ('test.text', '\"hello\"', 't'),"
+        " ('test.bad_interval', '\"soon-ish\"', 't'), ('test.object', '{\"a\": 1}', 't')"
+    )
+    return db
+
+
+@pytest.mark.parametrize(
+    ("function", "key", "expected"),
+    [
+        ("setting_int", "test.int", 42),
+        ("setting_numeric", "test.int", Decimal(42)),
+        ("setting_numeric", "test.float", Decimal("1.5")),
+        ("setting_bool", "test.bool", True),
+        ("setting_interval", "test.interval", dt.timedelta(minutes=90)),
+        ("setting_text", "test.text", "hello"),
+        ("setting_text", "test.int", "42"),
+        ("setting", "test.object", {"a": 1}),
+    ],
+)
+def test_setting_accessors(settings: Db, function: str, key: str, expected: object) -> None:
+    assert settings.scalar(f"select private.{function}(%s)", (key,)) == expected
+
+
+@pytest.mark.parametrize(
+    ("function", "key"),
+    [
+        ("setting", "test.absent"),
+        ("setting_text", "test.absent"),
+        ("setting_int", "test.absent"),
+        ("setting_int", "test.float"),
+        ("setting_int", "test.text"),
+        ("setting_int", "test.bool"),
+        ("setting_numeric", "test.text"),
+        ("setting_bool", "test.int"),
+        ("setting_bool", "test.text"),
+        ("setting_interval", "test.int"),
+        ("setting_interval", "test.bad_interval"),
+    ],
+)
+def test_setting_accessors_refuse_missing_or_mistyped(settings: Db, function: str, key: str) -> None:
+    err = settings.error(f"select private.{function}(%s)", (key,))
+    assert err.sqlstate == "AD007"
+    assert err.diag.message_hint == "setting_missing"
+    assert key in (err.diag.message_primary or "")
+
+
+def test_real_settings_have_the_types_their_accessors_expect(db: Db) -> None:
+    assert db.scalar("select private.setting_interval('requests.unattended_after')") == dt.timedelta(minutes=5)
+    assert db.scalar("select private.setting_int('micro.extension_minutes')") == 2
+
+
+def test_settings_are_for_signed_in_callers_only(settings: Db) -> None:
+    user = settings.make_user()
+    with settings.as_user(user):
+        assert settings.scalar("select private.setting_int('test.int')") == 42
+        # the table itself is not readable: only the accessors are
+        assert settings.error("select * from private.settings").sqlstate == "42501"
+    with settings.as_anon():
+        assert settings.error("select private.setting_int('test.int')").sqlstate == "42501"
+
+
+def test_setting_keys_are_validated(db: Db) -> None:
+    err = db.error("insert into private.settings (key, value, description) values ('Bad Key', '1', 'x')")
+    assert isinstance(err, psycopg.errors.CheckViolation)
