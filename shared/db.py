@@ -20,12 +20,11 @@ _lock = threading.Lock()
 
 
 def database_url() -> str:
+    """DATABASE_URL; the runtime has no default (locally, `autodoctor serve` and the tests set it)."""
     url = get_settings().database_url
-    if url:
-        return url
-    from shared.embedded import default_embedded
-
-    return default_embedded().url(get_settings().database_name)
+    if not url:
+        raise RuntimeError("DATABASE_URL is not set")
+    return url
 
 
 def pool() -> ConnectionPool:

@@ -16,8 +16,8 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 import pytest
 
-from shared.embedded import EmbeddedPostgres
-from shared.migrate import migrate, recreate_database
+from shared.dev.embedded import EmbeddedPostgres
+from shared.dev.migrate import migrate, recreate_database
 from tests.harness import Db
 
 RUN_ID = f"{os.getpid()}_{uuid.uuid4().hex[:6]}"
