@@ -25,13 +25,14 @@ def _target_url(args: argparse.Namespace, *, start: bool = True) -> str:
     from shared.dev.migrate import ensure_database
 
     if args.database_url:
-        admin, name = _admin_url(args.database_url)
+        url: str = args.database_url
+        admin, name = _admin_url(url)
         if name != "postgres":
             try:  # a local server: create the named database if it is absent
                 ensure_database(admin, name)
             except Exception:  # noqa: S110 - no maintenance access (hosted): use the URL as given
                 pass
-        return args.database_url
+        return url
 
     embedded = default_embedded()
     if start:
@@ -214,7 +215,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if getattr(args, "port", 0) is None:
         args.port = get_settings().port
-    return args.func(args)
+    code: int = args.func(args)
+    return code
 
 
 if __name__ == "__main__":
