@@ -30,8 +30,8 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 from psycopg import sql
 
-from shared.embedded import EmbeddedPostgres
-from shared.migrate import migrate, recreate_database
+from shared.dev.embedded import EmbeddedPostgres
+from shared.dev.migrate import migrate, recreate_database
 
 
 def _with_db(url: str, name: str) -> str:

@@ -13,8 +13,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from shared.embedded import EmbeddedPostgres
-from shared.migrate import migrate, recreate_database
+from shared.dev.embedded import EmbeddedPostgres
+from shared.dev.migrate import migrate, recreate_database
 
 
 @contextmanager

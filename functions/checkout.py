@@ -4,7 +4,7 @@ or at once with credit."""
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 import pydantic
@@ -61,9 +61,9 @@ class CheckoutBody(pydantic.BaseModel):
 
 
 @endpoint(methods=("POST",), auth="user", body=CheckoutBody)
-def create_checkout(ctx: Ctx) -> dict:
+def create_checkout(ctx: Ctx) -> dict[str, Any]:
     body: CheckoutBody = ctx.body
-    return payments.create_checkout(ctx.user.id, payments.CheckoutRequest(
+    return payments.create_checkout(ctx.require_user().id, payments.CheckoutRequest(
         plan_code=body.plan_code, hold_id=body.hold_id, extension_id=body.extension_id, intake_id=body.intake_id,
         vehicle_id=body.vehicle_id,
         preferred_mechanic_id=body.preferred_mechanic_id, specialist=body.specialist,

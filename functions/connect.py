@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import pydantic
 
@@ -19,6 +20,6 @@ class OnboardingBody(pydantic.BaseModel):
 
 
 @endpoint(methods=("POST",), auth="user", body=OnboardingBody)
-def connect_onboarding(ctx: Ctx) -> dict:
+def connect_onboarding(ctx: Ctx) -> dict[str, Any]:
     body: OnboardingBody = ctx.body
-    return payments.start_onboarding(ctx.user.id, body.organization_id, body.return_url, body.refresh_url)
+    return payments.start_onboarding(ctx.require_user().id, body.organization_id, body.return_url, body.refresh_url)

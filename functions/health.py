@@ -11,12 +11,18 @@ from shared import db
 TIMEOUT = 3.0
 
 
+def _json(http_status: int, /, **payload: object) -> flask.Response:
+    response = flask.jsonify(payload)
+    response.status_code = http_status
+    return response
+
+
 def health(request: flask.Request) -> flask.Response:
     if request.method not in ("GET", "HEAD"):
-        return flask.jsonify(code="AD001", error="invalid_input", message="method not allowed: use GET"), 405
+        return _json(405, code="AD001", error="invalid_input", message="method not allowed: use GET")
     try:
         with db.pool().connection(timeout=TIMEOUT) as conn:
-            row = conn.execute("select count(*) as n from autodoctor_meta.schema_migrations").fetchone()
+            row = db.one(conn, "select count(*) as n from autodoctor_meta.schema_migrations")
     except Exception:  # any database failure means "not healthy"
-        return flask.jsonify(status="unavailable", database=False), 503
-    return flask.jsonify(status="ok", database=True, migrations=row["n"])
+        return _json(503, status="unavailable", database=False)
+    return _json(200, status="ok", database=True, migrations=row["n"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import pydantic
 
@@ -16,7 +17,7 @@ class TokenBody(pydantic.BaseModel):
 
 
 @endpoint(methods=("POST",), auth="user", body=TokenBody, max_body=4096)
-def livekit_token(ctx: Ctx) -> dict:
-    result = rooms.room_token(str(ctx.body.session_id), ctx.user.id)
+def livekit_token(ctx: Ctx) -> dict[str, Any]:
+    result = rooms.room_token(str(ctx.body.session_id), ctx.require_user().id)
     return {"token": result["token"], "url": result["url"], "room": result["room"], "role": result["role"],
             "expires_at": result["expires_at"]}

@@ -5,6 +5,7 @@ INSERT into public.session_requests (payload {type, table, schema, record, old_r
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import pydantic
 
@@ -27,7 +28,7 @@ class WebhookBody(pydantic.BaseModel):
 
 
 @endpoint(methods=("POST",), auth="cron", body=WebhookBody)
-def route_request(ctx: Ctx) -> dict:
+def route_request(ctx: Ctx) -> dict[str, Any]:
     body: WebhookBody = ctx.body
     if body.table != "session_requests" or body.schema_ != "public":
         raise AppError("invalid_input", "only public.session_requests rows are routed")

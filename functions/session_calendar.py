@@ -32,7 +32,7 @@ def session_calendar(ctx: Ctx) -> flask.Response:
         fields = [{"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]}
                   for e in exc.errors(include_url=False, include_input=False)]
         raise AppError("invalid_input", "session_id is required", details=fields) from None
-    body = calendar.session_ics(str(query.session_id), ctx.user.id)
+    body = calendar.session_ics(str(query.session_id), ctx.require_user().id)
     response = flask.Response(body, status=200, mimetype="text/calendar")
     response.headers["Content-Type"] = "text/calendar; charset=utf-8"
     response.headers["Content-Disposition"] = f'attachment; filename="session-{query.session_id}.ics"'

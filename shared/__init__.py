@@ -1,4 +1,6 @@
-"""Auto Doctor backend library: configuration, database access, platform tooling and services."""
+"""Auto Doctor backend library used by the deployed functions: configuration, database access and services.
+
+Development tooling lives in `shared.dev` (never imported from here)."""
 
 from pathlib import Path
 

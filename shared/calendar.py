@@ -53,7 +53,8 @@ def build_ics(event: dict[str, Any], *, now: dt.datetime | None = None) -> bytes
         alarm.add("trigger", dt.timedelta(minutes=-15))
         ev.add_component(alarm)
     cal.add_component(ev)
-    return cal.to_ical()
+    ics: bytes = cal.to_ical()
+    return ics
 
 
 def session_event(session_id: str, user_id: str | None) -> dict[str, Any]:
@@ -62,7 +63,8 @@ def session_event(session_id: str, user_id: str | None) -> dict[str, Any]:
         row = conn.execute("select private.session_calendar_data(%s, %s) as e", (session_id, user_id)).fetchone()
     if row is None or row["e"] is None:
         raise AppError("not_found", "no such booked session")
-    return row["e"]
+    event: dict[str, Any] = row["e"]
+    return event
 
 
 def session_ics(session_id: str, user_id: str) -> bytes:

@@ -5,35 +5,38 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 import psycopg
-from psycopg.rows import dict_row
+from psycopg.rows import DictRow, dict_row
 from psycopg_pool import ConnectionPool
 
 from shared.config import get_settings
 
-_pool: ConnectionPool | None = None
+Conn = psycopg.Connection[DictRow]
+"""A connection of the pool: rows are dicts keyed by column name."""
+
+_pool: ConnectionPool[Conn] | None = None
 _lock = threading.Lock()
 
 
 def database_url() -> str:
+    """DATABASE_URL; the runtime has no default (locally, `autodoctor serve` and the tests set it)."""
     url = get_settings().database_url
-    if url:
-        return url
-    from shared.embedded import default_embedded
-
-    return default_embedded().url(get_settings().database_name)
+    if not url:
+        raise RuntimeError("DATABASE_URL is not set")
+    return url
 
 
-def pool() -> ConnectionPool:
+def pool() -> ConnectionPool[Conn]:
     global _pool
     with _lock:
         if _pool is None:
             _pool = ConnectionPool(
                 database_url(),
+                connection_class=Conn,
                 min_size=0,
                 max_size=10,
                 # transaction pooler (Supavisor) compatible: no server-side prepared statements
@@ -52,7 +55,7 @@ def close_pool() -> None:
 
 
 def set_request_context(
-    conn: psycopg.Connection, role: str, claims: dict[str, Any] | None, *, method: str = "POST", path: str = "/"
+    conn: psycopg.Connection[Any], role: str, claims: dict[str, Any] | None, *, method: str = "POST", path: str = "/"
 ) -> None:
     """What PostgREST does at the start of each request's transaction."""
     conn.execute(
@@ -64,9 +67,17 @@ def set_request_context(
 
 
 @contextmanager
-def transaction(role: str | None = None, claims: dict[str, Any] | None = None) -> Iterator[psycopg.Connection]:
+def transaction(role: str | None = None, claims: dict[str, Any] | None = None) -> Iterator[Conn]:
     """One transaction; with `role`, acting as that API role with those JWT claims."""
     with pool().connection() as conn, conn.transaction():
         if role is not None:
             set_request_context(conn, role, claims)
         yield conn
+
+
+def one(conn: psycopg.Connection[DictRow], query: str, params: Sequence[Any] = ()) -> DictRow:
+    """The row of a query that always returns one (a function call, an aggregate, `returning`)."""
+    row = conn.execute(query, params).fetchone()
+    if row is None:
+        raise RuntimeError("the query returned no row")
+    return row

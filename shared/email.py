@@ -88,7 +88,7 @@ def render(template: str, context: dict[str, Any]) -> Rendered:
 
 def _send_resend(to: str, message: Rendered, key: str) -> None:
     settings = get_settings()
-    body = {"from": settings.email_from, "to": [to], "subject": message.subject, "text": message.text}
+    body: dict[str, Any] = {"from": settings.email_from, "to": [to], "subject": message.subject, "text": message.text}
     if message.html:
         body["html"] = message.html
     if message.attachments:
@@ -139,8 +139,8 @@ def deliver(to: str, message: Rendered, key: str) -> None:
 def send_outbox_email(payload: dict[str, Any]) -> None:
     """Outbox handler for `email.send`: {template, user_id, session_id, data, _dedupe_key}."""
     with db.transaction() as conn:
-        ctx = conn.execute("select private.email_context(%s, %s) as c",
-                           (payload["user_id"], payload.get("session_id"))).fetchone()["c"]
+        ctx = db.one(conn, "select private.email_context(%s, %s) as c",
+                     (payload["user_id"], payload.get("session_id")))["c"]
     if ctx is None or not ctx.get("to"):
         log("info", "email skipped: no recipient", template=payload["template"])
         return

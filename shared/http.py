@@ -1,7 +1,7 @@
 """The one shape of every HTTP function: method check → authenticate → validate → one call → JSON.
 
     @endpoint(methods=("POST",), auth="user", body=MyBody)
-    def my_function(ctx: Ctx) -> dict: ...
+    def my_function(ctx: Ctx) -> dict[str, Any]: ...
 
 Errors of any kind become JSON `{code, error, message[, details]}` with the status from
 shared.errors.http_error; validation errors list the fields.
@@ -31,6 +31,12 @@ class Ctx:
     request_id: str
     user: User | None = None
     body: Any = None
+
+    def require_user(self) -> User:
+        """The caller of an `auth="user"` endpoint (whose token the wrapper has verified)."""
+        if self.user is None:
+            raise AppError("not_authenticated", "a user token is required")
+        return self.user
 
 
 def _json(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> flask.Response:

@@ -10,7 +10,7 @@ from shared import db
 
 def run(job: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     with db.transaction() as conn:
-        run_id = conn.execute("select private.cron_run_start(%s) as id", (job,)).fetchone()["id"]
+        run_id = db.one(conn, "select private.cron_run_start(%s) as id", (job,))["id"]
     try:
         result = fn()
     except Exception as exc:
@@ -27,7 +27,8 @@ def sql_job(query: str, params: tuple[Any, ...] = ()) -> Callable[[], dict[str, 
 
     def call() -> dict[str, Any]:
         with db.transaction() as conn:
-            return conn.execute(query, params).fetchone()["r"]
+            result: dict[str, Any] = db.one(conn, query, params)["r"]
+            return result
 
     return call
 

@@ -13,16 +13,16 @@ from shared import db
 def route(request_id: uuid.UUID | str, now: dt.datetime | None = None) -> dict[str, Any]:
     """Route one request now (right after it was created, or when a webhook says so)."""
     with db.transaction() as conn:
-        row = conn.execute(
-            "select private.route_request(%s, coalesce(%s, now())) as result", (str(request_id), now)
-        ).fetchone()
-    return row["result"]
+        result: dict[str, Any] = db.one(
+            conn, "select private.route_request(%s, coalesce(%s, now())) as result", (str(request_id), now)
+        )["result"]
+    return result
 
 
 def dispatch(now: dt.datetime | None = None, limit: int = 200) -> dict[str, Any]:
     """Route every request that is due (window ends, expiring offers, declines, new requests)."""
     with db.transaction() as conn:
-        row = conn.execute(
-            "select private.dispatch_due(coalesce(%s, now()), %s) as result", (now, limit)
-        ).fetchone()
-    return row["result"]
+        result: dict[str, Any] = db.one(
+            conn, "select private.dispatch_due(coalesce(%s, now()), %s) as result", (now, limit)
+        )["result"]
+    return result

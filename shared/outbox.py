@@ -47,7 +47,7 @@ def deliver(now: dt.datetime | None = None, limit: int = 50, kinds: list[str] | 
             log("warning", "outbox delivery failed", outbox_id=row["id"], kind=row["kind"], attempt=row["attempts"],
                 error=error)
         with db.transaction() as conn:
-            status = conn.execute("select private.outbox_settle(%s, %s, %s, %s) as s",
-                                  (row["id"], error is None, error, now)).fetchone()["s"]
+            status = db.one(conn, "select private.outbox_settle(%s, %s, %s, %s) as s",
+                            (row["id"], error is None, error, now))["s"]
         counts["sent" if status == "sent" else "dead" if status == "dead" else "retry"] += 1
     return counts

@@ -26,6 +26,7 @@ from typing import Any
 
 import psycopg
 import stripe
+from psycopg.types.json import Jsonb
 
 from shared import db
 from shared.errors import AppError
@@ -36,13 +37,13 @@ SERVICE_CLAIMS = {"role": "service_role"}
 
 
 @contextmanager
-def service_transaction() -> Iterator[psycopg.Connection]:
+def service_transaction() -> Iterator[db.Conn]:
     """One transaction acting as service_role (platform work: grants apply, RLS does not)."""
     with db.transaction("service_role", SERVICE_CLAIMS) as conn:
         yield conn
 
 
-def _one(conn: psycopg.Connection, query: str, params: tuple[Any, ...]) -> Any:
+def _one(conn: db.Conn, query: str, params: tuple[Any, ...]) -> Any:
     row = conn.execute(query, params).fetchone()
     return None if row is None else next(iter(row.values()))
 
@@ -70,7 +71,9 @@ class CheckoutRequest:
 HOLD_CHECKOUT = "private.prepare_hold_checkout(uuid,uuid,uuid,uuid,timestamp with time zone)"
 
 
-def create_checkout(customer_id: str, req: CheckoutRequest, *, client: stripe.StripeClient | None = None) -> dict:
+def create_checkout(
+    customer_id: str, req: CheckoutRequest, *, client: stripe.StripeClient | None = None
+) -> dict[str, Any]:
     """A paid booking: {mode: "credit", booking_id, session_id, ...} when credit paid it, else
     {mode: "stripe", booking_id, url} for Stripe Checkout."""
     if sum(x is not None for x in (req.plan_code, req.hold_id, req.extension_id)) != 1:
@@ -106,7 +109,7 @@ def create_checkout(customer_id: str, req: CheckoutRequest, *, client: stripe.St
     else:
         what = {"plan_code": prep["plan_code"]}
 
-    params: dict[str, Any] = {
+    params: stripe.params.checkout.SessionCreateParams = {
         "mode": "payment",
         "line_items": [{
             "quantity": 1,
@@ -148,14 +151,15 @@ def create_checkout(customer_id: str, req: CheckoutRequest, *, client: stripe.St
 # ---------------------------------------------------------------------------------------------
 # Webhook
 # ---------------------------------------------------------------------------------------------
-def handle_webhook(payload: bytes, signature: str | None) -> dict:
+def handle_webhook(payload: bytes, signature: str | None) -> dict[str, Any]:
     """Verify, then apply the event once. Returns {event_id, type, outcome} (outcome `duplicate`
     for an event already processed). Raises on failure after recording the error."""
     verify_event(payload, signature)
     text = payload.decode("utf-8")  # stored as received (verify_event proved it is UTF-8 JSON)
     try:
         with service_transaction() as conn:
-            return _one(conn, "select private.handle_stripe_event(%s::jsonb)", (text,))
+            outcome: dict[str, Any] = _one(conn, "select private.handle_stripe_event(%s::jsonb)", (text,))
+            return outcome
     except AppError:
         raise
     except psycopg.Error as exc:
@@ -182,7 +186,7 @@ def _record_event_error(text: str, exc: BaseException) -> None:
 # Connect onboarding
 # ---------------------------------------------------------------------------------------------
 def start_onboarding(user_id: str, organization_id: uuid.UUID | None, return_url: str, refresh_url: str, *,
-                     client: stripe.StripeClient | None = None) -> dict:
+                     client: stripe.StripeClient | None = None) -> dict[str, Any]:
     """The Express account of an approved mechanic (or of a workshop the caller owns), created once,
     and a fresh onboarding link for it."""
     with service_transaction() as conn:
@@ -191,7 +195,7 @@ def start_onboarding(user_id: str, organization_id: uuid.UUID | None, return_url
     account_id = info["stripe_account_id"]
     try:
         if not account_id:
-            params: dict[str, Any] = {
+            params: stripe.params.AccountCreateParams = {
                 "type": "express",
                 "capabilities": {"transfers": {"requested": True}},
                 "metadata": {f"{info['owner_kind']}_id": info["owner_id"]},
@@ -259,7 +263,7 @@ def _refresh_accounts(client: stripe.StripeClient, limit: int, now: dt.datetime 
         with service_transaction() as conn:
             conn.execute("select private.apply_account_snapshot(%s::jsonb, coalesce(%s::timestamptz, now()), true,"
                          " coalesce(%s::timestamptz, now()))",
-                         (psycopg.types.json.Jsonb(account.to_dict(for_json=True)), now, now))
+                         (Jsonb(account.to_dict(for_json=True)), now, now))
         stats["accounts_refreshed"] += 1
 
 
@@ -303,7 +307,7 @@ def _send_transfers(client: stripe.StripeClient, limit: int, now: dt.datetime | 
                     raise _NotReady("the payment has no charge yet")
                 with service_transaction() as conn:
                     conn.execute("select private.record_payment_charge(%s, %s)", (row["payment_id"], charge))
-            params: dict[str, Any] = {
+            params: stripe.params.TransferCreateParams = {
                 "amount": row["amount_cents"], "currency": row["currency"], "destination": row["destination"],
                 "transfer_group": row["transfer_group"],
                 "metadata": {"payout_id": str(row["payout_id"]), "session_id": str(row["session_id"]),

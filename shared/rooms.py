@@ -30,7 +30,7 @@ def room_token(session_id: str, user_id: str, now: dt.datetime | None = None) ->
     key, secret, url = _credentials()
     now = now or dt.datetime.now(dt.UTC)
     with db.transaction() as conn:
-        grant = conn.execute("select private.room_grant(%s, %s, %s) as g", (session_id, user_id, now)).fetchone()["g"]
+        grant = db.one(conn, "select private.room_grant(%s, %s, %s) as g", (session_id, user_id, now))["g"]
     expires_at = dt.datetime.fromisoformat(grant["expires_at"])
     ttl = expires_at - now
     if ttl.total_seconds() <= 0:
@@ -73,12 +73,12 @@ def apply_event(event: api.WebhookEvent) -> dict[str, Any]:
         dt.datetime.now(dt.UTC)
     payload = MessageToDict(event, preserving_proto_field_name=True)
     with db.transaction() as conn:
-        row = conn.execute(
-            "select private.apply_livekit_event(%s, %s, %s, %s, %s, %s::jsonb) as r",
+        result: dict[str, Any] = db.one(
+            conn, "select private.apply_livekit_event(%s, %s, %s, %s, %s, %s::jsonb) as r",
             (event.id, event.event, event.room.name or None, event.participant.identity or None, occurred,
              json.dumps(payload)),
-        ).fetchone()
-    return row["r"]
+        )["r"]
+    return result
 
 
 async def _room_states(rooms: list[str]) -> dict[str, tuple[bool, list[str]]]:
@@ -108,8 +108,8 @@ def reconcile(now: dt.datetime | None = None, limit: int = 200) -> dict[str, int
     for r in rows:
         exists, present = states[r["room"]]
         with db.transaction() as conn:
-            outcome = conn.execute("select private.reconcile_room(%s, %s, %s, %s) as o",
-                                   (r["session_id"], exists, present, now)).fetchone()["o"]
+            outcome = db.one(conn, "select private.reconcile_room(%s, %s, %s, %s) as o",
+                             (r["session_id"], exists, present, now))["o"]
         counts[outcome] = counts.get(outcome, 0) + 1
     return counts
 

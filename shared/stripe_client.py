@@ -58,7 +58,7 @@ def idempotency_key(kind: str, *parts: object) -> str:
     return ":".join([kind, *(str(p) for p in parts)])
 
 
-def options(key: str) -> dict[str, Any]:
+def options(key: str) -> stripe.RequestOptions:
     return {"idempotency_key": key}
 
 

@@ -16,8 +16,8 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 import pytest
 
-from shared.embedded import EmbeddedPostgres
-from shared.migrate import migrate, recreate_database
+from shared.dev.embedded import EmbeddedPostgres
+from shared.dev.migrate import migrate, recreate_database
 from tests.support.harness import Db
 
 # Shared fixtures beyond these live in tests/support/ and are registered here once.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pydantic
 
 from shared import jobs, matching
@@ -14,5 +16,5 @@ class DispatchBody(pydantic.BaseModel):
 
 
 @endpoint(methods=("POST",), auth="cron", body=DispatchBody)
-def cron_dispatch(ctx: Ctx) -> dict:
+def cron_dispatch(ctx: Ctx) -> dict[str, Any]:
     return jobs.run("cron_dispatch", lambda: matching.dispatch(limit=ctx.body.limit))

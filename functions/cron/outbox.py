@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pydantic
 
 from shared import jobs, outbox
@@ -14,5 +16,5 @@ class OutboxBody(pydantic.BaseModel):
 
 
 @endpoint(methods=("POST",), auth="cron", body=OutboxBody)
-def cron_outbox(ctx: Ctx) -> dict:
+def cron_outbox(ctx: Ctx) -> dict[str, Any]:
     return jobs.run("cron_outbox", lambda: outbox.deliver(limit=ctx.body.limit))

@@ -3,6 +3,8 @@ reversals queued by the payments domain (docs/payments.md)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pydantic
 
 from shared import jobs, payments
@@ -15,5 +17,5 @@ class PaymentsBody(pydantic.BaseModel):
 
 
 @endpoint(methods=("POST",), auth="cron", body=PaymentsBody)
-def cron_payments(ctx: Ctx) -> dict:
+def cron_payments(ctx: Ctx) -> dict[str, Any]:
     return jobs.run("cron_payments", lambda: payments.process_payouts(limit=ctx.body.limit))

@@ -4,22 +4,24 @@ slot holds and opens booked sessions for joining 15 minutes before their start (
 
 from __future__ import annotations
 
+from typing import Any
+
 from shared import db, jobs
 from shared.http import Ctx, endpoint
 
 
-def _timers() -> dict:
+def _timers() -> dict[str, Any]:
     with db.transaction() as conn:
-        ended = conn.execute("select private.end_overdue_sessions(now(), 200) as r").fetchone()["r"]
+        ended = db.one(conn, "select private.end_overdue_sessions(now(), 200) as r")["r"]
     with db.transaction() as conn:
-        notices = conn.execute("select private.send_starting_notices(now()) as r").fetchone()["r"]
+        notices = db.one(conn, "select private.send_starting_notices(now()) as r")["r"]
     with db.transaction() as conn:
-        holds = conn.execute("select private.expire_holds(now()) as r").fetchone()["r"]
+        holds = db.one(conn, "select private.expire_holds(now()) as r")["r"]
     with db.transaction() as conn:
-        opened = conn.execute("select private.open_scheduled_sessions(now()) as r").fetchone()["r"]
+        opened = db.one(conn, "select private.open_scheduled_sessions(now()) as r")["r"]
     return {**ended, **notices, **holds, **opened}
 
 
 @endpoint(methods=("POST",), auth="cron")
-def cron_session_timers(ctx: Ctx) -> dict:
+def cron_session_timers(ctx: Ctx) -> dict[str, Any]:
     return jobs.run("cron_session_timers", _timers)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from shared import rooms
 from shared.errors import AppError
 from shared.http import Ctx, endpoint
 
 
 @endpoint(methods=("POST",), auth="none", max_body=256 * 1024)
-def livekit_webhook(ctx: Ctx) -> dict:
+def livekit_webhook(ctx: Ctx) -> dict[str, Any]:
     raw = ctx.request.get_data(cache=True)
     try:
         body = raw.decode("utf-8")

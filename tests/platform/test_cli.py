@@ -18,11 +18,11 @@ from werkzeug.test import Client
 
 import functions.health
 from shared import db as shared_db
-from shared.cli import main
 from shared.config import DEV_JWT_SECRET, get_settings
-from shared.embedded import EmbeddedPostgres
-from shared.migrate import connect, discover_migrations, recreate_database
-from shared.server import build_app
+from shared.dev.cli import main
+from shared.dev.embedded import EmbeddedPostgres
+from shared.dev.migrate import connect, discover_migrations, recreate_database
+from shared.dev.server import build_app
 from tests.support.harness import Db
 
 

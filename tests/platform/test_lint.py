@@ -7,9 +7,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-import shared.lint
-from shared.cli import main
-from shared.lint import CHECKS, run_lint
+import shared.dev.lint
+from shared.dev.cli import main
+from shared.dev.lint import CHECKS, run_lint
 from tests.support.harness import Db
 
 
@@ -267,27 +267,27 @@ def _anon_sd(db: Db) -> None:
 def test_allow_list_silences_anon_security_definer(db: Db, monkeypatch: pytest.MonkeyPatch) -> None:
     _anon_sd(db)
     assert _found(db) == {("anon_security_definer_function_executable", "public.lint_open()")}
-    monkeypatch.setattr(shared.lint, "anon_allow_list", lambda: ["lint_open"])
+    monkeypatch.setattr(shared.dev.lint, "anon_allow_list", lambda: ["lint_open"])
     assert _found(db) == set()
-    monkeypatch.setattr(shared.lint, "anon_allow_list", lambda: ["something_else"])
+    monkeypatch.setattr(shared.dev.lint, "anon_allow_list", lambda: ["something_else"])
     assert len(_found(db)) == 1
 
 
 def test_allow_list_is_read_from_pyproject(db: Db, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AUTODOCTOR_PROJECT_DIR", str(tmp_path))
-    assert shared.lint.anon_allow_list() == []  # no pyproject.toml at all
+    assert shared.dev.lint.anon_allow_list() == []  # no pyproject.toml at all
     (tmp_path / "pyproject.toml").write_text("[project]\nname = 'x'\n", encoding="utf-8")
-    assert shared.lint.anon_allow_list() == []  # no [tool.autodoctor.lint]
+    assert shared.dev.lint.anon_allow_list() == []  # no [tool.autodoctor.lint]
     (tmp_path / "pyproject.toml").write_text(
         "[tool.autodoctor.lint]\nanon_security_definer_allow = ['lint_open', 'other']\n", encoding="utf-8"
     )
-    assert shared.lint.anon_allow_list() == ["lint_open", "other"]
+    assert shared.dev.lint.anon_allow_list() == ["lint_open", "other"]
     _anon_sd(db)
     assert _found(db) == set()
 
 
 def test_the_projects_allow_list_is_a_list_of_names() -> None:
-    names = shared.lint.anon_allow_list()
+    names = shared.dev.lint.anon_allow_list()
     assert isinstance(names, list) and all(isinstance(n, str) for n in names)
 
 

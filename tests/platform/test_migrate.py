@@ -13,7 +13,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from shared.migrate import (
+from shared.dev.migrate import (
     MigrateResult,
     MigrationError,
     connect,

@@ -3,7 +3,7 @@
 import psycopg
 
 from shared.config import project_dir
-from shared.migrate import run_sql_file
+from shared.dev.migrate import run_sql_file
 
 
 def test_seed_applies_twice_and_makes_a_demo(fresh_url):

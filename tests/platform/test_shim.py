@@ -11,7 +11,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from shared.migrate import apply_shim, connect, is_supabase, recreate_database, shim_chunks
+from shared.dev.migrate import apply_shim, connect, is_supabase, recreate_database, shim_chunks
 from tests.support.harness import Db
 
 

@@ -21,7 +21,7 @@ from livekit import api
 from shared import db as shared_db
 from shared import outbox, rooms
 from shared.config import get_settings
-from shared.tokens import make_token
+from shared.dev.tokens import make_token
 from tests.support.factories import accept, make_customer, make_intake, make_mechanic, make_world, request_free
 from tests.support.harness import Db
 from tests.support.stubs.server import StubServer

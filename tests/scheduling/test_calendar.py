@@ -16,7 +16,7 @@ from functions.session_calendar import session_calendar
 from shared import db as shared_db
 from shared import outbox
 from shared.config import get_settings
-from shared.tokens import make_token
+from shared.dev.tokens import make_token
 from tests.support.factories import make_customer
 from tests.support.harness import Db
 from tests.support.scheduling import at, book, every_day, future_day, scheduled_mechanic

