@@ -67,10 +67,6 @@ class CheckoutRequest:
     extension_id: uuid.UUID | None = None
 
 
-# A held slot is priced and validated by the scheduling domain, when it is installed.
-HOLD_CHECKOUT = "private.prepare_hold_checkout(uuid,uuid,uuid,uuid,timestamp with time zone)"
-
-
 def create_checkout(
     customer_id: str, req: CheckoutRequest, *, client: stripe.StripeClient | None = None
 ) -> dict[str, Any]:
@@ -85,8 +81,6 @@ def create_checkout(
         if req.extension_id is not None:
             prep = _one(conn, "select private.prepare_extension_checkout(%s, %s)", (customer_id, req.extension_id))
         elif req.hold_id is not None:
-            if not _one(conn, "select to_regprocedure(%s) is not null", (HOLD_CHECKOUT,)):
-                raise AppError("invalid_input", "booking a held slot is not available on this server")
             prep = _one(conn, "select private.prepare_hold_checkout(%s, %s, %s, %s)",
                         (customer_id, req.hold_id, req.intake_id, req.vehicle_id))
         else:

@@ -5,6 +5,52 @@
 -- Private building blocks (also used by payments, matching and jobs)
 -- ---------------------------------------------------------------------------------------------
 
+-- The intake a customer books with, locked (two bookings of one intake serialize here): it must
+-- be the customer's and still `new`, and the vehicle (given, else the intake's) the customer's.
+create or replace function private.check_booking_intake(p_customer_id uuid, p_intake_id uuid, p_vehicle_id uuid)
+returns public.intakes
+language plpgsql security definer set search_path = ''
+as $$
+declare
+  v_intake public.intakes;
+begin
+  select * into v_intake from public.intakes where id = p_intake_id and customer_id = p_customer_id for update;
+  if not found then
+    perform private.raise_error('not_found', 'no such intake');
+  end if;
+  if v_intake.status <> 'new' then
+    perform private.raise_error('conflict', format('the intake is %s, not new', v_intake.status));
+  end if;
+  if coalesce(p_vehicle_id, v_intake.vehicle_id) is not null
+     and not exists (select 1 from public.vehicles
+                     where id = coalesce(p_vehicle_id, v_intake.vehicle_id) and owner_id = p_customer_id) then
+    perform private.raise_error('not_found', 'no such vehicle');
+  end if;
+  return v_intake;
+end
+$$;
+revoke execute on function private.check_booking_intake(uuid, uuid, uuid) from public;
+grant execute on function private.check_booking_intake(uuid, uuid, uuid) to service_role;
+
+-- A preferred mechanic must be an approved mechanic other than the customer.
+create or replace function private.check_preferred_mechanic(p_customer_id uuid, p_mechanic_id uuid) returns void
+language plpgsql stable security definer set search_path = ''
+as $$
+begin
+  if p_mechanic_id is null then
+    return;
+  end if;
+  if p_mechanic_id = p_customer_id then
+    perform private.raise_error('invalid_input', 'the preferred mechanic cannot be the customer');
+  end if;
+  if not exists (select 1 from public.mechanics where id = p_mechanic_id and status = 'approved') then
+    perform private.raise_error('not_found', 'no such approved mechanic');
+  end if;
+end
+$$;
+revoke execute on function private.check_preferred_mechanic(uuid, uuid) from public;
+grant execute on function private.check_preferred_mechanic(uuid, uuid) to service_role;
+
 -- Creates the session (pending) and its request (pending) for a customer, after checking the
 -- plan, the intake, the vehicle and the preferred mechanic. The price is what the caller charged
 -- (free, credits or a paid checkout); the session records it.
@@ -35,30 +81,9 @@ begin
   if not found then
     perform private.raise_error('not_found', format('no active plan %L', left(p_plan_code, 60)));
   end if;
-  -- Lock the intake: two requests for one intake serialize here.
-  select * into v_intake from public.intakes where id = p_intake_id and customer_id = p_customer_id for update;
-  if not found then
-    perform private.raise_error('not_found', 'no such intake');
-  end if;
-  if v_intake.status <> 'new' then
-    perform private.raise_error('conflict', format('the intake is %s, not new', v_intake.status));
-  end if;
-  if coalesce(p_vehicle_id, v_intake.vehicle_id) is not null then
-    select * into v_vehicle from public.vehicles
-    where id = coalesce(p_vehicle_id, v_intake.vehicle_id) and owner_id = p_customer_id;
-    if not found then
-      perform private.raise_error('not_found', 'no such vehicle');
-    end if;
-  end if;
-  if p_preferred_mechanic_id is not null then
-    if p_preferred_mechanic_id = p_customer_id then
-      perform private.raise_error('invalid_input', 'the preferred mechanic cannot be the customer');
-    end if;
-    perform 1 from public.mechanics where id = p_preferred_mechanic_id and status = 'approved';
-    if not found then
-      perform private.raise_error('not_found', 'no such approved mechanic');
-    end if;
-  end if;
+  v_intake := private.check_booking_intake(p_customer_id, p_intake_id, p_vehicle_id);
+  select * into v_vehicle from public.vehicles where id = coalesce(p_vehicle_id, v_intake.vehicle_id);
+  perform private.check_preferred_mechanic(p_customer_id, p_preferred_mechanic_id);
 
   insert into public.sessions (customer_id, plan_code, session_type, duration_type, planned_minutes, price_cents,
                                currency, specialist, intake_id, vehicle_id, status, status_changed_at)

@@ -39,29 +39,9 @@ begin
   if v_price <= 0 then
     perform private.raise_error('invalid_input', format('plan %s is free: book it with request_session', v_plan.code));
   end if;
-  select * into v_intake from public.intakes where id = p_intake_id and customer_id = p_customer_id for update;
-  if not found then
-    perform private.raise_error('not_found', 'no such intake');
-  end if;
-  if v_intake.status <> 'new' then
-    perform private.raise_error('conflict', format('the intake is %s, not new', v_intake.status));
-  end if;
+  v_intake := private.check_booking_intake(p_customer_id, p_intake_id, p_vehicle_id);
   v_vehicle_id := coalesce(p_vehicle_id, v_intake.vehicle_id);
-  if v_vehicle_id is not null then
-    perform 1 from public.vehicles where id = v_vehicle_id and owner_id = p_customer_id;
-    if not found then
-      perform private.raise_error('not_found', 'no such vehicle');
-    end if;
-  end if;
-  if p_preferred_mechanic_id is not null then
-    if p_preferred_mechanic_id = p_customer_id then
-      perform private.raise_error('invalid_input', 'the preferred mechanic cannot be the customer');
-    end if;
-    perform 1 from public.mechanics where id = p_preferred_mechanic_id and status = 'approved';
-    if not found then
-      perform private.raise_error('not_found', 'no such approved mechanic');
-    end if;
-  end if;
+  perform private.check_preferred_mechanic(p_customer_id, p_preferred_mechanic_id);
 
   -- Credit that covers the whole price pays at once (decided under the customer's credit lock).
   perform private.lock_credit(p_customer_id);

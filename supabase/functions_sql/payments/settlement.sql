@@ -3,23 +3,20 @@
 -- ---------------------------------------------------------------------------------------------
 -- Settlement: a completed session's payment is split into payouts by the revenue split rules.
 -- ---------------------------------------------------------------------------------------------
--- On shift: the micro-sessions domain will add the flag; until then this reads it from the
--- session row (`on_shift`) or the mechanic row (`currently_on_shift` / `on_shift`, seed 000) when
--- such a column exists, and is false otherwise.
-create or replace function private.session_split_kind(p_session public.sessions, p_mechanic public.mechanics)
+-- Which split rule applies: a micro session on the mechanic's shift (recorded on the session when
+-- it was accepted) is `micro_on_shift`, another micro session `micro`, the rest `default`.
+create or replace function private.session_split_kind(p_session public.sessions)
 returns public.split_session_kind
-language sql stable set search_path = ''
+language sql immutable set search_path = ''
 as $$
   select case
     when p_session.duration_type <> 'micro' then 'default'::public.split_session_kind
-    when coalesce((to_jsonb(p_session) ->> 'on_shift')::boolean, (to_jsonb(p_mechanic) ->> 'currently_on_shift')::boolean,
-                  (to_jsonb(p_mechanic) ->> 'on_shift')::boolean, false)
-      then 'micro_on_shift'::public.split_session_kind
+    when p_session.on_shift then 'micro_on_shift'::public.split_session_kind
     else 'micro'::public.split_session_kind
   end
 $$;
-revoke execute on function private.session_split_kind(public.sessions, public.mechanics) from public;
-grant execute on function private.session_split_kind(public.sessions, public.mechanics) to service_role;
+revoke execute on function private.session_split_kind(public.sessions) from public;
+grant execute on function private.session_split_kind(public.sessions) to service_role;
 
 -- The most specific rule: (type, kind), then (type, micro) for an on-shift micro session, then
 -- (type, default).
@@ -55,7 +52,7 @@ begin
   select * into v_session from public.sessions where id = p_session_id;
   select * into v_mechanic from public.mechanics where id = v_session.mechanic_id;
   if v_mechanic.id is not null then
-    v_rule := private.split_rule_for(v_mechanic.mechanic_type, private.session_split_kind(v_session, v_mechanic));
+    v_rule := private.split_rule_for(v_mechanic.mechanic_type, private.session_split_kind(v_session));
   end if;
   for v_payment in
     select * from public.payments where session_id = p_session_id and settled_at is null

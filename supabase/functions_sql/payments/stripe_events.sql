@@ -152,11 +152,10 @@ begin
                     and m.status = 'approved');
     begin
       perform private.set_actor('system', 'paid through checkout');
-      if to_jsonb(v_booking) ->> 'hold_id' is not null then
-        -- a held slot (scheduling domain, installed when bookings has hold_id): it books the slot
-        -- or raises slot_taken, and then this booking is refunded like any unfulfilled one
-        execute 'select private.book_paid_hold($1, $2, $3)' into v_ids
-          using v_booking.id, v_payment.amount_cents, p_now;
+      if v_booking.hold_id is not null then
+        -- a held slot: it books the slot or raises slot_taken, and then this booking is refunded
+        -- like any unfulfilled one
+        v_ids := private.book_paid_hold(v_booking.id, v_payment.amount_cents, p_now);
       else
         v_ids := private.create_session_request(v_booking.customer_id, v_booking.plan_code, v_booking.intake_id,
                                                 v_booking.vehicle_id, v_preferred, v_booking.specialist,

@@ -217,18 +217,8 @@ begin
     end if;
   end if;
   select * into v_plan from public.service_plans where code = v_hold.plan_code;
-  select * into v_intake from public.intakes where id = p_intake_id and customer_id = p_customer_id for update;
-  if not found then
-    perform private.raise_error('not_found', 'no such intake');
-  end if;
-  if v_intake.status <> 'new' then
-    perform private.raise_error('conflict', format('the intake is %s, not new', v_intake.status));
-  end if;
+  v_intake := private.check_booking_intake(p_customer_id, p_intake_id, p_vehicle_id);
   v_vehicle_id := coalesce(p_vehicle_id, v_intake.vehicle_id);
-  if v_vehicle_id is not null and not exists (select 1 from public.vehicles where id = v_vehicle_id
-                                                and owner_id = p_customer_id) then
-    perform private.raise_error('not_found', 'no such vehicle');
-  end if;
 
   perform private.set_actor('customer', 'booked a slot');
   insert into public.sessions (customer_id, mechanic_id, plan_code, session_type, duration_type, planned_minutes,

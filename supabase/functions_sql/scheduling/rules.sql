@@ -68,20 +68,3 @@ $$;
 revoke execute on function private.parse_clock(text, text, boolean) from public;
 grant execute on function private.parse_clock(text, text, boolean) to authenticated, service_role;
 
--- The first instant at which the wall clock in zone `p_zone` reads `p_day p_time` (open_ranges
--- inlines the same expression: a function call per block row cost more than the whole query). PostgreSQL
--- maps an ambiguous fall-back time to its later (standard-time) instance; a block's start takes
--- the earlier one, so "01:00-03:00" on a fall-back night covers all three real hours. (A start
--- inside a spring-forward gap moves forward by the gap, as PostgreSQL does.) A block's end uses
--- plain `at time zone` (the later instance): a block is every instant whose wall clock reads
--- inside it.
-create or replace function private.local_start(p_day date, p_time time, p_zone text) returns timestamptz
-language sql immutable parallel safe set search_path = ''
-as $$
-  select coalesce(
-    (select c from unnest(array[t - interval '1 hour', t - interval '30 minutes']) c
-     where (c at time zone p_zone) = p_day + p_time order by c limit 1), t)
-  from (select (p_day + p_time) at time zone p_zone as t) x
-$$;
-revoke execute on function private.local_start(date, time, text) from public;
-grant execute on function private.local_start(date, time, text) to authenticated, service_role;
