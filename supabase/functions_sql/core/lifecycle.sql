@@ -152,6 +152,10 @@ declare
   v_intake uuid;
 begin
   select status into v_from from public.sessions where id = p_session_id for update;
+  if v_from is null or v_from in ('completed', 'cancelled') then
+    perform private.lifecycle_actor_restore(v_prev_actor);
+    return;  -- no such session, or it already ended: nothing to do
+  end if;
 
   -- 1. core: → cancelled; the request is cancelled, open offers withdrawn, the held time released,
   --    the intake back to new
@@ -160,9 +164,6 @@ begin
          ended_at = case when status = 'live' then p_now else ended_at end
   where id = p_session_id and status in ('pending', 'scheduled', 'waiting', 'live')
   returning intake_id into v_intake;
-  if not found then
-    v_from := null;  -- already completed or cancelled: no domain step runs again
-  end if;
   update public.session_requests set status = 'cancelled', cancel_reason = p_reason, status_changed_at = p_now
   where session_id = p_session_id and status in ('pending', 'unattended', 'accepted');
   perform private.lifecycle_allow(null);
@@ -172,18 +173,16 @@ begin
   perform private.release_commitment(p_session_id, 'released', p_now);
   update public.intakes set status = 'new' where id = v_intake and status in ('pending', 'in_progress');
 
-  if v_from is not null then
-    -- 2. rooms: delete the LiveKit room if it was waiting or live        rooms/timers.sql
-    perform private.rooms_on_session_ended(p_session_id, v_from);
-    -- 3. micro: the reserved micro minutes count nothing                  micro/caps.sql
-    perform private.micro_settle(p_session_id, now());
-    -- 4. payments: full refund if cancelled before a mechanic took it     payments/settlement.sql
-    --    (from payments.auto_refund_from_statuses: pending, scheduled)
-    perform private.payments_on_session_cancelled(p_session_id, v_from, now());
-    -- 5. scheduling: a booked session: calendar SEQUENCE + 1, reminders   scheduling/reminders.sql
-    --    dropped, booking_cancelled emails to both sides
-    perform private.scheduling_on_session_cancelled(p_session_id, v_from);
-  end if;
+  -- 2. rooms: delete the LiveKit room if it was waiting or live          rooms/timers.sql
+  perform private.rooms_on_session_ended(p_session_id, v_from);
+  -- 3. micro: the reserved micro minutes count nothing                    micro/caps.sql
+  perform private.micro_settle(p_session_id, now());
+  -- 4. payments: full refund if cancelled before a mechanic took it       payments/settlement.sql
+  --    (from payments.auto_refund_from_statuses: pending, scheduled)
+  perform private.payments_on_session_cancelled(p_session_id, v_from, now());
+  -- 5. scheduling: a booked session: calendar SEQUENCE + 1, reminders     scheduling/reminders.sql
+  --    dropped, booking_cancelled emails to both sides
+  perform private.scheduling_on_session_cancelled(p_session_id, v_from);
 
   perform private.lifecycle_actor_restore(v_prev_actor);
 end
