@@ -201,7 +201,7 @@ create or replace function private.expire_request(
 language plpgsql security definer set search_path = ''
 as $$
 declare
-  v_prev_actor text[] := private.lifecycle_actor(p_actor, p_audit_reason);
+  v_prev_actor text[] := private.lifecycle_actor(p_actor, coalesce(p_audit_reason, p_reason));
   v_expired int;
 begin
   -- 1. core: the request → expired
