@@ -52,6 +52,8 @@ ERROR_CODES: dict[str, ErrorCode] = {
         ErrorCode("AD070", "session_not_eligible", 409),
         ErrorCode("AD071", "already_clocked_in", 409),
         ErrorCode("AD072", "not_clocked_in", 409),
+        # core lifecycles: AD080-AD089
+        ErrorCode("AD080", "lifecycle_bypassed", 500),
     )
 }
 BY_NAME = {e.name: e for e in ERROR_CODES.values()}

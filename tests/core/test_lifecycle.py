@@ -24,6 +24,8 @@ REQUEST_ALLOWED = {
     ("accepted", "pending"), ("accepted", "cancelled"),
 }
 
+FINAL = {"completed", "cancelled", "expired"}
+
 
 def _raw_session(db, customer, mechanic, status):
     """A session row put straight into `status` (triggers off for the insert only)."""
@@ -50,6 +52,9 @@ def test_session_transition(db, pair, src, dst):
     events_before = db.scalar("select count(*) from public.session_events where session_id = %s", (sid,))
     query = "update public.sessions set status = %s where id = %s"
     if (src, dst) in SESSION_ALLOWED:
+        if dst in FINAL:  # only through the lifecycle functions (core/lifecycle.sql), which allow it so
+            assert db.error(query, (dst, sid)).sqlstate == "AD080"
+            db.execute("select private.lifecycle_allow(%s)", (sid,))
         db.execute(query, (dst, sid))
         assert db.scalar("select status from public.sessions where id = %s", (sid,)) == dst
         event = db.one("select from_status, to_status, actor_role from public.session_events where session_id = %s"
@@ -76,6 +81,9 @@ def test_request_transition(db, pair, src, dst):
     mech = mechanic if dst == "accepted" else (None if dst in ("pending", "unattended") else mechanic)
     query = "update public.session_requests set status = %s, mechanic_id = %s where id = %s"
     if (src, dst) in REQUEST_ALLOWED:
+        if dst in FINAL:
+            assert db.error(query, (dst, mech, rid)).sqlstate == "AD080"
+            db.execute("select private.lifecycle_allow(%s)", (sid,))
         db.execute(query, (dst, mech, rid))
         assert db.scalar("select status from public.session_requests where id = %s", (rid,)) == dst
         assert db.scalar("select to_status from public.session_events where request_id = %s order by id desc limit 1",

@@ -78,11 +78,10 @@ begin
   if not found then
     perform private.raise_error('not_found', 'no such session');
   end if;
-  perform private.set_actor('admin', v_reason);
   if v_status = 'live' then
-    return private.complete_session(p_session_id, null, v_reason, now());
+    return private.complete_session(p_session_id, null, v_reason, now(), 'admin');
   elsif v_status in ('pending', 'scheduled', 'waiting') then
-    perform private.cancel_session(p_session_id, v_reason, now());
+    perform private.cancel_session(p_session_id, v_reason, now(), 'admin');
     return jsonb_build_object('session_id', p_session_id, 'status', 'cancelled');
   end if;
   perform private.raise_error('invalid_transition', format('the session is already %s', v_status));

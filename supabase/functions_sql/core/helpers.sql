@@ -3,7 +3,8 @@
 -- ---------------------------------------------------------------------------------------------
 -- Small helpers
 -- ---------------------------------------------------------------------------------------------
--- Who acts in this transaction, for the audit: set by RPCs (transaction-local).
+-- Who acts in this transaction, for the audit: set by RPCs (transaction-local). The lifecycle
+-- functions (core/lifecycle.sql) take the actor as a parameter and set it here themselves.
 create or replace function private.set_actor(p_role text, p_reason text default null) returns void
 language sql volatile set search_path = ''
 as $$

@@ -112,8 +112,8 @@ begin
       perform private.raise_error('invalid_transition',
         format('a %s request cannot be cancelled by the customer', v_request.status));
     end if;
-    perform private.set_actor('customer', coalesce(v_reason, 'cancelled by the customer'));
-    perform private.cancel_session(v_request.session_id, coalesce(v_reason, 'cancelled by the customer'), now());
+    perform private.cancel_session(v_request.session_id, coalesce(v_reason, 'cancelled by the customer'), now(),
+                                   'customer');
     return jsonb_build_object('request_id', v_request.id, 'session_id', v_request.session_id, 'status', 'cancelled');
   end if;
 
@@ -131,6 +131,7 @@ begin
   where id = v_request.id;
   update public.sessions set status = 'pending', mechanic_id = null, status_changed_at = now()
   where id = v_session.id;
+  perform private.micro_settle(v_session.id, now());  -- reserved micro minutes count nothing
   delete from public.session_participants where session_id = v_session.id and user_id = v_uid;
   perform private.release_commitment(v_session.id, 'released', now());
   update public.session_offers set status = 'declined', responded_at = now()
@@ -187,12 +188,10 @@ begin
     perform private.raise_error('invalid_transition', format('a %s session cannot be ended', v_session.status));
   end if;
   if v_session.mechanic_id = v_uid then
-    perform private.set_actor('mechanic');
-    return private.complete_session(p_session_id, v_notes, null, now());
+    return private.complete_session(p_session_id, v_notes, null, now(), 'mechanic');
   end if;
   -- The customer's notes are not the mechanic's summary: they are not stored as such.
-  perform private.set_actor('customer');
-  return private.complete_session(p_session_id, null, null, now());
+  return private.complete_session(p_session_id, null, null, now(), 'customer');
 end
 $$;
 revoke execute on function public.end_session(uuid, text) from public, anon;

@@ -1,5 +1,6 @@
 -- Core building blocks behind the RPCs: creating a session with its request, plan prices,
--- assigning a request to a mechanic, releasing held time, cancelling and completing a session.
+-- assigning a request to a mechanic, releasing held time. Completing and cancelling a session are
+-- in core/lifecycle.sql.
 
 -- ---------------------------------------------------------------------------------------------
 -- Private building blocks (also used by payments, matching and jobs)
@@ -222,55 +223,3 @@ as $$
 $$;
 revoke execute on function private.release_commitment(uuid, public.commitment_status, timestamptz) from public;
 grant execute on function private.release_commitment(uuid, public.commitment_status, timestamptz) to service_role;
-
--- Cancels a session that has not ended, with its request and held time.
-create or replace function private.cancel_session(p_session_id uuid, p_reason text, p_now timestamptz default now())
-returns void
-language plpgsql security definer set search_path = ''
-as $$
-declare
-  v_intake uuid;
-begin
-  update public.sessions set status = 'cancelled', cancel_reason = p_reason, status_changed_at = p_now,
-         ended_at = case when status = 'live' then p_now else ended_at end
-  where id = p_session_id and status in ('pending', 'scheduled', 'waiting', 'live')
-  returning intake_id into v_intake;
-  update public.session_requests set status = 'cancelled', cancel_reason = p_reason, status_changed_at = p_now
-  where session_id = p_session_id and status in ('pending', 'unattended', 'accepted');
-  update public.session_offers set status = 'withdrawn'
-  where request_id in (select r.id from public.session_requests r where r.session_id = p_session_id)
-    and status in ('offered', 'queued');
-  perform private.release_commitment(p_session_id, 'released', p_now);
-  update public.intakes set status = 'new' where id = v_intake and status in ('pending', 'in_progress');
-end
-$$;
-revoke execute on function private.cancel_session(uuid, text, timestamptz) from public;
-grant execute on function private.cancel_session(uuid, text, timestamptz) to service_role;
-
--- Completes a live session.
-create or replace function private.complete_session(
-  p_session_id uuid, p_notes text, p_reason text, p_now timestamptz default now()
-) returns jsonb
-language plpgsql security definer set search_path = ''
-as $$
-declare
-  v_session public.sessions;
-begin
-  update public.sessions s
-  set status = 'completed', ended_at = p_now, status_changed_at = p_now,
-      duration_minutes = greatest(0, ceil(extract(epoch from (p_now - coalesce(s.started_at, p_now))) / 60))::int,
-      mechanic_notes = coalesce(p_notes, s.mechanic_notes), cancel_reason = coalesce(p_reason, s.cancel_reason)
-  where s.id = p_session_id and s.status = 'live'
-  returning * into v_session;
-  if not found then
-    perform private.raise_error('invalid_transition', 'only a live session can be ended');
-  end if;
-  perform private.release_commitment(p_session_id, 'done', p_now);
-  update public.mechanics set completed_sessions = completed_sessions + 1 where id = v_session.mechanic_id;
-  update public.intakes set status = 'resolved' where id = v_session.intake_id;
-  return jsonb_build_object('session_id', v_session.id, 'status', 'completed', 'ended_at', v_session.ended_at,
-                            'duration_minutes', v_session.duration_minutes);
-end
-$$;
-revoke execute on function private.complete_session(uuid, text, text, timestamptz) from public;
-grant execute on function private.complete_session(uuid, text, text, timestamptz) to service_role;

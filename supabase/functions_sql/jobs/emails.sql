@@ -29,16 +29,28 @@ begin
     perform private.enqueue_email('mechanic_assigned', new.customer_id, new.id,
                                   jsonb_build_object('mechanic_id', new.mechanic_id), ':' || new.mechanic_id::text);
   end if;
-  if new.status = 'completed' and old.status is distinct from 'completed' then
-    perform private.enqueue_email('session_ended', new.customer_id, new.id);
-    if new.mechanic_notes is not null then
-      perform private.enqueue_email('summary_delivered', new.customer_id, new.id);
-    end if;
-  end if;
   return null;
 end
 $$;
 revoke execute on function private.tg_sessions__milestone_emails() from public;
 drop trigger if exists _400_milestone_emails on public.sessions;
-create trigger _400_milestone_emails after insert or update of status, mechanic_id on public.sessions
+create trigger _400_milestone_emails after insert or update of mechanic_id on public.sessions
   for each row execute function private.tg_sessions__milestone_emails();
+
+-- Lifecycle step (core/lifecycle.sql): a completed session tells the customer, and delivers the
+-- mechanic's summary when there is one.
+create or replace function private.emails_on_session_completed(p_session_id uuid) returns void
+language plpgsql security definer set search_path = ''
+as $$
+declare
+  v_s public.sessions;
+begin
+  select * into v_s from public.sessions where id = p_session_id;
+  perform private.enqueue_email('session_ended', v_s.customer_id, v_s.id);
+  if v_s.mechanic_notes is not null then
+    perform private.enqueue_email('summary_delivered', v_s.customer_id, v_s.id);
+  end if;
+end
+$$;
+revoke execute on function private.emails_on_session_completed(uuid) from public;
+grant execute on function private.emails_on_session_completed(uuid) to service_role;

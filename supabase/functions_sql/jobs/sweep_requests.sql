@@ -34,8 +34,7 @@ begin
   get diagnostics v_unattended = row_count;
 
   -- Tier 2: pending or unattended for 120 minutes from filing → expired; its session is cancelled
-  -- (a paid one is refunded by the payments trigger on that cancellation).
-  perform private.set_actor('system', 'expired: no mechanic within the window');
+  -- and a paid one refunded (private.expire_request, core/lifecycle.sql).
   for v_id in
     select r.session_id from public.session_requests r
     where r.status in ('pending', 'unattended')
@@ -44,14 +43,12 @@ begin
     limit v_limit
     for update skip locked
   loop
-    update public.session_requests set status = 'expired', status_changed_at = p_now
-    where session_id = v_id and status in ('pending', 'unattended');
-    perform private.cancel_session(v_id, 'expired: no mechanic accepted within the window', p_now);
+    perform private.expire_request(v_id, 'expired: no mechanic accepted within the window', p_now,
+                                   'system', 'expired: no mechanic within the window');
     v_expired := v_expired + 1;
   end loop;
 
   -- Accepted, but the customer never joined within 30 minutes → cancelled; the mechanic is freed.
-  perform private.set_actor('system', 'the customer did not join');
   for v_id in
     select s.id from public.sessions s
     where s.status = 'waiting'
@@ -62,12 +59,12 @@ begin
     limit v_limit
     for update skip locked
   loop
-    perform private.cancel_session(v_id, 'the customer did not join within the window', p_now);
+    perform private.cancel_session(v_id, 'the customer did not join within the window', p_now,
+                                   'system', 'the customer did not join');
     v_no_show := v_no_show + 1;
   end loop;
 
   -- Waiting sessions nobody started within 60 minutes → cancelled.
-  perform private.set_actor('system', 'the session was never started');
   for v_id in
     select s.id from public.sessions s
     where s.status = 'waiting'
@@ -76,7 +73,7 @@ begin
     limit v_limit
     for update skip locked
   loop
-    perform private.cancel_session(v_id, 'the session was never started', p_now);
+    perform private.cancel_session(v_id, 'the session was never started', p_now, 'system');
     v_orphaned := v_orphaned + 1;
   end loop;
 

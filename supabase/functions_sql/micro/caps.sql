@@ -142,36 +142,36 @@ $$;
 revoke execute on function private.check_and_reserve_accept(uuid, uuid, timestamptz) from public;
 grant execute on function private.check_and_reserve_accept(uuid, uuid, timestamptz) to service_role;
 
--- Settlement: a completed micro session counts its actual minutes (never more than it was allowed,
--- planned + extensions); a cancelled or released one counts nothing. The open shift's counters
--- grow as sessions end.
-create or replace function private.tg_sessions__micro_settle() returns trigger
+-- Lifecycle step (core/lifecycle.sql, and the release in public.cancel_request): a completed micro
+-- session counts its actual minutes (never more than it was allowed, planned + extensions); a
+-- cancelled or released one counts nothing. The open shift's counters grow as sessions end.
+drop trigger if exists _420_micro_settle on public.sessions;
+drop function if exists private.tg_sessions__micro_settle();
+create or replace function private.micro_settle(p_session_id uuid, p_now timestamptz default now()) returns void
 language plpgsql security definer set search_path = ''
 as $$
 declare
+  v_s public.sessions;
   v_minutes int;
 begin
-  if new.status = 'completed' and old.status is distinct from 'completed' then
-    v_minutes := least(coalesce(new.duration_minutes, 0), new.planned_minutes + new.extension_minutes);
-    if new.duration_type = 'micro' then
-      update public.micro_minute_usage set actual_minutes = v_minutes, settled_at = now()
-      where session_id = new.id;
+  select * into v_s from public.sessions where id = p_session_id;
+  if v_s.status = 'completed' then
+    v_minutes := least(coalesce(v_s.duration_minutes, 0), v_s.planned_minutes + v_s.extension_minutes);
+    if v_s.duration_type = 'micro' then
+      update public.micro_minute_usage set actual_minutes = v_minutes, settled_at = p_now
+      where session_id = v_s.id;
     end if;
-    if new.on_shift then
+    if v_s.on_shift then
       update public.mechanic_shift_logs l
-      set micro_sessions_taken = l.micro_sessions_taken + (new.duration_type = 'micro')::int,
-          micro_minutes_used = l.micro_minutes_used + case when new.duration_type = 'micro' then v_minutes else 0 end,
-          full_sessions_taken = l.full_sessions_taken + (new.duration_type <> 'micro')::int
-      where l.mechanic_id = new.mechanic_id and l.clock_out_at is null;
+      set micro_sessions_taken = l.micro_sessions_taken + (v_s.duration_type = 'micro')::int,
+          micro_minutes_used = l.micro_minutes_used + case when v_s.duration_type = 'micro' then v_minutes else 0 end,
+          full_sessions_taken = l.full_sessions_taken + (v_s.duration_type <> 'micro')::int
+      where l.mechanic_id = v_s.mechanic_id and l.clock_out_at is null;
     end if;
-  elsif (new.status = 'cancelled' and old.status is distinct from 'cancelled')
-        or (new.status = 'pending' and old.status = 'waiting') then
-    update public.micro_minute_usage set actual_minutes = 0, settled_at = now() where session_id = new.id;
+  elsif v_s.status in ('cancelled', 'pending') then  -- cancelled, or released back to pending
+    update public.micro_minute_usage set actual_minutes = 0, settled_at = p_now where session_id = v_s.id;
   end if;
-  return null;
 end
 $$;
-revoke execute on function private.tg_sessions__micro_settle() from public;
-drop trigger if exists _420_micro_settle on public.sessions;
-create trigger _420_micro_settle after update of status on public.sessions
-  for each row execute function private.tg_sessions__micro_settle();
+revoke execute on function private.micro_settle(uuid, timestamptz) from public;
+grant execute on function private.micro_settle(uuid, timestamptz) to service_role;

@@ -1,4 +1,4 @@
--- Payments: settlement into payouts by the revenue split rules, and the lifecycle hooks.
+-- Payments: settlement into payouts by the revenue split rules, and the lifecycle steps.
 
 -- ---------------------------------------------------------------------------------------------
 -- Settlement: a completed session's payment is split into payouts by the revenue split rules.
@@ -104,44 +104,47 @@ revoke execute on function private.settle_payment(uuid, timestamptz) from public
 grant execute on function private.settle_payment(uuid, timestamptz) to service_role;
 
 -- ---------------------------------------------------------------------------------------------
--- Hooks on the core lifecycle (added from here: the core files do not know about payments)
+-- Lifecycle steps (called from core/lifecycle.sql; completing calls private.settle_payment above)
 -- ---------------------------------------------------------------------------------------------
-create or replace function private.tg_sessions__payments() returns trigger
-language plpgsql security definer set search_path = ''
-as $$
-begin
-  if new.status = 'completed' then
-    perform private.settle_payment(new.id, now());
-  elsif new.status = 'cancelled' and exists (
-      select 1 from jsonb_array_elements_text(private.setting('payments.auto_refund_from_statuses')) s
-      where s = old.status::text) then
-    perform private.auto_refund(new.id, coalesce(new.cancel_reason, 'cancelled before a mechanic took it'), now());
-  end if;
-  return null;
-end
-$$;
-revoke execute on function private.tg_sessions__payments() from public;
 drop trigger if exists _400_payments on public.sessions;
-create trigger _400_payments after update of status on public.sessions
-  for each row when (old.status is distinct from new.status and new.status in ('completed', 'cancelled'))
-  execute function private.tg_sessions__payments();
+drop function if exists private.tg_sessions__payments();
+drop trigger if exists _400_payments on public.session_requests;
+drop function if exists private.tg_session_requests__payments();
 
--- A request that expires had no mechanic: its session's payment is refunded (the session is then
--- cancelled by the refund), whether or not the expiry sweep also cancels the session.
-create or replace function private.tg_session_requests__payments() returns trigger
+-- A paid session cancelled before a mechanic took it (from payments.auto_refund_from_statuses),
+-- whatever path cancelled it, is refunded in full.
+create or replace function private.payments_on_session_cancelled(
+  p_session_id uuid, p_from public.session_status, p_now timestamptz default now()
+) returns void
 language plpgsql security definer set search_path = ''
 as $$
 begin
-  if exists (select 1 from public.sessions s where s.id = new.session_id and s.status::text in (
-               select jsonb_array_elements_text(private.setting('payments.auto_refund_from_statuses')))) then
-    perform private.auto_refund(new.session_id, coalesce(new.cancel_reason, 'no mechanic took the request in time'),
-                                now());
+  if exists (select 1 from jsonb_array_elements_text(private.setting('payments.auto_refund_from_statuses')) s
+             where s = p_from::text) then
+    perform private.auto_refund(p_session_id,
+      coalesce((select s.cancel_reason from public.sessions s where s.id = p_session_id),
+               'cancelled before a mechanic took it'), p_now);
   end if;
-  return null;
 end
 $$;
-revoke execute on function private.tg_session_requests__payments() from public;
-drop trigger if exists _400_payments on public.session_requests;
-create trigger _400_payments after update of status on public.session_requests
-  for each row when (old.status is distinct from new.status and new.status = 'expired')
-  execute function private.tg_session_requests__payments();
+revoke execute on function private.payments_on_session_cancelled(uuid, public.session_status, timestamptz) from public;
+grant execute on function private.payments_on_session_cancelled(uuid, public.session_status, timestamptz)
+  to service_role;
+
+-- A request that expired had no mechanic: its session's payment is refunded in full (the refund
+-- then cancels the session).
+create or replace function private.payments_on_request_expired(p_session_id uuid, p_now timestamptz default now())
+returns void
+language plpgsql security definer set search_path = ''
+as $$
+begin
+  if exists (select 1 from public.sessions s where s.id = p_session_id and s.status::text in (
+               select jsonb_array_elements_text(private.setting('payments.auto_refund_from_statuses')))) then
+    perform private.auto_refund(p_session_id,
+      coalesce((select r.cancel_reason from public.session_requests r where r.session_id = p_session_id),
+               'no mechanic took the request in time'), p_now);
+  end if;
+end
+$$;
+revoke execute on function private.payments_on_request_expired(uuid, timestamptz) from public;
+grant execute on function private.payments_on_request_expired(uuid, timestamptz) to service_role;

@@ -78,8 +78,8 @@ begin
   elsif p_event = 'room_finished' then
     update public.sessions set room_finished_at = coalesce(room_finished_at, p_occurred_at) where id = v_session.id;
     if v_session.status = 'live' then
-      perform private.set_actor('system', 'the room finished');
-      perform private.complete_session(v_session.id, null, null, greatest(p_occurred_at, v_session.started_at));
+      perform private.complete_session(v_session.id, null, null, greatest(p_occurred_at, v_session.started_at),
+                                       'system', 'the room finished');
       v_outcome := 'completed';
     else
       v_outcome := 'recorded: waiting session left to the sweeps';
@@ -124,9 +124,9 @@ begin
     select max(sp.left_at) into v_last_left from public.session_participants sp where sp.session_id = v_session.id;
     if not p_room_exists
        or coalesce(v_last_left, v_session.started_at) <= p_now - private.setting_interval('sessions.reconcile_empty_after') then
-      perform private.set_actor('system', 'reconcile: the room is gone or empty');
       perform private.complete_session(v_session.id, null, 'room ended (reconciled)',
-                                       greatest(coalesce(v_last_left, p_now), v_session.started_at));
+                                       greatest(coalesce(v_last_left, p_now), v_session.started_at),
+                                       'system', 'reconcile: the room is gone or empty');
       return 'completed';
     end if;
   end if;

@@ -3,7 +3,10 @@
 -- ---------------------------------------------------------------------------------------------
 -- Deadlines and timers
 -- ---------------------------------------------------------------------------------------------
--- A session that goes live gets its deadline; every change of deadline is announced as `timer`.
+-- A session that goes live gets its deadline. Kept as a trigger: the deadline is a pure
+-- consequence of the status, started_at and extension_minutes columns, and every path that starts
+-- a session or grants an extension (RPC, LiveKit webhook, reconcile, payments) would otherwise
+-- have to repeat the formula.
 create or replace function private.tg_sessions__deadline() returns trigger
 language plpgsql set search_path = ''
 as $$
@@ -20,7 +23,11 @@ drop trigger if exists _110_deadline on public.sessions;
 create trigger _110_deadline before update of status, extension_minutes on public.sessions
   for each row execute function private.tg_sessions__deadline();
 
-create or replace function private.tg_sessions__rooms() returns trigger
+-- A change of deadline is announced as `timer` to the session's participants. A trigger: it is a
+-- pure consequence of the column (set by _110_deadline, or by an extension), whoever changed it.
+drop trigger if exists _310_rooms on public.sessions;
+drop function if exists private.tg_sessions__rooms();
+create or replace function private.tg_sessions__timer() returns trigger
 language plpgsql security definer set search_path = ''
 as $$
 begin
@@ -31,18 +38,29 @@ begin
                          'server_now', now()),
       'timer', 'session:' || new.id::text, true);
   end if;
-  -- A session that had a room and ended: close the room (through the outbox, once).
-  if new.status in ('completed', 'cancelled') and old.status in ('waiting', 'live') then
-    perform private.enqueue('livekit.delete_room', 'livekit.delete_room:' || new.id::text,
-                            jsonb_build_object('room', 'session-' || new.id::text, 'session_id', new.id));
-  end if;
   return null;
 end
 $$;
-revoke execute on function private.tg_sessions__rooms() from public;
-drop trigger if exists _310_rooms on public.sessions;
-create trigger _310_rooms after update of status, deadline_at on public.sessions
-  for each row execute function private.tg_sessions__rooms();
+revoke execute on function private.tg_sessions__timer() from public;
+drop trigger if exists _310_timer on public.sessions;
+create trigger _310_timer after update of status, deadline_at on public.sessions
+  for each row execute function private.tg_sessions__timer();
+
+-- Lifecycle step (core/lifecycle.sql): a session that had a room (it was waiting or live) and
+-- ended: close the room, through the outbox, once.
+create or replace function private.rooms_on_session_ended(p_session_id uuid, p_from public.session_status)
+returns void
+language plpgsql security definer set search_path = ''
+as $$
+begin
+  if p_from in ('waiting', 'live') then
+    perform private.enqueue('livekit.delete_room', 'livekit.delete_room:' || p_session_id::text,
+                            jsonb_build_object('room', 'session-' || p_session_id::text, 'session_id', p_session_id));
+  end if;
+end
+$$;
+revoke execute on function private.rooms_on_session_ended(uuid, public.session_status) from public;
+grant execute on function private.rooms_on_session_ended(uuid, public.session_status) to service_role;
 
 -- Ends live sessions past their deadline plus the grace; returns how many.
 create or replace function private.end_overdue_sessions(p_now timestamptz default now(), p_limit int default 200)
@@ -54,7 +72,6 @@ declare
   v_ended int := 0;
   v_grace interval := private.setting_interval('sessions.deadline_grace');
 begin
-  perform private.set_actor('system', 'time cap reached');
   for v_id in
     select s.id from public.sessions s
     where s.status = 'live' and s.deadline_at + v_grace <= p_now
@@ -62,7 +79,7 @@ begin
     limit p_limit
     for update skip locked
   loop
-    perform private.complete_session(v_id, null, 'time cap reached', p_now);
+    perform private.complete_session(v_id, null, 'time cap reached', p_now, 'system');
     v_ended := v_ended + 1;
   end loop;
   return jsonb_build_object('ended', v_ended);

@@ -60,8 +60,8 @@ revoke execute on function private.reschedule_session(uuid, uuid, timestamptz, t
 grant execute on function private.reschedule_session(uuid, uuid, timestamptz, timestamptz) to service_role;
 
 -- The customer cancels up to the cut-off; the mechanic (or an admin) any time before the start.
--- Either way a paid booking is refunded in full: payments' trigger refunds a session cancelled
--- from `scheduled` (payments.auto_refund_from_statuses).
+-- Either way a paid booking is refunded in full: the cancel lifecycle (core/lifecycle.sql) refunds
+-- a session cancelled from `scheduled` (payments.auto_refund_from_statuses).
 create or replace function private.cancel_scheduled_session(
   p_user_id uuid, p_session_id uuid, p_reason text, p_now timestamptz default now()
 ) returns jsonb
@@ -97,8 +97,7 @@ begin
       format('a booking cannot be cancelled within %s of its start', private.setting_text('scheduling.change_cutoff')));
   end if;
   v_reason := coalesce(p_reason, format('cancelled by the %s', v_side));
-  perform private.set_actor(v_side, v_reason);
-  perform private.cancel_session(p_session_id, v_reason, p_now);
+  perform private.cancel_session(p_session_id, v_reason, p_now, v_side);
   select * into v_session from public.sessions where id = p_session_id;
   return jsonb_build_object('session_id', v_session.id, 'status', v_session.status, 'cancelled_by', v_side,
                             'calendar_sequence', v_session.calendar_sequence,

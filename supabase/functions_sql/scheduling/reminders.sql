@@ -58,42 +58,32 @@ $$;
 revoke execute on function private.schedule_reminders(uuid, timestamptz) from public;
 grant execute on function private.schedule_reminders(uuid, timestamptz) to service_role;
 
--- A booked session that is cancelled by any path: SEQUENCE +1 (the .ics becomes a cancellation),
--- its reminders go, both participants hear of it.
-create or replace function private.tg_sessions__calendar_sequence() returns trigger
-language plpgsql set search_path = ''
-as $$
-begin
-  if new.status = 'cancelled' and old.status = 'scheduled' then
-    new.calendar_sequence := old.calendar_sequence + 1;
-  end if;
-  return new;
-end
-$$;
-revoke execute on function private.tg_sessions__calendar_sequence() from public;
+-- Lifecycle step (core/lifecycle.sql): a booked session that is cancelled, by any path: SEQUENCE +1
+-- (the .ics becomes a cancellation), its reminders go, both participants hear of it.
 drop trigger if exists _120_calendar_sequence on public.sessions;
-create trigger _120_calendar_sequence before update of status on public.sessions
-  for each row execute function private.tg_sessions__calendar_sequence();
-
-create or replace function private.tg_sessions__scheduling() returns trigger
+drop function if exists private.tg_sessions__calendar_sequence();
+drop trigger if exists _450_scheduling on public.sessions;
+drop function if exists private.tg_sessions__scheduling();
+create or replace function private.scheduling_on_session_cancelled(p_session_id uuid, p_from public.session_status)
+returns void
 language plpgsql security definer set search_path = ''
 as $$
+declare
+  v_s public.sessions;
 begin
-  if new.status = 'cancelled' and old.status = 'scheduled' then
-    perform private.drop_reminders(new.id);
-    perform private.enqueue_email('booking_cancelled', new.customer_id, new.id, '{}'::jsonb);
-    if new.mechanic_id is not null then
-      perform private.enqueue_email('booking_cancelled', new.mechanic_id, new.id, '{}'::jsonb);
-    end if;
+  if p_from <> 'scheduled' then
+    return;
   end if;
-  return null;
+  update public.sessions set calendar_sequence = calendar_sequence + 1 where id = p_session_id returning * into v_s;
+  perform private.drop_reminders(v_s.id);
+  perform private.enqueue_email('booking_cancelled', v_s.customer_id, v_s.id, '{}'::jsonb);
+  if v_s.mechanic_id is not null then
+    perform private.enqueue_email('booking_cancelled', v_s.mechanic_id, v_s.id, '{}'::jsonb);
+  end if;
 end
 $$;
-revoke execute on function private.tg_sessions__scheduling() from public;
-drop trigger if exists _450_scheduling on public.sessions;
-create trigger _450_scheduling after update of status on public.sessions
-  for each row when (old.status is distinct from new.status)
-  execute function private.tg_sessions__scheduling();
+revoke execute on function private.scheduling_on_session_cancelled(uuid, public.session_status) from public;
+grant execute on function private.scheduling_on_session_cancelled(uuid, public.session_status) to service_role;
 
 -- A paid booking of a hold that could not be kept (the slot was taken after the hold expired) is
 -- refunded by the payments code; the customer is told why.
