@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from tests.factories import accept, make_admin, make_customer, make_intake, make_mechanic, make_world
-from tests.harness import Db
+from tests.support.factories import accept, make_admin, make_customer, make_intake, make_mechanic, make_world
+from tests.support.harness import Db
 
 
 def _credit_session(db: Db, plan: str = "micro") -> dict[str, Any]:
