@@ -132,12 +132,14 @@ def _server_url(args: argparse.Namespace) -> str:
 
 
 def cmd_gen(args: argparse.Namespace) -> int:
+    import psycopg
+
     from shared.dev.gen import GenError, differing, scratch_generate, write
     from shared.dev.migrate import MigrationError
 
     try:
         outputs = scratch_generate(_server_url(args))
-    except (GenError, MigrationError) as exc:
+    except (GenError, MigrationError, psycopg.Error) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     if args.check:
