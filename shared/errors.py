@@ -1,62 +1,18 @@
 """Our SQLSTATE registry as Python sees it, and the one mapping from errors to HTTP statuses.
 
-The registry's source of truth is `private.error_codes` (baseline migration and later ones);
-docs/error_codes.md and ERROR_CODES below list the same codes, and a test keeps the three equal.
+The registry's source is the table `private.error_codes` (filled by migrations); ERROR_CODES lives in
+shared/error_codes.py, generated from it by `autodoctor gen` (see docs/error_codes.md).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import psycopg
 
+from shared.error_codes import ERROR_CODES, ErrorCode
 
-@dataclass(frozen=True)
-class ErrorCode:
-    sqlstate: str
-    name: str
-    http_status: int
+__all__ = ["BY_NAME", "ERROR_CODES", "AppError", "ErrorCode", "http_error"]
 
-
-ERROR_CODES: dict[str, ErrorCode] = {
-    e.sqlstate: e
-    for e in (
-        ErrorCode("AD001", "invalid_input", 400),
-        ErrorCode("AD002", "not_authenticated", 401),
-        ErrorCode("AD003", "not_allowed", 403),
-        ErrorCode("AD004", "not_found", 404),
-        ErrorCode("AD005", "conflict", 409),
-        ErrorCode("AD006", "invalid_transition", 409),
-        ErrorCode("AD007", "setting_missing", 500),
-        ErrorCode("AD008", "payment_required", 402),
-        ErrorCode("AD009", "request_not_available", 409),
-        ErrorCode("AD010", "mechanic_busy", 409),
-        # matching: AD011-AD019
-        # payments: AD020-AD029
-        ErrorCode("AD020", "invalid_signature", 400),
-        ErrorCode("AD021", "payments_not_configured", 503),
-        ErrorCode("AD022", "insufficient_credit", 409),
-        ErrorCode("AD023", "refund_too_large", 409),
-        ErrorCode("AD024", "provider_error", 502),
-        # video and chat rooms: AD030-AD039
-        ErrorCode("AD030", "extension_not_allowed", 409),
-        # jobs and outbox: AD040-AD049
-        # scheduling: AD050-AD069
-        ErrorCode("AD050", "slot_taken", 409),
-        ErrorCode("AD051", "schedule_conflict", 409),
-        ErrorCode("AD052", "slot_unavailable", 409),
-        ErrorCode("AD053", "hold_expired", 409),
-        ErrorCode("AD054", "change_cutoff_passed", 409),
-        ErrorCode("AD055", "too_many_holds", 409),
-        # micro-sessions and shifts: AD070-AD079
-        ErrorCode("AD070", "session_not_eligible", 409),
-        ErrorCode("AD071", "already_clocked_in", 409),
-        ErrorCode("AD072", "not_clocked_in", 409),
-        # core lifecycles: AD080-AD089
-        ErrorCode("AD080", "lifecycle_bypassed", 500),
-    )
-}
-BY_NAME = {e.name: e for e in ERROR_CODES.values()}
+BY_NAME: dict[str, ErrorCode] = {e.name: e for e in ERROR_CODES.values()}
 
 # PostgreSQL's own codes that callers can cause.
 _PG_STATUS = {

@@ -1,4 +1,5 @@
-"""`autodoctor`: the local platform (embedded PostgreSQL), migrations, lint, dev server, tokens."""
+"""`autodoctor`: the local platform (embedded PostgreSQL), migrations, lint, generated files, dev server,
+tokens."""
 
 from __future__ import annotations
 
@@ -119,6 +120,45 @@ def cmd_db_lint(args: argparse.Namespace) -> int:
     return 0
 
 
+def _server_url(args: argparse.Namespace) -> str:
+    """The maintenance database of the server to use: --database-url's, else the embedded one (started)."""
+    if args.database_url:
+        return _admin_url(args.database_url)[0]
+    from shared.dev.embedded import default_embedded
+
+    embedded = default_embedded()
+    embedded.start()
+    return embedded.url()
+
+
+def cmd_gen(args: argparse.Namespace) -> int:
+    import psycopg
+
+    from shared.dev.gen import GenError, differing, scratch_generate, write
+    from shared.dev.migrate import MigrationError
+
+    try:
+        outputs = scratch_generate(_server_url(args))
+    except (GenError, MigrationError, psycopg.Error) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if args.check:
+        stale = differing(outputs)
+        for path in stale:
+            print(f"differs: {path}")
+        if stale:
+            print(f"{len(stale)} generated file(s) out of date: run `autodoctor gen`", file=sys.stderr)
+            return 1
+        print(f"gen: {len(outputs)} generated file(s) up to date")
+        return 0
+    written = write(outputs)
+    for path in written:
+        print(f"wrote {path}")
+    if not written:
+        print(f"nothing to do: {len(outputs)} generated file(s) up to date")
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from shared.dev.migrate import MigrationError, migrate
     from shared.dev.server import serve
@@ -181,6 +221,12 @@ def build_parser() -> argparse.ArgumentParser:
                   ).set_defaults(func=cmd_db_status)
     db.add_parser("lint", parents=[common], help="Supabase-style security and schema lints"
                   ).set_defaults(func=cmd_db_lint)
+
+    gen = sub.add_parser("gen", parents=[common],
+                         help="write the files generated from the registries (error codes, settings)")
+    gen.add_argument("--check", action="store_true",
+                     help="write nothing; exit 1 listing the generated files that differ")
+    gen.set_defaults(func=cmd_gen)
 
     serve = sub.add_parser("serve", parents=[common], help="migrate and serve every function on one port")
     serve.add_argument("--host", default="127.0.0.1")

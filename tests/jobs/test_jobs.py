@@ -320,7 +320,9 @@ def test_failed_run_is_recorded(mail_env, monkeypatch):
     from functions.cron.sweep_requests import cron_sweep_requests
 
     d, _, _ = mail_env
-    d.execute("update private.settings set value = '\"not an interval\"' where key = 'requests.unattended_after'")
+    # a text value passes the settings' type check; the interval reader refuses it
+    d.execute("update private.settings set value_type = 'text', value = '\"not an interval\"'"
+              " where key = 'requests.unattended_after'")
     d.conn.commit()
     status, body = _call(cron_sweep_requests)
     assert status == 500 and body["code"] == "AD007"
