@@ -40,7 +40,9 @@ ERROR_CODES: dict[str, ErrorCode] = {
         ErrorCode("AD024", "provider_error", 502),
         # video and chat rooms: AD030-AD039
         ErrorCode("AD030", "extension_not_allowed", 409),
-        # jobs and outbox: AD040-AD049
+        # jobs (the queue): AD040-AD049
+        ErrorCode("AD040", "unknown_job_kind", 500),
+        ErrorCode("AD041", "unknown_email_template", 500),
         # scheduling: AD050-AD069
         ErrorCode("AD050", "slot_taken", 409),
         ErrorCode("AD051", "schedule_conflict", 409),
