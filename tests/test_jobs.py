@@ -275,6 +275,9 @@ def test_emails_sent_through_resend(mail_env):
         assert len(stub.calls) == 2
         first, second = stub.calls
         assert first.headers["Idempotency-Key"] == second.headers["Idempotency-Key"]  # a retry is the same email
+        d.conn.rollback()
+        key = d.scalar("select dedupe_key from private.outbox where status = 'sent'")
+        assert first.headers["Idempotency-Key"] == key  # the job's key is the provider's idempotency key
         assert first.headers["Authorization"] == "Bearer re_test_key"
         body = second.json()
         assert body["subject"] == "Your Free Session (5 min) session is booked" and body["to"][0].endswith(
