@@ -242,7 +242,7 @@ def process_payouts(*, client: stripe.StripeClient | None = None, limit: int = 5
     possible), transfers, transfer reversals. Returns counts per outcome."""
     from shared import worker
 
-    token = _client_override.set(client)
+    token = _client_override.set(client or get_client())  # payments_not_configured without a key
     try:
         return dict(worker.work(now, limit, worker.STRIPE_KINDS).outcomes)
     finally:
@@ -255,6 +255,15 @@ _client_override: contextvars.ContextVar[stripe.StripeClient | None] = contextva
 
 def _client() -> stripe.StripeClient:
     return _client_override.get() or get_client()
+
+
+def stripe_ready() -> bool:
+    """Stripe is configured (or a client was injected): its jobs may run."""
+    try:
+        _client()
+    except AppError:
+        return False
+    return True
 
 
 def _now(job: dict[str, Any]) -> dt.datetime | None:
@@ -271,7 +280,7 @@ def _stripe_call(what: str, **ids: Any) -> Iterator[None]:
         raise JobFailed(error_text(exc)) from exc
 
 
-@worker_outcomes(retry="accounts_failed", dead="accounts_failed")
+@worker_outcomes(retry="accounts_failed", dead="accounts_failed", ready=stripe_ready)
 def refresh_account(job: dict[str, Any]) -> str:
     """`stripe.refresh_account`: {account}. A read: no idempotency key needed."""
     with _stripe_call("account refetch", account=job["account"]):
@@ -284,7 +293,7 @@ def refresh_account(job: dict[str, Any]) -> str:
     return "accounts_refreshed"
 
 
-@worker_outcomes(retry="refunds_queued", dead="refunds_failed")
+@worker_outcomes(retry="refunds_queued", dead="refunds_failed", ready=stripe_ready)
 def send_refund(job: dict[str, Any]) -> str | None:
     """`stripe.refund`: {refund_id}; key refund:<payment_id>:<n>."""
     now = _now(job)
@@ -306,7 +315,7 @@ def send_refund(job: dict[str, Any]) -> str | None:
     return f"refunds_{status}"
 
 
-@worker_outcomes(retry="transfers_queued", dead="transfers_failed")
+@worker_outcomes(retry="transfers_queued", dead="transfers_failed", ready=stripe_ready)
 def send_transfer(job: dict[str, Any]) -> str | None:
     """`stripe.transfer`: {payout_id}; key transfer:<session_id>:<payee>, a paid extension's
     transfer:<session_id>:<payee>:<payment_id> (one transfer per payee per payment)."""
@@ -342,7 +351,7 @@ def send_transfer(job: dict[str, Any]) -> str | None:
     return "transfers_paid"
 
 
-@worker_outcomes(retry="reversals_queued", dead="reversals_failed")
+@worker_outcomes(retry="reversals_queued", dead="reversals_failed", ready=stripe_ready)
 def send_reversal(job: dict[str, Any]) -> str | None:
     """`stripe.transfer_reversal`: {reversal_id}; key reversal:<payout_id>:<refund_id>."""
     now = _now(job)

@@ -53,12 +53,15 @@ STRIPE_KINDS = ("stripe.refresh_account", "stripe.refund", "stripe.transfer", "s
 OUTBOX_KINDS = ("email.send", "email.support_alert", "livekit.delete_room")
 
 
-def outcomes(*, retry: str, dead: str) -> Callable[[Handler], Handler]:
-    """Labels counted when the handler fails and its job is retried, or dead-lettered."""
+def outcomes(*, retry: str, dead: str, ready: Callable[[], bool] | None = None) -> Callable[[Handler], Handler]:
+    """Labels counted when the handler fails and its job is retried, or dead-lettered; `ready`:
+    whether its provider is configured at all — when not, a run leaves the kind's jobs unclaimed
+    (they wait, with their attempts intact, instead of failing toward a dead letter)."""
 
     def mark(fn: Handler) -> Handler:
         fn.outcome_retry = retry  # type: ignore[attr-defined]
         fn.outcome_dead = dead  # type: ignore[attr-defined]
+        fn.ready = ready  # type: ignore[attr-defined]
         return fn
 
     return mark
@@ -82,6 +85,10 @@ def work(now: dt.datetime | None = None, limit: int = 50, kinds: Iterable[str] |
 
 
 def _work_kind(kind: str, handler: Handler | None, now: dt.datetime | None, limit: int, result: RunResult) -> None:
+    ready = getattr(handler, "ready", None)
+    if ready is not None and not ready():
+        log("info", "jobs left waiting: provider not configured", kind=kind)
+        return
     with db.transaction() as conn:
         rows = conn.execute("select * from private.outbox_claim(coalesce(%s::timestamptz, now()), %s, %s)",
                             (now, limit, [kind])).fetchall()

@@ -278,3 +278,27 @@ def test_cron_jobs_runs_every_kind(pay: Pay, monkeypatch, tmp_path) -> None:
     assert body["sent"] >= 2 and body["claimed"] == body["sent"] + body["retry"]
     assert pay.val("select array_agg(kind) from private.outbox where status <> 'sent'") == ["livekit.delete_room"]
     get_settings.cache_clear()
+
+
+def test_without_stripe_configured_the_stripe_jobs_wait_untouched(pay: Pay, monkeypatch) -> None:
+    from shared import stripe_client
+    from shared.config import get_settings
+
+    customer = pay.customer()
+    paid = pay.paid_booking(customer)
+    admin = pay.admin()
+    with pay.db.as_user(admin):
+        pay.db.rpc("admin_refund", p_session_id=paid["session_id"], p_amount_cents=1000, p_reason="partial")
+    pay.commit()
+    injected = stripe_client.get_client()
+    stripe_client.set_client(None)
+    monkeypatch.delenv("STRIPE_SECRET_KEY")
+    get_settings.cache_clear()
+    try:
+        result = worker.work(kinds=worker.STRIPE_KINDS)
+        assert result.counts["claimed"] == 0  # not claimed, so not failing toward a dead letter
+        assert (pay.job("stripe.refund")["status"], pay.job("stripe.refund")["attempts"]) == ("pending", 0)
+    finally:
+        stripe_client.set_client(injected)
+        get_settings.cache_clear()
+    assert pay.process() == {"refunds_processing": 1}
