@@ -8,6 +8,7 @@ import functions_framework
 from functions.checkout import create_checkout as _create_checkout
 from functions.connect import connect_onboarding as _connect_onboarding
 from functions.cron.dispatch import cron_dispatch as _cron_dispatch
+from functions.cron.jobs import cron_jobs as _cron_jobs
 from functions.cron.nudges import cron_nudges as _cron_nudges
 from functions.cron.outbox import cron_outbox as _cron_outbox
 from functions.cron.payments import cron_payments as _cron_payments
@@ -30,6 +31,7 @@ TARGETS = [
     "livekit_webhook",
     "cron_session_timers",
     "cron_reconcile_livekit",
+    "cron_jobs",
     "cron_outbox",
     "cron_sweep_requests",
     "cron_nudges",
@@ -74,6 +76,11 @@ def cron_session_timers(request: flask.Request) -> flask.Response:
 @functions_framework.http
 def cron_reconcile_livekit(request: flask.Request) -> flask.Response:
     return _cron_reconcile_livekit(request)
+
+
+@functions_framework.http
+def cron_jobs(request: flask.Request) -> flask.Response:
+    return _cron_jobs(request)
 
 
 @functions_framework.http

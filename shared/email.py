@@ -97,13 +97,19 @@ def _send_resend(to: str, message: Rendered, key: str) -> None:
     request = urllib.request.Request(  # noqa: S310 - the base URL comes from configuration
         settings.resend_api_base.rstrip("/") + "/emails", data=json.dumps(body).encode(), method="POST",
         headers={"Authorization": f"Bearer {settings.resend_api_key}", "Content-Type": "application/json",
-                 "Idempotency-Key": hashlib.sha256(key.encode()).hexdigest()[:64]},
+                 "Idempotency-Key": resend_idempotency_key(key)},
     )
     try:
         with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
             response.read()
     except urllib.error.HTTPError as exc:
         raise RuntimeError(f"Resend answered {exc.code}: {exc.read()[:300]!r}") from None
+
+
+def resend_idempotency_key(key: str) -> str:
+    """The job's dedupe key itself (a retry is the same email); Resend accepts at most 256 characters,
+    so a longer key is replaced by its SHA-256."""
+    return key if len(key) <= 256 else hashlib.sha256(key.encode()).hexdigest()
 
 
 def _write_file(to: str, message: Rendered, key: str, directory: Path) -> Path:
@@ -137,7 +143,7 @@ def deliver(to: str, message: Rendered, key: str) -> None:
 
 
 def send_outbox_email(payload: dict[str, Any]) -> None:
-    """Outbox handler for `email.send`: {template, user_id, session_id, data, _dedupe_key}."""
+    """Job handler for `email.send`: {template, user_id, session_id, data, _dedupe_key}."""
     with db.transaction() as conn:
         ctx = db.one(conn, "select private.email_context(%s, %s) as c",
                      (payload["user_id"], payload.get("session_id")))["c"]
@@ -158,7 +164,7 @@ def send_outbox_email(payload: dict[str, Any]) -> None:
 
 
 def send_support_alert(payload: dict[str, Any]) -> None:
-    """Outbox handler for `email.support_alert` (SUPPORT_EMAIL; the admin queue also gets it live)."""
+    """Job handler for `email.support_alert` (SUPPORT_EMAIL; the admin queue also gets it live)."""
     to = get_settings().support_email
     if not to:
         log("warning", "support alert not emailed: SUPPORT_EMAIL is not set", session_id=payload.get("session_id"))

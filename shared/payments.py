@@ -8,17 +8,18 @@ holding a row lock:
              record its id (SQL). Credit that covers the price pays at once, without Stripe.
 - webhook:   verify the signature → one transaction: ledger row, lock, apply once, mark processed.
              A handler failure rolls back, is recorded in a transaction of its own, and answers 500.
-- worker:    `process_payouts()` claims due refunds, transfers and reversals (for update skip
-             locked) → commits → calls Stripe with a deterministic idempotency key → records.
+- jobs:      refunds, transfers, reversals and account refetches are jobs of the one queue
+             (shared/worker.py): the handlers below start (SQL) → call Stripe with the job's key
+             as idempotency key → record (SQL); `process_payouts()` runs one pass over them.
 
 docs/payments.md has the money flow and every decision.
 """
 
 from __future__ import annotations
 
+import contextvars
 import datetime as dt
 import uuid
-from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -32,6 +33,8 @@ from shared import db
 from shared.errors import AppError
 from shared.logs import log
 from shared.stripe_client import error_text, get_client, idempotency_key, options, verify_event
+from shared.worker import JobFailed
+from shared.worker import outcomes as worker_outcomes
 
 SERVICE_CLAIMS = {"role": "service_role"}
 
@@ -215,8 +218,11 @@ def start_onboarding(user_id: str, organization_id: uuid.UUID | None, return_url
 
 
 # ---------------------------------------------------------------------------------------------
-# The worker: refunds, transfers, reversals (and account refetches)
+# The Stripe jobs: refunds, transfers, reversals (and account refetches)
 # ---------------------------------------------------------------------------------------------
+# Handlers of shared/worker.py. Each: start (SQL: the row → processing, or nothing to do) → call
+# Stripe with the job's key as idempotency key → record (SQL). Failing = raising: the queue retries
+# the job and the kind's on_failure hook puts the row back in queued, or ends it failed.
 class _NotReady(Exception):
     """A call that cannot be made yet (e.g. the payment's charge is not known)."""
 
@@ -229,123 +235,136 @@ def _stripe_ref(value: Any) -> str | None:
 
 def process_payouts(*, client: stripe.StripeClient | None = None, limit: int = 50,
                     now: dt.datetime | None = None) -> dict[str, int]:
-    """One pass of the Stripe worker (a cron job calls this; safe to run concurrently and twice).
+    """One pass over the Stripe jobs (the cron worker does the same in every run; safe to run
+    concurrently and twice). Order: account refetches, refunds (refund before paying out wherever
+    possible), transfers, transfer reversals. Returns counts per outcome."""
+    from shared import worker
 
-    Order: account refetches, then refunds (refund before paying out wherever possible), then
-    transfers, then transfer reversals. Returns counts per outcome.
-    """
-    client = client or get_client()
-    stats: Counter[str] = Counter()
-    _refresh_accounts(client, limit, now, stats)
-    _send_refunds(client, limit, now, stats)
-    _send_transfers(client, limit, now, stats)
-    _send_reversals(client, limit, now, stats)
-    return dict(stats)
+    token = _client_override.set(client or get_client())  # payments_not_configured without a key
+    try:
+        return dict(worker.work(now, limit, worker.STRIPE_KINDS).outcomes)
+    finally:
+        _client_override.reset(token)
 
 
-def _refresh_accounts(client: stripe.StripeClient, limit: int, now: dt.datetime | None, stats: Counter[str]) -> None:
+_client_override: contextvars.ContextVar[stripe.StripeClient | None] = contextvars.ContextVar(
+    "stripe_client_override", default=None)
+
+
+def _client() -> stripe.StripeClient:
+    return _client_override.get() or get_client()
+
+
+def stripe_ready() -> bool:
+    """Stripe is configured (or a client was injected): its jobs may run."""
+    try:
+        _client()
+    except AppError:
+        return False
+    return True
+
+
+def _now(job: dict[str, Any]) -> dt.datetime | None:
+    return job.get("_now")
+
+
+@contextmanager
+def _stripe_call(what: str, **ids: Any) -> Iterator[None]:
+    """A failed Stripe call (or one that cannot be made yet) fails the job with error_text."""
+    try:
+        yield
+    except (stripe.StripeError, _NotReady) as exc:
+        log("info", f"{what} failed", error=error_text(exc), **{k: str(v) for k, v in ids.items()})
+        raise JobFailed(error_text(exc)) from exc
+
+
+@worker_outcomes(retry="accounts_failed", dead="accounts_failed", ready=stripe_ready)
+def refresh_account(job: dict[str, Any]) -> str:
+    """`stripe.refresh_account`: {account}. A read: no idempotency key needed."""
+    with _stripe_call("account refetch", account=job["account"]):
+        account = _client().v1.accounts.retrieve(job["account"])
+    now = _now(job)
     with service_transaction() as conn:
-        accounts = [r["accounts_to_refresh"]
-                    for r in conn.execute("select private.accounts_to_refresh(%s)", (limit,)).fetchall()]
-    for account_id in accounts:
-        try:
-            account = client.v1.accounts.retrieve(account_id)
-        except stripe.StripeError as exc:
-            log("error", "account refetch failed", account=account_id, error=error_text(exc))
-            stats["accounts_failed"] += 1
-            continue
-        with service_transaction() as conn:
-            conn.execute("select private.apply_account_snapshot(%s::jsonb, coalesce(%s::timestamptz, now()), true,"
-                         " coalesce(%s::timestamptz, now()))",
-                         (Jsonb(account.to_dict(for_json=True)), now, now))
-        stats["accounts_refreshed"] += 1
+        conn.execute("select private.apply_account_snapshot(%s::jsonb, coalesce(%s::timestamptz, now()), true,"
+                     " coalesce(%s::timestamptz, now()))",
+                     (Jsonb(account.to_dict(for_json=True)), now, now))
+    return "accounts_refreshed"
 
 
-def _send_refunds(client: stripe.StripeClient, limit: int, now: dt.datetime | None, stats: Counter[str]) -> None:
+@worker_outcomes(retry="refunds_queued", dead="refunds_failed", ready=stripe_ready)
+def send_refund(job: dict[str, Any]) -> str | None:
+    """`stripe.refund`: {refund_id}; key refund:<payment_id>:<n>."""
+    now = _now(job)
     with service_transaction() as conn:
-        claimed = conn.execute("select * from private.claim_refunds(%s, coalesce(%s::timestamptz, now()))",
-                               (limit, now)).fetchall()
-    for row in claimed:
-        try:
+        row = conn.execute("select * from private.start_refund_job(%s, coalesce(%s::timestamptz, now()))",
+                           (job["refund_id"], now)).fetchone()
+    if row is None:
+        return None  # no longer to send (sent, adopted or cancelled meanwhile)
+    with _stripe_call("refund", refund_id=row["refund_id"]):
+        if not row["payment_intent_id"]:
+            raise _NotReady("the payment has no payment intent")
+        refund = _client().v1.refunds.create(
+            {"payment_intent": row["payment_intent_id"], "amount": row["amount_cents"],
+             "metadata": {"refund_id": str(row["refund_id"]), "payment_id": str(row["payment_id"])}},
+            options(job["_dedupe_key"]))
+    with service_transaction() as conn:
+        status = _one(conn, "select private.record_refund_sent(%s, %s, %s, coalesce(%s::timestamptz, now()))",
+                      (row["refund_id"], refund.id, refund.status, now))
+    return f"refunds_{status}"
+
+
+@worker_outcomes(retry="transfers_queued", dead="transfers_failed", ready=stripe_ready)
+def send_transfer(job: dict[str, Any]) -> str | None:
+    """`stripe.transfer`: {payout_id}; key transfer:<session_id>:<payee>, a paid extension's
+    transfer:<session_id>:<payee>:<payment_id> (one transfer per payee per payment)."""
+    now = _now(job)
+    with service_transaction() as conn:
+        row = conn.execute("select * from private.start_payout_job(%s, coalesce(%s::timestamptz, now()))",
+                           (job["payout_id"], now)).fetchone()
+    if row is None:
+        return None  # paid, cancelled, or waiting for its payee again
+    charge = row["charge_id"]
+    with _stripe_call("transfer", payout_id=row["payout_id"]):
+        if row["method"] == "card" and not charge:
             if not row["payment_intent_id"]:
                 raise _NotReady("the payment has no payment intent")
-            refund = client.v1.refunds.create(
-                {"payment_intent": row["payment_intent_id"], "amount": row["amount_cents"],
-                 "metadata": {"refund_id": str(row["refund_id"]), "payment_id": str(row["payment_id"])}},
-                options(idempotency_key("refund", row["payment_id"], row["seq"])))
-        except (stripe.StripeError, _NotReady) as exc:
+            intent = _client().v1.payment_intents.retrieve(row["payment_intent_id"])
+            charge = _stripe_ref(intent.latest_charge)
+            if not charge:
+                raise _NotReady("the payment has no charge yet")
             with service_transaction() as conn:
-                outcome = _one(conn, "select private.record_refund_failure(%s, %s, coalesce(%s::timestamptz, now()))",
-                               (row["refund_id"], error_text(exc), now))
-            stats[f"refunds_{outcome}"] += 1
-            continue
-        with service_transaction() as conn:
-            status = _one(conn, "select private.record_refund_sent(%s, %s, %s, coalesce(%s::timestamptz, now()))",
-                          (row["refund_id"], refund.id, refund.status, now))
-        stats[f"refunds_{status}"] += 1
-
-
-def _send_transfers(client: stripe.StripeClient, limit: int, now: dt.datetime | None, stats: Counter[str]) -> None:
+                conn.execute("select private.record_payment_charge(%s, %s)", (row["payment_id"], charge))
+        params: stripe.params.TransferCreateParams = {
+            "amount": row["amount_cents"], "currency": row["currency"], "destination": row["destination"],
+            "transfer_group": row["transfer_group"],
+            "metadata": {"payout_id": str(row["payout_id"]), "session_id": str(row["session_id"]),
+                         "payment_id": str(row["payment_id"])},
+        }
+        if charge:
+            params["source_transaction"] = charge  # funds from this charge, available or not
+        transfer = _client().v1.transfers.create(params, options(job["_dedupe_key"]))
     with service_transaction() as conn:
-        claimed = conn.execute("select * from private.claim_payouts(%s, coalesce(%s::timestamptz, now()))",
-                               (limit, now)).fetchall()
-    for row in claimed:
-        try:
-            charge = row["charge_id"]
-            if row["method"] == "card" and not charge:
-                if not row["payment_intent_id"]:
-                    raise _NotReady("the payment has no payment intent")
-                intent = client.v1.payment_intents.retrieve(row["payment_intent_id"])
-                charge = _stripe_ref(intent.latest_charge)
-                if not charge:
-                    raise _NotReady("the payment has no charge yet")
-                with service_transaction() as conn:
-                    conn.execute("select private.record_payment_charge(%s, %s)", (row["payment_id"], charge))
-            params: stripe.params.TransferCreateParams = {
-                "amount": row["amount_cents"], "currency": row["currency"], "destination": row["destination"],
-                "transfer_group": row["transfer_group"],
-                "metadata": {"payout_id": str(row["payout_id"]), "session_id": str(row["session_id"]),
-                             "payment_id": str(row["payment_id"])},
-            }
-            if charge:
-                params["source_transaction"] = charge  # funds from this charge, available or not
-            # one transfer per payee per payment: a session's own payment keeps the key
-            # transfer:<session_id>:<payee>, a paid extension's adds its payment id
-            key_parts = [row["session_id"], row["payee_id"]]
-            if row["extension_id"] is not None:
-                key_parts.append(row["payment_id"])
-            transfer = client.v1.transfers.create(params, options(idempotency_key("transfer", *key_parts)))
-        except (stripe.StripeError, _NotReady) as exc:
-            with service_transaction() as conn:
-                outcome = _one(conn, "select private.record_payout_failure(%s, %s, coalesce(%s::timestamptz, now()))",
-                               (row["payout_id"], error_text(exc), now))
-            log("info", "transfer failed", payout_id=str(row["payout_id"]), outcome=outcome, error=error_text(exc))
-            stats[f"transfers_{outcome}"] += 1
-            continue
-        with service_transaction() as conn:
-            conn.execute("select private.record_payout_paid(%s, %s, coalesce(%s::timestamptz, now()))",
-                         (row["payout_id"], transfer.id, now))
-        stats["transfers_paid"] += 1
+        conn.execute("select private.record_payout_paid(%s, %s, coalesce(%s::timestamptz, now()))",
+                     (row["payout_id"], transfer.id, now))
+    return "transfers_paid"
 
 
-def _send_reversals(client: stripe.StripeClient, limit: int, now: dt.datetime | None, stats: Counter[str]) -> None:
+@worker_outcomes(retry="reversals_queued", dead="reversals_failed", ready=stripe_ready)
+def send_reversal(job: dict[str, Any]) -> str | None:
+    """`stripe.transfer_reversal`: {reversal_id}; key reversal:<payout_id>:<refund_id>."""
+    now = _now(job)
     with service_transaction() as conn:
-        claimed = conn.execute("select * from private.claim_reversals(%s, coalesce(%s::timestamptz, now()))",
-                               (limit, now)).fetchall()
-    for row in claimed:
-        try:
-            reversal = client.v1.transfers.reversals.create(
-                row["transfer_id"],
-                {"amount": row["amount_cents"],
-                 "metadata": {"reversal_id": str(row["reversal_id"]), "refund_id": str(row["refund_id"])}},
-                options(idempotency_key("reversal", row["payout_id"], row["refund_id"])))
-        except stripe.StripeError as exc:
-            with service_transaction() as conn:
-                outcome = _one(conn, "select private.record_reversal_failure(%s, %s, coalesce(%s::timestamptz, now()))",
-                               (row["reversal_id"], error_text(exc), now))
-            stats[f"reversals_{outcome}"] += 1
-            continue
-        with service_transaction() as conn:
-            conn.execute("select private.record_reversal_done(%s, %s, coalesce(%s::timestamptz, now()))",
-                         (row["reversal_id"], reversal.id, now))
-        stats["reversals_succeeded"] += 1
+        row = conn.execute("select * from private.start_reversal_job(%s, coalesce(%s::timestamptz, now()))",
+                           (job["reversal_id"], now)).fetchone()
+    if row is None:
+        return None  # done meanwhile, or its payout is not paid (paying it lets the reversal go)
+    with _stripe_call("reversal", reversal_id=row["reversal_id"]):
+        reversal = _client().v1.transfers.reversals.create(
+            row["transfer_id"],
+            {"amount": row["amount_cents"],
+             "metadata": {"reversal_id": str(row["reversal_id"]), "refund_id": str(row["refund_id"])}},
+            options(job["_dedupe_key"]))
+    with service_transaction() as conn:
+        conn.execute("select private.record_reversal_done(%s, %s, coalesce(%s::timestamptz, now()))",
+                     (row["reversal_id"], reversal.id, now))
+    return "reversals_succeeded"

@@ -1,5 +1,5 @@
 """LiveKit rooms: access tokens for a session's participants, verified webhooks that drive the
-session lifecycle, reconcile with the room service, and the room side effects of the outbox.
+session lifecycle, reconcile with the room service, and the room side effects of the job queue.
 The rules (who may join, until when, what an event changes) are SQL; this module signs, verifies
 and talks to LiveKit."""
 

@@ -1,4 +1,5 @@
-"""cron_outbox: delivers due outbox rows (retries with backoff; dead letters after the maximum)."""
+"""cron_outbox: kept for existing schedules — the job worker over the email and room kinds only
+(cron_jobs runs every kind; docs/jobs.md)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from typing import Any
 
 import pydantic
 
-from shared import jobs, outbox
+from shared import jobs, worker
 from shared.http import Ctx, endpoint
 
 
@@ -17,4 +18,4 @@ class OutboxBody(pydantic.BaseModel):
 
 @endpoint(methods=("POST",), auth="cron", body=OutboxBody)
 def cron_outbox(ctx: Ctx) -> dict[str, Any]:
-    return jobs.run("cron_outbox", lambda: outbox.deliver(limit=ctx.body.limit))
+    return jobs.run("cron_outbox", lambda: worker.deliver(limit=ctx.body.limit, kinds=list(worker.OUTBOX_KINDS)))

@@ -1,5 +1,5 @@
-"""cron_payments: the Stripe worker — account refetches, refunds, transfers (payouts) and transfer
-reversals queued by the payments domain (docs/payments.md)."""
+"""cron_payments: kept for existing schedules — the job worker over the Stripe kinds only (account
+refetches, refunds, transfers, transfer reversals; cron_jobs runs every kind; docs/jobs.md)."""
 
 from __future__ import annotations
 

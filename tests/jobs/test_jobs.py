@@ -19,7 +19,7 @@ import pytest
 
 from shared import db as shared_db
 from shared import email as mail
-from shared import outbox
+from shared import worker
 from shared.config import get_settings
 from tests.support.factories import accept, make_customer, make_intake, make_mechanic, make_world, request_free
 from tests.support.harness import Db
@@ -246,7 +246,7 @@ def test_emails_written_as_eml_files_with_opt_out(mail_env):
     d.execute("update public.sessions set status = 'live', started_at = now() where id = %s", (w.session,))
     d.execute("select private.complete_session(%s, 'Rotate tires', null, now())", (w.session,))
     d.conn.commit()
-    result = outbox.deliver(limit=100, kinds=["email.send"])
+    result = worker.deliver(limit=100, kinds=["email.send"])
     assert result["sent"] == result["claimed"] == 4 and result["dead"] == 0
     files = sorted(folder.glob("*.eml"))
     subjects = sorted(email.message_from_bytes(f.read_bytes(), policy=email.policy.default)["Subject"]
@@ -270,11 +270,14 @@ def test_emails_sent_through_resend(mail_env):
         request_free(d, customer)
         d.conn.commit()
         now = dt.datetime.now(dt.UTC)
-        assert outbox.deliver(now, kinds=["email.send"])["retry"] == 1  # the provider was down
-        assert outbox.deliver(now + dt.timedelta(minutes=1), kinds=["email.send"])["sent"] == 1
+        assert worker.deliver(now, kinds=["email.send"])["retry"] == 1  # the provider was down
+        assert worker.deliver(now + dt.timedelta(minutes=1), kinds=["email.send"])["sent"] == 1
         assert len(stub.calls) == 2
         first, second = stub.calls
         assert first.headers["Idempotency-Key"] == second.headers["Idempotency-Key"]  # a retry is the same email
+        d.conn.rollback()
+        key = d.scalar("select dedupe_key from private.outbox where status = 'sent'")
+        assert first.headers["Idempotency-Key"] == key  # the job's key is the provider's idempotency key
         assert first.headers["Authorization"] == "Bearer re_test_key"
         body = second.json()
         assert body["subject"] == "Your Free Session (5 min) session is booked" and body["to"][0].endswith(
@@ -333,6 +336,8 @@ def test_failed_run_is_recorded(mail_env, monkeypatch):
 
 def test_admin_outbox_and_retry(db):
     w = make_world(db)
+    db.execute("insert into private.job_kinds (kind, max_attempts, base_backoff, lease, description)"
+               " values ('test.thing', 8, '30 seconds', '5 minutes', 'a kind of this test')")
     db.execute("select private.enqueue('test.thing', 'dead:1', '{}')")
     dead = db.scalar("update private.outbox set status = 'dead', attempts = 8, last_error = 'boom'"
                      " where dedupe_key = 'dead:1' returning id")
@@ -364,11 +369,11 @@ def test_provider_outage_dead_letters_then_admin_retry_sends_once(mail_env):
         t = dt.datetime.now(dt.UTC)
         outcomes = []
         for _ in range(8):  # 8 attempts with growing backoff, all failing
-            outcomes.append(outbox.deliver(t, kinds=["email.send"]))
+            outcomes.append(worker.deliver(t, kinds=["email.send"]))
             t += dt.timedelta(hours=3)
         assert [o["retry"] for o in outcomes[:7]] == [1] * 7 and outcomes[7]["dead"] == 1
         assert len(stub.calls) == 8
-        assert outbox.deliver(t + dt.timedelta(days=2), kinds=["email.send"])["claimed"] == 0  # dead stays dead
+        assert worker.deliver(t + dt.timedelta(days=2), kinds=["email.send"])["claimed"] == 0  # dead stays dead
         d.conn.rollback()
         dead = d.scalar("select id from private.outbox where status = 'dead'")
         admin = d.make_user(app_metadata={"role": "admin"})
@@ -376,8 +381,8 @@ def test_provider_outage_dead_letters_then_admin_retry_sends_once(mail_env):
             d.rpc("admin_retry_outbox", p_id=dead)
         d.conn.commit()
         state["down"] = False
-        assert outbox.deliver(kinds=["email.send"])["sent"] == 1
-        assert outbox.deliver(kinds=["email.send"])["claimed"] == 0
+        assert worker.deliver(kinds=["email.send"])["sent"] == 1
+        assert worker.deliver(kinds=["email.send"])["claimed"] == 0
         assert len(stub.calls) == 9  # one successful send, never a second
     finally:
         stub.close()

@@ -163,15 +163,17 @@ def test_transfer_failure_is_retried_with_backoff(pay: Pay) -> None:
                        message="Insufficient funds in Stripe account")
     assert pay.process() == {"transfers_queued": 1}
     payout = pay.row("select * from public.payouts")
-    assert payout["status"] == "queued" and payout["attempts"] == 1
-    assert "Insufficient funds" in payout["last_error"]
-    assert payout["next_attempt_at"] > pay.val("select now()")  # backoff: not due at once
+    assert payout["status"] == "queued" and "Insufficient funds" in payout["last_error"]
+    job = pay.job("stripe.transfer")  # the retry state lives in the queue
+    assert job["status"] == "pending" and job["attempts"] == 1 and "Insufficient funds" in job["last_error"]
+    assert job["next_attempt_at"] > pay.val("select now()")  # backoff: not due at once
     assert pay.process() == {}  # not due yet
     pay.assert_books_balance()
     later = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5)
     assert pay.process(now=later) == {"transfers_paid": 1}
     payout = pay.row("select * from public.payouts")
-    assert payout["status"] == "paid" and payout["attempts"] == 2 and payout["last_error"] is None
+    assert payout["status"] == "paid" and payout["last_error"] is None
+    assert pay.job("stripe.transfer")["status"] == "sent" and pay.job("stripe.transfer")["attempts"] == 2
     transfers = pay.fake.calls_to("POST", "/v1/transfers")
     keys = {{k.lower(): v for k, v in c.headers.items()}["idempotency-key"] for c in transfers}
     assert len(transfers) == 2 and keys == {f"transfer:{paid['session_id']}:{mechanic}"}  # one key: one transfer
@@ -186,14 +188,16 @@ def test_transfer_that_keeps_failing_is_marked_failed(pay: Pay) -> None:
     pay.onboard(mechanic)
     paid = pay.paid_booking(customer)
     pay.serve(mechanic, paid["session_id"])
-    max_attempts = pay.val("select private.setting_int('payments.max_attempts')")
+    max_attempts = pay.max_attempts("stripe.transfer")
     pay.fake.fail_next("/v1/transfers", times=max_attempts)
     when = dt.datetime.now(dt.UTC)
     for _ in range(max_attempts):
         when += dt.timedelta(days=1)
         pay.process(now=when)
     payout = pay.row("select * from public.payouts")
-    assert payout["status"] == "failed" and payout["attempts"] == max_attempts
+    assert payout["status"] == "failed"
+    job = pay.job("stripe.transfer")
+    assert job["status"] == "dead" and job["attempts"] == max_attempts
     assert pay.process(now=when + dt.timedelta(days=1)) == {}
     pay.assert_books_balance()  # a failed payout is still owed: counted as pending
 

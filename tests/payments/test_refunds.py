@@ -219,18 +219,20 @@ def test_a_refund_stripe_refuses_is_retried_then_marked_failed(pay: Pay) -> None
     with pay.db.as_user(customer):
         pay.db.rpc("cancel_request", p_request_id=_request(pay, paid["session_id"]))
     pay.commit()
-    attempts = pay.val("select private.setting_int('payments.max_attempts')")
+    attempts = pay.max_attempts("stripe.refund")
     pay.fake.fail_next("/v1/refunds", status=400, error_type="invalid_request_error",
                        message="Charge has been disputed", times=attempts)
     assert pay.process() == {"refunds_queued": 1}
     refund = pay.row("select * from public.refunds")
-    assert refund["status"] == "queued" and "disputed" in refund["last_error"] and refund["attempts"] == 1
+    assert refund["status"] == "queued" and "disputed" in refund["last_error"]
+    assert pay.job("stripe.refund")["attempts"] == 1
     when = dt.datetime.now(dt.UTC)
     for _ in range(attempts - 1):
         when += dt.timedelta(days=1)
         pay.process(now=when)
     refund = pay.row("select * from public.refunds")
-    assert refund["status"] == "failed" and refund["attempts"] == attempts
+    assert refund["status"] == "failed"
+    assert (pay.job("stripe.refund")["status"], pay.job("stripe.refund")["attempts"]) == ("dead", attempts)
     assert pay.val("select status from public.payments") == "succeeded"  # nothing was returned
     pay.assert_books_balance()
 
@@ -269,7 +271,7 @@ def test_a_claim_that_was_never_recorded_is_reclaimed_with_the_same_key(pay: Pay
     pay.commit()
     # a worker claims, calls Stripe, and dies before recording
     with psycopg.connect(pay.url, autocommit=True) as conn:
-        [claim] = conn.execute("select * from private.claim_refunds(10)").fetchall()
+        [claim] = conn.execute("select * from private.outbox_claim(now(), 10, array['stripe.refund'])").fetchall()
     client = stripe_client.get_client()
     first = client.v1.refunds.create({"payment_intent": paid["pi"], "amount": 2999},
                                      {"idempotency_key": f"refund:{paid['payment_id']}:1"})
@@ -277,7 +279,8 @@ def test_a_claim_that_was_never_recorded_is_reclaimed_with_the_same_key(pay: Pay
     later = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=6)
     assert pay.process(now=later) == {"refunds_processing": 1}
     assert pay.val("select stripe_refund_id from public.refunds") == first.id  # Stripe answered the same
-    assert claim[0] == pay.val("select id from public.refunds")  # refund_id
+    assert claim[3] == {"refund_id": str(pay.val("select id from public.refunds"))}  # the job's payload
+    assert claim[2] == f"refund:{paid['payment_id']}:1"  # its key: the idempotency key
     assert len(pay.fake.calls_to("POST", "/v1/refunds")) == 2  # two calls, one key ...
     assert [o["id"] for o in pay.fake.objects.values() if o["object"] == "refund"] == [first.id]  # ... one refund
     pay.assert_books_balance()

@@ -54,7 +54,8 @@ def money(db: Db) -> Money:
                " values (%s, 'acct_mech0001', true)", (mechanic,))
     first = _book_with_credit(db, admin, customer, mechanic)
     _book_with_credit(db, admin, other, affiliated)
-    [claimed] = db.all("select * from private.claim_payouts(10)")
+    [claimed] = db.all("select * from private.start_payout_job("
+                       "(select id from public.payouts where status = 'queued' and mechanic_id = %s))", (mechanic,))
     db.execute("select private.record_payout_paid(%s, 'tr_0001')", (claimed["payout_id"],))
     with db.as_user(admin):
         db.rpc("admin_refund", p_session_id=first["session_id"], p_amount_cents=1000, p_reason="partial")
@@ -152,7 +153,8 @@ def test_clients_write_nothing(db: Db, money: Money, statement: str) -> None:
     "select private.handle_stripe_event('{}'::jsonb)",
     "select private.add_credit_entry(%(u)s, 'grant', 100000)",
     "select private.request_refund(gen_random_uuid(), 1, 'admin', 'x')",
-    "select * from private.claim_payouts(10)",
+    "select * from private.start_payout_job(gen_random_uuid())",
+    "select * from private.outbox_claim(now(), 10)",
     "select private.record_payout_paid(gen_random_uuid(), 'tr_x')",
     "select private.apply_account_snapshot('{}'::jsonb, now(), true, now())",
     "select private.record_connect_account('mechanic', %(u)s, 'acct_x')",

@@ -19,7 +19,7 @@ from google.protobuf.json_format import MessageToJson
 from livekit import api
 
 from shared import db as shared_db
-from shared import outbox, rooms
+from shared import rooms, worker
 from shared.config import get_settings
 from shared.dev.tokens import make_token
 from tests.support.factories import accept, make_customer, make_intake, make_mechanic, make_world, request_free
@@ -349,9 +349,9 @@ def test_time_cap_ends_session_and_closes_room(lk, live_world):
     # the outbox closes the room at LiveKit
     state["rooms"][f"session-{w.session}"] = []
     rooms_only = ["livekit.delete_room"]
-    assert outbox.deliver(kinds=rooms_only) == {"claimed": 1, "sent": 1, "retry": 0, "dead": 0}
+    assert worker.deliver(kinds=rooms_only) == {"claimed": 1, "sent": 1, "retry": 0, "dead": 0}
     assert f"session-{w.session}" not in state["rooms"]
-    assert outbox.deliver(kinds=rooms_only)["claimed"] == 0
+    assert worker.deliver(kinds=rooms_only)["claimed"] == 0
 
 
 def test_extensions(lk, live_world):
@@ -404,8 +404,14 @@ def test_paid_extension_of_a_standard_session(lk):
         "cancelled"
 
 
+def _register_test_kind(d: Db) -> None:
+    d.execute("insert into private.job_kinds (kind, max_attempts, base_backoff, lease, description)"
+              " values ('test.thing', 8, '30 seconds', '5 minutes', 'a kind of this test')")
+
+
 def test_outbox_retries_backoff_and_dead_letter(lk):
     d, _, _ = lk
+    _register_test_kind(d)
     d.execute("select private.enqueue('test.thing', 'test:1', '{\"n\": 1}')")
     d.execute("select private.enqueue('test.thing', 'test:1', '{\"n\": 2}')")  # deduped
     committed(d)
@@ -417,25 +423,26 @@ def test_outbox_retries_backoff_and_dead_letter(lk):
         raise RuntimeError("provider down")
 
     now = dt.datetime.now(dt.UTC)
-    assert outbox.deliver(now, registry={"test.thing": failing}) == {"claimed": 1, "sent": 0, "retry": 1, "dead": 0}
+    assert worker.deliver(now, registry={"test.thing": failing}) == {"claimed": 1, "sent": 0, "retry": 1, "dead": 0}
     d.conn.rollback()
     row = d.one("select status::text as status, attempts, next_attempt_at, last_error from private.outbox")
     assert row["status"] == "pending" and row["attempts"] == 1 and "provider down" in row["last_error"]
     assert row["next_attempt_at"] - now == dt.timedelta(seconds=30)
-    assert outbox.deliver(now, registry={"test.thing": failing})["claimed"] == 0  # not due yet
+    assert worker.deliver(now, registry={"test.thing": failing})["claimed"] == 0  # not due yet
     t = now
     for _attempt in range(2, 9):
         t = t + dt.timedelta(hours=2)
-        result = outbox.deliver(t, registry={"test.thing": failing})
+        result = worker.deliver(t, registry={"test.thing": failing})
         assert result["claimed"] == 1
     assert result["dead"] == 1 and len(calls) == 8
     d.conn.rollback()
     assert d.scalar("select status::text from private.outbox") == "dead"
-    assert outbox.deliver(t + dt.timedelta(days=1), registry={"test.thing": failing})["claimed"] == 0
+    assert worker.deliver(t + dt.timedelta(days=1), registry={"test.thing": failing})["claimed"] == 0
 
 
 def test_outbox_crash_and_concurrent_runs(lk):
     d, _, _ = lk
+    _register_test_kind(d)
     for i in range(40):
         d.execute("select private.enqueue('test.thing', %s, %s::jsonb)", (f"k:{i}", json.dumps({"i": i})))
     committed(d)
@@ -455,7 +462,7 @@ def test_outbox_crash_and_concurrent_runs(lk):
 
     def run(k):
         barrier.wait()
-        results[k] = outbox.deliver(now, limit=100, registry={"test.thing": ok})
+        results[k] = worker.deliver(now, limit=100, registry={"test.thing": ok})
 
     threads = [threading.Thread(target=run, args=(k,)) for k in range(3)]
     for t in threads:
@@ -463,5 +470,5 @@ def test_outbox_crash_and_concurrent_runs(lk):
     for t in threads:
         t.join(60)
     assert sum(r["sent"] for r in results) == 35 and len(seen) == 35 and len(set(seen)) == 35
-    later = outbox.deliver(now + dt.timedelta(minutes=6), registry={"test.thing": ok})
+    later = worker.deliver(now + dt.timedelta(minutes=6), registry={"test.thing": ok})
     assert later["sent"] == 5 and sorted(seen) == list(range(40))

@@ -14,7 +14,7 @@ import pytest
 
 from functions.session_calendar import session_calendar
 from shared import db as shared_db
-from shared import outbox
+from shared import worker
 from shared.config import get_settings
 from shared.dev.tokens import make_token
 from tests.support.factories import make_customer
@@ -121,7 +121,7 @@ def test_calendar_refusals(env):
 
 def test_confirmation_email_carries_the_ics(env):
     _db, _mechanic, _customer, session_id, start, mail_dir = env
-    counts = outbox.deliver(kinds=["email.send"])
+    counts = worker.deliver(kinds=["email.send"])
     assert counts["sent"] >= 1
     found = []
     for path in mail_dir.glob("*.eml"):

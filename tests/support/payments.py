@@ -291,6 +291,14 @@ class Pay:
         row = self.observer.execute(query, params).fetchone()
         return None if row is None else next(iter(row.values()))
 
+    def job(self, kind: str) -> dict[str, Any] | None:
+        """The one job of a kind (its retry state: attempts, next_attempt_at, status, last_error)."""
+        return self.row("select id, kind, dedupe_key, status::text as status, attempts, next_attempt_at, last_error"
+                        " from private.outbox where kind = %s", (kind,))
+
+    def max_attempts(self, kind: str) -> int:
+        return self.val("select max_attempts from private.job_kinds where kind = %s", (kind,))
+
     def issues(self) -> list[dict[str, Any]]:
         return self.rows("select * from private.payment_integrity_issues") + self.rows(
             "select * from private.credit_integrity_issues")

@@ -1,4 +1,4 @@
--- Jobs: the admin view of the outbox and a retry.
+-- Jobs: the admin view of the job queue (private.outbox) and a retry.
 
 -- ---------------------------------------------------------------------------------------------
 -- Admin: the outbox (dead letters) and a retry
@@ -32,7 +32,14 @@ begin
   if p_id is null then
     perform private.raise_error('invalid_input', 'p_id is required');
   end if;
-  update private.outbox set status = 'pending', attempts = 0, next_attempt_at = now(), last_error = null
+  -- a kind with a domain row (a refund, a payout, a reversal) ended that row when its job died:
+  -- it is retried through the row (status back to 'queued' puts its job back in line)
+  if exists (select 1 from private.outbox o join private.job_kinds k on k.kind = o.kind
+             where o.id = p_id and o.status = 'dead' and k.on_failure is not null) then
+    perform private.raise_error('conflict', 'this job is retried by putting its domain row back in queued');
+  end if;
+  update private.outbox set status = 'pending', attempts = 0, next_attempt_at = now(), last_error = null,
+         locked_until = null
   where id = p_id and status = 'dead';
   if not found then
     if exists (select 1 from private.outbox where id = p_id) then

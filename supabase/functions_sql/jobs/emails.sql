@@ -2,7 +2,8 @@
 
 -- ---------------------------------------------------------------------------------------------
 -- Emails: enqueued in the transaction of the change that causes them; rendered and sent by
--- cron_outbox (shared/email.py). One per (template, session, recipient).
+-- the job worker (shared/email.py). One per (template, session, recipient). The template must be
+-- registered (private.email_templates): a typo fails here, in the transaction that caused it.
 -- ---------------------------------------------------------------------------------------------
 create or replace function private.enqueue_email(
   p_template text, p_user_id uuid, p_session_id uuid, p_data jsonb default '{}', p_key_suffix text default ''

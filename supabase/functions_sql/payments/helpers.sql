@@ -16,16 +16,6 @@ $$;
 revoke execute on function private.stripe_id(jsonb) from public;
 grant execute on function private.stripe_id(jsonb) to service_role;
 
--- When a failed Stripe call is tried again: base × 2^(attempts-1), at most retry_max.
-create or replace function private.payments_retry_at(p_attempts int, p_now timestamptz) returns timestamptz
-language sql stable security definer set search_path = ''
-as $$
-  select p_now + least(private.setting_interval('payments.retry_max'),
-                        private.setting_interval('payments.retry_base') * power(2, least(greatest(p_attempts, 1) - 1, 20)))
-$$;
-revoke execute on function private.payments_retry_at(int, timestamptz) from public;
-grant execute on function private.payments_retry_at(int, timestamptz) to service_role;
-
 -- Why a payee cannot receive transfers now (null when it can).
 create or replace function private.payee_waiting_reason(p_mechanic_id uuid, p_organization_id uuid) returns text
 language sql stable security definer set search_path = ''

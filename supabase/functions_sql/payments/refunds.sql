@@ -1,7 +1,7 @@
 -- Payments: refunds.
 
 -- ---------------------------------------------------------------------------------------------
--- Refunds: requested (allocated at once), then sent by the worker; Stripe reports the outcome.
+-- Refunds: requested (allocated at once), then sent by a stripe.refund job; Stripe reports the outcome.
 -- ---------------------------------------------------------------------------------------------
 create or replace function private.refund_rank(p_status public.refund_status) returns int
 language sql immutable parallel safe set search_path = ''
@@ -67,14 +67,15 @@ begin
                     else least(v_remaining, floor(v_payout.original_amount_cents::numeric * p_refund.amount_cents
                                                   / p_payment.settled_base_cents)::int) end;
       continue when v_cut <= 0;
-      if v_payout.attempts = 0 and v_payout.status in ('waiting', 'queued') then
+      -- never attempted (no destination yet): Stripe never saw its amount, lower it in place
+      if v_payout.destination_account is null and v_payout.status in ('waiting', 'queued') then
         update public.payouts
         set amount_cents = amount_cents - v_cut,
             status = case when amount_cents - v_cut = 0 then 'cancelled'::public.payout_status else status end
         where id = v_payout.id;
       else
-        insert into public.transfer_reversals (payout_id, refund_id, amount_cents, next_attempt_at)
-        values (v_payout.id, p_refund.id, v_cut, p_now);
+        insert into public.transfer_reversals (payout_id, refund_id, amount_cents)
+        values (v_payout.id, p_refund.id, v_cut);
       end if;
       v_taken := v_taken + v_cut;
     end loop;
@@ -104,7 +105,7 @@ begin
   end if;
   update public.refunds
   set status = p_status, succeeded_at = case when p_status = 'succeeded' then p_now else succeeded_at end,
-      last_error = coalesce(left(p_error, 2000), last_error), claimed_at = null
+      last_error = coalesce(left(p_error, 2000), last_error)
   where id = p_refund_id;
   if p_status in ('failed', 'canceled') and v_refund.status not in ('failed', 'canceled') then
     select settled_at into v_settled from public.payments where id = v_refund.payment_id;
@@ -135,7 +136,7 @@ end
 $$;
 
 -- Records a refund of `p_payment_id` (null amount: all that remains). A card refund is queued for
--- the worker (or, from Stripe, recorded as Stripe reports it); a credit refund goes back to the
+-- a stripe.refund job (or, from Stripe, recorded as Stripe reports it); a credit refund goes back to the
 -- customer's credit at once. A payment that is then fully refunded cancels its session if the
 -- session has not started (nobody should serve a refunded request).
 create or replace function private.request_refund(
@@ -184,13 +185,13 @@ begin
   end if;
 
   insert into public.refunds (payment_id, customer_id, seq, amount_cents, currency, destination, origin, reason,
-                              requested_by, status, stripe_refund_id, next_attempt_at)
+                              requested_by, status, stripe_refund_id)
   values (v_payment.id, v_payment.customer_id,
           coalesce((select max(seq) from public.refunds where payment_id = v_payment.id), 0) + 1,
           v_amount, v_payment.currency, v_payment.method, p_origin, left(p_reason, 4000), p_requested_by,
           case when v_payment.method = 'credit' then 'succeeded'::public.refund_status
                else coalesce(p_status, 'queued'::public.refund_status) end,
-          p_stripe_refund_id, p_now)
+          p_stripe_refund_id)
   returning * into v_refund;
   if v_refund.status = 'succeeded' then
     update public.refunds set succeeded_at = p_now where id = v_refund.id returning * into v_refund;

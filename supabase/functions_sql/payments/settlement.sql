@@ -77,21 +77,21 @@ begin
     if v_mechanic_cents > 0 then
       v_reason := private.payee_waiting_reason(v_mechanic.id, null);
       insert into public.payouts (payment_id, session_id, payee_kind, mechanic_id, share_bps, original_amount_cents,
-                                  amount_cents, currency, status, waiting_reason, next_attempt_at)
+                                  amount_cents, currency, status, waiting_reason)
       values (v_payment.id, p_session_id, 'mechanic', v_mechanic.id,
               v_rule.mechanic_bps + case when v_mechanic.organization_id is null then v_rule.workshop_bps else 0 end,
               v_mechanic_cents, v_mechanic_cents, v_payment.currency,
               case when v_reason is null then 'queued'::public.payout_status else 'waiting'::public.payout_status end,
-              v_reason, p_now);
+              v_reason);
     end if;
     if v_workshop_cents > 0 then
       v_reason := private.payee_waiting_reason(null, v_mechanic.organization_id);
       insert into public.payouts (payment_id, session_id, payee_kind, organization_id, share_bps, original_amount_cents,
-                                  amount_cents, currency, status, waiting_reason, next_attempt_at)
+                                  amount_cents, currency, status, waiting_reason)
       values (v_payment.id, p_session_id, 'workshop', v_mechanic.organization_id, v_rule.workshop_bps,
               v_workshop_cents, v_workshop_cents, v_payment.currency,
               case when v_reason is null then 'queued'::public.payout_status else 'waiting'::public.payout_status end,
-              v_reason, p_now);
+              v_reason);
     end if;
     update public.payments
     set settled_at = p_now, settled_base_cents = v_base, split_rule_id = v_rule.id,

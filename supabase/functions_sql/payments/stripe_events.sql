@@ -256,6 +256,8 @@ begin
       return 'no_change';
     end if;
     update public.payout_accounts set stripe_refresh_requested_at = p_now where id = v_old.id;
+    perform private.enqueue_again('stripe.refresh_account', 'refresh_account:' || v_old.stripe_account_id,
+                                  jsonb_build_object('account', v_old.stripe_account_id), p_now);
     return 'refresh_requested';
   end if;
   update public.payout_accounts
@@ -264,7 +266,7 @@ begin
   where id = v_old.id
   returning * into v_new;
   if v_new.transfers_active and not v_old.transfers_active then
-    update public.payouts set status = 'queued', waiting_reason = null, next_attempt_at = p_now
+    update public.payouts set status = 'queued', waiting_reason = null  -- a stripe.transfer job each
     where status = 'waiting' and payee_id = coalesce(v_new.mechanic_id, v_new.organization_id);
   end if;
   return 'applied';

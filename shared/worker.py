@@ -1,0 +1,134 @@
+"""The job worker: one loop for every side effect in the queue (`private.outbox`).
+
+For each kind (in HANDLERS order): claim a batch of due jobs (`for update skip locked`, leased
+for the kind's `lease`) and commit; run each job's handler with no transaction open and no row
+lock held; settle it in a transaction of its own — sent, or retried after the kind's backoff, or
+dead-lettered after its `max_attempts` (the kind's `on_failure` SQL hook runs in that same
+transaction). Safe to run many times at once; a run that dies mid-batch leaves jobs that are
+claimed again when their lease runs out, and every handler is idempotent: it passes the job's
+dedupe key to the provider as its idempotency key.
+
+A handler takes the job's payload plus `_dedupe_key`, `_attempt` (1 for the first) and `_now`
+(the run's clock, None for the database's) and returns an outcome label to count (or None).
+It fails by raising. docs/jobs.md lists the kinds; every row of `private.job_kinds` has a handler
+here and every handler a row (a test checks both ways).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import inspect
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from shared import db
+from shared.logs import log
+
+Handler = Callable[[dict[str, Any]], Any]
+
+
+def handlers() -> dict[str, Handler]:
+    """Kind → handler, in the order a run works the kinds (Stripe: refund before paying out)."""
+    from shared import email, payments, rooms
+
+    return {
+        "stripe.refresh_account": payments.refresh_account,
+        "stripe.refund": payments.send_refund,
+        "stripe.transfer": payments.send_transfer,
+        "stripe.transfer_reversal": payments.send_reversal,
+        "email.send": email.send_outbox_email,
+        "email.support_alert": email.send_support_alert,
+        "livekit.delete_room": rooms.delete_room,
+    }
+
+
+class JobFailed(Exception):
+    """A failure whose message is recorded as it is (no exception class prefix)."""
+
+
+STRIPE_KINDS = ("stripe.refresh_account", "stripe.refund", "stripe.transfer", "stripe.transfer_reversal")
+OUTBOX_KINDS = ("email.send", "email.support_alert", "livekit.delete_room")
+
+
+def outcomes(*, retry: str, dead: str, ready: Callable[[], bool] | None = None) -> Callable[[Handler], Handler]:
+    """Labels counted when the handler fails and its job is retried, or dead-lettered; `ready`:
+    whether its provider is configured at all — when not, a run leaves the kind's jobs unclaimed
+    (they wait, with their attempts intact, instead of failing toward a dead letter)."""
+
+    def mark(fn: Handler) -> Handler:
+        fn.outcome_retry = retry  # type: ignore[attr-defined]
+        fn.outcome_dead = dead  # type: ignore[attr-defined]
+        fn.ready = ready  # type: ignore[attr-defined]
+        return fn
+
+    return mark
+
+
+@dataclass
+class RunResult:
+    counts: dict[str, int] = field(default_factory=lambda: {"claimed": 0, "sent": 0, "retry": 0, "dead": 0})
+    outcomes: Counter[str] = field(default_factory=Counter)
+
+
+def work(now: dt.datetime | None = None, limit: int = 50, kinds: Iterable[str] | None = None,
+         registry: dict[str, Handler] | None = None) -> RunResult:
+    """One run over `kinds` (default: every kind of the registry), up to `limit` jobs per kind.
+    `now` None: the database's clock for claims and settles."""
+    registry = registry if registry is not None else handlers()
+    result = RunResult()
+    for kind in (list(kinds) if kinds is not None else list(registry)):
+        _work_kind(kind, registry.get(kind), now, limit, result)
+    return result
+
+
+def _work_kind(kind: str, handler: Handler | None, now: dt.datetime | None, limit: int, result: RunResult) -> None:
+    ready = getattr(handler, "ready", None)
+    if ready is not None and not ready():
+        log("info", "jobs left waiting: provider not configured", kind=kind)
+        return
+    with db.transaction() as conn:
+        rows = conn.execute("select * from private.outbox_claim(coalesce(%s::timestamptz, now()), %s, %s)",
+                            (now, limit, [kind])).fetchall()
+    result.counts["claimed"] += len(rows)
+    for row in rows:
+        error: str | None = None
+        outcome: Any = None
+        try:
+            if handler is None:
+                raise LookupError(f"no handler for {row['kind']}")
+            outcome = handler({**row["payload"], "_dedupe_key": row["dedupe_key"], "_attempt": row["attempts"],
+                               "_now": now})
+            if inspect.isawaitable(outcome):
+                outcome = asyncio.run(outcome)  # type: ignore[arg-type]
+        except Exception as exc:  # any failure is retried, then dead-lettered
+            error = (str(exc) if isinstance(exc, JobFailed) else f"{exc.__class__.__name__}: {exc}")[:2000]
+            log("warning", "job failed", job_id=row["id"], kind=row["kind"], attempt=row["attempts"], error=error)
+        with db.transaction() as conn:
+            status = db.one(conn, "select private.outbox_settle(%s, %s, %s, coalesce(%s::timestamptz, now())) as s",
+                            (row["id"], error is None, error, now))["s"]
+        bucket = "sent" if status == "sent" else "dead" if status == "dead" else "retry"
+        result.counts[bucket] += 1
+        if error is None:
+            if isinstance(outcome, str):
+                result.outcomes[outcome] += 1
+        else:
+            label = getattr(handler, "outcome_dead" if bucket == "dead" else "outcome_retry", None)
+            if label:
+                result.outcomes[label] += 1
+
+
+def deliver(now: dt.datetime | None = None, limit: int = 50, kinds: list[str] | None = None,
+            registry: dict[str, Handler] | None = None) -> dict[str, int]:
+    """One run; returns {claimed, sent, retry, dead}."""
+    if now is None:
+        now = dt.datetime.now(dt.UTC)
+    return work(now, limit, kinds, registry).counts
+
+
+def run_all(limit: int = 50) -> dict[str, Any]:
+    """The cron entry point's run over every kind: counts plus the handlers' outcomes."""
+    result = work(dt.datetime.now(dt.UTC), limit)
+    return {**result.counts, **dict(result.outcomes)}
