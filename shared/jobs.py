@@ -22,17 +22,6 @@ def run(job: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     return result
 
 
-def sql_job(query: str, params: tuple[Any, ...] = ()) -> Callable[[], dict[str, Any]]:
-    """A job that is one SQL function call returning jsonb, in one transaction."""
-
-    def call() -> dict[str, Any]:
-        with db.transaction() as conn:
-            result: dict[str, Any] = db.one(conn, query, params)["r"]
-            return result
-
-    return call
-
-
 def _json(value: Any) -> str:
     import json
 
