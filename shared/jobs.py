@@ -1,4 +1,5 @@
-"""Cron jobs: each run is recorded in private.cron_runs (start, end, result or error)."""
+"""The Python cron jobs (functions/cron/): each run is recorded in private.cron_runs (start, end, result or
+error). The jobs that are SQL record their runs themselves (private.run_job, docs/jobs.md)."""
 
 from __future__ import annotations
 
