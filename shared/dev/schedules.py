@@ -116,7 +116,9 @@ class Scheduler:
             assert self.app is not None
             response = Client(self.app).post(f"/{job.target}", data=job.body, content_type="application/json",
                                              headers={"Authorization": f"Bearer {secret}"})
-            return f"{response.status_code} {response.get_data(as_text=True).strip()}"
+            if response.status_code == 200:
+                return response.get_json(silent=True)
+            return f"HTTP {response.status_code}: {response.get_data(as_text=True).strip()}"
         return run
 
     # -- running ------------------------------------------------------------------------------
@@ -143,7 +145,9 @@ class Scheduler:
 
     def _run(self, name: str, run: Callable[[], Any]) -> None:
         try:
-            self.log(f"schedule {name}: {run()}")
+            result = run()
+            if not (isinstance(result, dict) and not any(result.values())):  # runs that did nothing: quiet
+                self.log(f"schedule {name}: {result}")
         except Exception as exc:  # a failing job never stops the scheduler
             self.log(f"schedule {name}: failed: {exc!r}")
         finally:
