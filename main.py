@@ -7,17 +7,10 @@ import functions_framework
 
 from functions.checkout import create_checkout as _create_checkout
 from functions.connect import connect_onboarding as _connect_onboarding
-from functions.cron.dispatch import cron_dispatch as _cron_dispatch
 from functions.cron.jobs import cron_jobs as _cron_jobs
-from functions.cron.nudges import cron_nudges as _cron_nudges
-from functions.cron.outbox import cron_outbox as _cron_outbox
-from functions.cron.payments import cron_payments as _cron_payments
 from functions.cron.reconcile_livekit import cron_reconcile_livekit as _cron_reconcile_livekit
-from functions.cron.session_timers import cron_session_timers as _cron_session_timers
-from functions.cron.sweep_requests import cron_sweep_requests as _cron_sweep_requests
 from functions.health import health as _health
 from functions.livekit_token import livekit_token as _livekit_token
-from functions.route_request import route_request as _route_request
 from functions.session_calendar import session_calendar as _session_calendar
 from functions.webhooks.livekit import livekit_webhook as _livekit_webhook
 from functions.webhooks.stripe import stripe_webhook as _stripe_webhook
@@ -25,17 +18,10 @@ from functions.webhooks.stripe import stripe_webhook as _stripe_webhook
 # Targets served by `autodoctor serve` under /<target>; each is deployed as its own function.
 TARGETS = [
     "health",
-    "route_request",
-    "cron_dispatch",
     "livekit_token",
     "livekit_webhook",
-    "cron_session_timers",
     "cron_reconcile_livekit",
     "cron_jobs",
-    "cron_outbox",
-    "cron_sweep_requests",
-    "cron_nudges",
-    "cron_payments",
     "create_checkout",
     "stripe_webhook",
     "connect_onboarding",
@@ -49,16 +35,6 @@ def health(request: flask.Request) -> flask.Response:
 
 
 @functions_framework.http
-def route_request(request: flask.Request) -> flask.Response:
-    return _route_request(request)
-
-
-@functions_framework.http
-def cron_dispatch(request: flask.Request) -> flask.Response:
-    return _cron_dispatch(request)
-
-
-@functions_framework.http
 def livekit_token(request: flask.Request) -> flask.Response:
     return _livekit_token(request)
 
@@ -69,11 +45,6 @@ def livekit_webhook(request: flask.Request) -> flask.Response:
 
 
 @functions_framework.http
-def cron_session_timers(request: flask.Request) -> flask.Response:
-    return _cron_session_timers(request)
-
-
-@functions_framework.http
 def cron_reconcile_livekit(request: flask.Request) -> flask.Response:
     return _cron_reconcile_livekit(request)
 
@@ -81,11 +52,6 @@ def cron_reconcile_livekit(request: flask.Request) -> flask.Response:
 @functions_framework.http
 def cron_jobs(request: flask.Request) -> flask.Response:
     return _cron_jobs(request)
-
-
-@functions_framework.http
-def cron_outbox(request: flask.Request) -> flask.Response:
-    return _cron_outbox(request)
 
 
 @functions_framework.http
@@ -104,20 +70,5 @@ def connect_onboarding(request: flask.Request) -> flask.Response:
 
 
 @functions_framework.http
-def cron_sweep_requests(request: flask.Request) -> flask.Response:
-    return _cron_sweep_requests(request)
-
-
-@functions_framework.http
-def cron_nudges(request: flask.Request) -> flask.Response:
-    return _cron_nudges(request)
-
-
-@functions_framework.http
 def session_calendar(request: flask.Request) -> flask.Response:
     return _session_calendar(request)
-
-
-@functions_framework.http
-def cron_payments(request: flask.Request) -> flask.Response:
-    return _cron_payments(request)

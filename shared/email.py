@@ -23,6 +23,7 @@ from shared import PACKAGE_DIR, db
 from shared.config import get_settings
 from shared.errors import AppError
 from shared.logs import log
+from shared.worker import outcomes as worker_outcomes
 
 TEMPLATES = PACKAGE_DIR / "email_templates"
 SUBJECTS = {
@@ -131,17 +132,27 @@ def _write_file(to: str, message: Rendered, key: str, directory: Path) -> Path:
     return path
 
 
-def deliver(to: str, message: Rendered, key: str) -> None:
+def _files_dir() -> Path | None:
     settings = get_settings()
-    if settings.resend_api_key:
+    return settings.email_files_dir or (settings.home / "mail" if settings.local_dev else None)
+
+
+def email_ready() -> bool:
+    """A delivery is configured (Resend, or files locally): email jobs may run; else they wait."""
+    return bool(get_settings().resend_api_key or _files_dir())
+
+
+def deliver(to: str, message: Rendered, key: str) -> None:
+    if get_settings().resend_api_key:
         _send_resend(to, message, key)
         return
-    directory = settings.email_files_dir or (settings.home / "mail" if settings.local_dev else None)
+    directory = _files_dir()
     if directory is None:
         raise AppError("setting_missing", "set RESEND_API_KEY (or EMAIL_FILES_DIR for local files)")
     _write_file(to, message, key, directory)
 
 
+@worker_outcomes(retry="emails_retried", dead="emails_dead", ready=email_ready)
 def send_outbox_email(payload: dict[str, Any]) -> None:
     """Job handler for `email.send`: {template, user_id, session_id, data, _dedupe_key}."""
     with db.transaction() as conn:
@@ -163,6 +174,7 @@ def send_outbox_email(payload: dict[str, Any]) -> None:
     deliver(ctx["to"], message, payload["_dedupe_key"])
 
 
+@worker_outcomes(retry="alerts_retried", dead="alerts_dead", ready=email_ready)
 def send_support_alert(payload: dict[str, Any]) -> None:
     """Job handler for `email.support_alert` (SUPPORT_EMAIL; the admin queue also gets it live)."""
     to = get_settings().support_email

@@ -1,4 +1,5 @@
-"""Cron jobs: each run is recorded in private.cron_runs (start, end, result or error)."""
+"""The Python cron jobs (functions/cron/): each run is recorded in private.cron_runs (start, end, result or
+error). The jobs that are SQL record their runs themselves (private.run_job, docs/jobs.md)."""
 
 from __future__ import annotations
 
@@ -20,17 +21,6 @@ def run(job: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     with db.transaction() as conn:
         conn.execute("select private.cron_run_finish(%s, true, %s::jsonb, null)", (run_id, _json(result)))
     return result
-
-
-def sql_job(query: str, params: tuple[Any, ...] = ()) -> Callable[[], dict[str, Any]]:
-    """A job that is one SQL function call returning jsonb, in one transaction."""
-
-    def call() -> dict[str, Any]:
-        with db.transaction() as conn:
-            result: dict[str, Any] = db.one(conn, query, params)["r"]
-            return result
-
-    return call
 
 
 def _json(value: Any) -> str:

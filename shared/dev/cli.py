@@ -7,6 +7,7 @@ import argparse
 import importlib.util
 import json
 import os
+import secrets
 import sys
 from urllib.parse import urlsplit, urlunsplit
 
@@ -172,10 +173,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if not args.database_url:  # the embedded database: local development mode
         os.environ.setdefault("AUTODOCTOR_LOCAL", "1")
     os.environ["DATABASE_URL"] = url
+    schedules = args.schedules and os.environ.get("AUTODOCTOR_SCHEDULES", "1").strip().lower() not in (
+        "0", "false", "no", "off")
+    if schedules and not os.environ.get("CRON_SECRET"):
+        # the scheduler calls the Python jobs in-process; a secret of this process only
+        os.environ["CRON_SECRET"] = secrets.token_urlsafe(32)
     get_settings.cache_clear()
     print(f"database: {url}")
     print(f"functions: http://{args.host}:{args.port}/<target>  (health: /health)")
-    serve(args.host, args.port)
+    print("schedules: " + ("private.schedules and the Python jobs (--no-schedules to disable)" if schedules
+                           else "off"))
+    serve(args.host, args.port, schedules_url=url if schedules else None)
     return 0
 
 
@@ -231,6 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", parents=[common], help="migrate and serve every function on one port")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=None)
+    serve.add_argument("--no-schedules", dest="schedules", action="store_false",
+                       help="do not run private.schedules and the Python jobs (also AUTODOCTOR_SCHEDULES=0)")
     serve.set_defaults(func=cmd_serve)
 
     token = sub.add_parser("token", help="a JWT signed with SUPABASE_JWT_SECRET, shaped like Supabase's")

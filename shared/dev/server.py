@@ -47,7 +47,20 @@ def build_app() -> DispatcherMiddleware:
     return DispatcherMiddleware(_not_found, mounts)
 
 
-def serve(host: str, port: int) -> None:
+def serve(host: str, port: int, schedules_url: str | None = None) -> None:
+    """Serves until interrupted; with `schedules_url`, runs the schedules on that database meanwhile
+    (shared/dev/schedules.py) and stops them with the server."""
     from werkzeug.serving import run_simple
 
-    run_simple(host, port, build_app(), threaded=True, use_reloader=False)
+    app = build_app()
+    scheduler = None
+    if schedules_url:
+        from shared.dev.schedules import Scheduler
+
+        scheduler = Scheduler(schedules_url, app)
+        scheduler.start()
+    try:
+        run_simple(host, port, app, threaded=True, use_reloader=False)
+    finally:
+        if scheduler is not None:
+            scheduler.stop()

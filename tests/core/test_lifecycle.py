@@ -144,8 +144,9 @@ def test_one_active_request_per_intake(db):
 
 def test_accept_assigns_everything(db):
     w = make_world(db)
-    db.execute("insert into public.session_offers (request_id, mechanic_id, status) values (%s, %s, 'offered')",
-               (w.request, w.other_mechanic))
+    # routed when filed: the other mechanic holds an offer too
+    assert db.scalar("select status::text from public.session_offers where request_id = %s and mechanic_id = %s",
+                     (w.request, w.other_mechanic)) == "offered"
     result = accept(db, w.mechanic, w.request)
     assert result == {"request_id": str(w.request), "session_id": str(w.session), "status": "accepted"}
     request = db.one("select status, mechanic_id, accepted_at from public.session_requests where id = %s", (w.request,))
@@ -157,7 +158,7 @@ def test_accept_assigns_everything(db):
     assert roles == {w.customer: "customer", w.mechanic: "mechanic"}
     offers = {r["mechanic_id"]: r["status"] for r in db.all(
         "select mechanic_id, status::text from public.session_offers where request_id = %s", (w.request,))}
-    assert offers == {w.mechanic: "accepted", w.other_mechanic: "withdrawn"}
+    assert offers == {None: "withdrawn", w.mechanic: "accepted", w.other_mechanic: "withdrawn"}
     commitment = db.one("select kind, status from public.mechanic_commitments where session_id = %s", (w.session,))
     assert commitment == {"kind": "on_demand", "status": "in_progress"}
     assert db.scalar("select status from public.intakes where id = %s", (w.intake,)) == "in_progress"

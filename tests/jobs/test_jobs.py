@@ -13,7 +13,6 @@ import threading
 import uuid
 from pathlib import Path
 
-import flask
 import psycopg
 import pytest
 
@@ -25,7 +24,6 @@ from tests.support.factories import accept, make_customer, make_intake, make_mec
 from tests.support.harness import Db
 from tests.support.stubs.server import StubServer
 
-CRON = "cron-secret-0123456789"
 GOLDEN = Path(__file__).parents[1] / "support" / "golden" / "emails"
 
 
@@ -225,7 +223,6 @@ def test_html_escapes_user_text_and_text_does_not():
 @pytest.fixture
 def mail_env(fresh_url, monkeypatch, tmp_path):
     monkeypatch.setenv("DATABASE_URL", fresh_url)
-    monkeypatch.setenv("CRON_SECRET", CRON)
     monkeypatch.setenv("EMAIL_FILES_DIR", str(tmp_path / "mail"))
     monkeypatch.delenv("RESEND_API_KEY", raising=False)
     get_settings.cache_clear()
@@ -288,50 +285,65 @@ def test_emails_sent_through_resend(mail_env):
 
 
 # ------------------------------------------------------------------------------------------------
-# cron functions and the admin outbox
+# scheduled jobs (private.schedules) and the admin outbox
 # ------------------------------------------------------------------------------------------------
-def _call(fn, auth=f"Bearer {CRON}"):
-    app = flask.Flask("t")
-    with app.test_request_context("/", method="POST", headers={"Authorization": auth} if auth else {},
-                                  content_type="application/json"):
-        resp = fn(flask.request)
-        return resp.status_code, resp.get_json()
+def _run_schedule(url, name):
+    """Runs a schedule's command the way pg_cron does: one statement on its own connection."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        command = conn.execute("select command from private.schedules where name = %s", (name,)).fetchone()[0]
+        return conn.execute(command).fetchone()[0]
 
 
-def test_cron_functions_record_their_runs(mail_env):
-    from functions.cron.nudges import cron_nudges
-    from functions.cron.session_timers import cron_session_timers
-    from functions.cron.sweep_requests import cron_sweep_requests
-
-    d, _, _ = mail_env
-    for fn in (cron_sweep_requests, cron_nudges, cron_session_timers):
-        assert _call(fn, auth=None)[0] == 401
-        assert _call(fn, auth="Bearer not-the-secret-000")[0] == 401
-        status, body = _call(fn)
-        assert status == 200, body
-    assert _call(cron_sweep_requests)[1] == {"unattended": 0, "expired": 0, "no_show_cancelled": 0,
-                                             "orphaned_cancelled": 0}
-    d.conn.rollback()
-    runs = d.all("select job, ok, result from private.cron_runs order by id")
-    assert [r["job"] for r in runs] == ["cron_sweep_requests", "cron_nudges", "cron_session_timers",
-                                        "cron_sweep_requests"]
-    assert all(r["ok"] for r in runs) and runs[2]["result"] == {"ended": 0, "starting_notices": 0,
-                                                        "holds_expired": 0, "sessions_opened": 0}
+def test_scheduled_jobs_record_their_runs(fresh_url):
+    for name in ("sweep_requests", "nudges", "session_timers"):
+        assert "errors" not in _run_schedule(fresh_url, name)
+    assert _run_schedule(fresh_url, "sweep_requests") == {"unattended": 0, "expired": 0, "no_show_cancelled": 0,
+                                                          "orphaned_cancelled": 0}
+    with psycopg.connect(fresh_url) as conn:
+        d = Db(conn)
+        runs = d.all("select job, ok, result, error, finished_at >= started_at as timed from private.cron_runs"
+                     " order by id")
+        assert [r["job"] for r in runs] == ["cron_sweep_requests", "cron_nudges", "cron_session_timers",
+                                            "cron_sweep_requests"]
+        assert all(r["ok"] and r["timed"] and r["error"] is None for r in runs)
+        assert runs[2]["result"] == {"ended": 0, "starting_notices": 0, "holds_expired": 0, "sessions_opened": 0}
+        assert d.error("select private.run_job('no_such_job')").sqlstate == "AD004"
 
 
-def test_failed_run_is_recorded(mail_env, monkeypatch):
-    from functions.cron.sweep_requests import cron_sweep_requests
+def test_failed_run_is_recorded(fresh_url):
+    with psycopg.connect(fresh_url) as conn:
+        # a text value passes the settings' type check; the interval reader refuses it
+        conn.execute("update private.settings set value_type = 'text', value = '\"not an interval\"'"
+                     " where key = 'requests.unattended_after'")
+        conn.commit()
+    result = _run_schedule(fresh_url, "sweep_requests")  # recorded and returned, not raised
+    assert len(result["errors"]) == 1 and "AD007" in result["errors"][0]
+    with psycopg.connect(fresh_url) as conn:
+        run = Db(conn).one("select job, ok, result, error from private.cron_runs order by id desc limit 1")
+    assert run["job"] == "cron_sweep_requests" and run["ok"] is False and run["result"] is None
+    assert "not an interval" in run["error"]
 
-    d, _, _ = mail_env
-    # a text value passes the settings' type check; the interval reader refuses it
-    d.execute("update private.settings set value_type = 'text', value = '\"not an interval\"'"
-              " where key = 'requests.unattended_after'")
-    d.conn.commit()
-    status, body = _call(cron_sweep_requests)
-    assert status == 500 and body["code"] == "AD007"
-    d.conn.rollback()
-    run = d.one("select ok, error from private.cron_runs order by id desc limit 1")
-    assert run["ok"] is False and "not an interval" in run["error"]
+
+def test_a_failing_timer_step_keeps_the_others(fresh_url):
+    """session_timers' four steps run in their own subtransactions: one failing rolls back only itself."""
+    with psycopg.connect(fresh_url) as conn:
+        d = Db(conn)
+        w = make_world(d)
+        accept(d, w.mechanic, w.request)
+        d.execute("update public.sessions set status = 'live', started_at = now() - interval '9 minutes',"
+                  " deadline_at = now() - interval '4 minutes' where id = %s", (w.session,))
+        d.execute("update private.settings set value_type = 'text', value = '\"not an interval\"'"
+                  " where key = 'sessions.starting_notice'")
+        conn.commit()
+    result = _run_schedule(fresh_url, "session_timers")
+    assert result["ended"] == 1 and result["holds_expired"] == 0 and result["sessions_opened"] == 0
+    assert len(result["errors"]) == 1 and result["errors"][0].startswith("send_starting_notices: ")
+    with psycopg.connect(fresh_url) as conn:
+        d = Db(conn)
+        assert d.scalar("select status from public.sessions where id = %s", (w.session,)) == "completed"
+        run = d.one("select ok, result, error from private.cron_runs where job = 'cron_session_timers'")
+    assert run["ok"] is False and run["result"]["ended"] == 1 and "not an interval" in run["error"]
+    assert "starting_notices" not in run["result"]
 
 
 def test_admin_outbox_and_retry(db):

@@ -186,6 +186,9 @@ def test_average_accept_minutes_from_history(db, customer):
     request = request_free(db, other)["request_id"]
     db.execute("update public.session_requests set created_at = now() - interval '6 minutes', "
                "broadcast_at = now() - interval '6 minutes' where id = %s", (request,))
+    # routed when filed: its offers went out then too
+    db.execute("update public.session_offers set offered_at = now() - interval '6 minutes' where request_id = %s",
+               (request,))
     accept(db, m, request)
     with db.as_user(customer):
         row = db.one("select avg_accept_minutes from public.available_mechanics() where id = %s", (m,))

@@ -1,5 +1,5 @@
-"""Routing: the preferred mechanic's window, targeted offers and the broadcast, declines and expiries
-moving the request on, dispatch, races with accepts, and the HTTP functions."""
+"""Routing: routing when a request is filed, the preferred mechanic's window, targeted offers and the
+broadcast, declines and expiries moving the request on, dispatch and its schedule, races with accepts."""
 
 from __future__ import annotations
 
@@ -8,12 +8,9 @@ import json
 import threading
 import uuid
 
-import flask
 import psycopg
 import pytest
 
-from shared import db as shared_db
-from shared.config import get_settings
 from tests.support.factories import accept, make_customer, make_intake, make_mechanic, request_free
 from tests.support.harness import Db
 from tests.support.personas import request_as_user
@@ -48,9 +45,10 @@ def test_request_without_preference_goes_to_everyone_and_the_best_three(db, worl
     customer, m, _ = world
     request = uuid.UUID(request_free(db, customer)["request_id"])
     assert len(messages(db, "mechanics:requests", "new_request", request)) == 1  # at creation
-    result = route(db, request)
-    assert result["stage"] == "targeted" and result["offers_created"] == 3 and result["broadcast"] is True
+    # routed in the transaction that filed it: the broadcast row and the best three
     assert offers(db, request) == {None: "offered", m[0]: "offered", m[1]: "offered", m[2]: "offered"}
+    assert db.scalar("select next_route_at = now() + interval '2 minutes' from public.session_requests"
+                     " where id = %s", (request,))
     for mech in m[:3]:
         payload = messages(db, f"mechanic:{mech}", "offer", request)[0]["payload"]
         assert payload["preferred"] is False and payload["expires_at"] and payload["reasons"]
@@ -154,13 +152,14 @@ def test_release_routes_again(db, world):
 
 def test_dispatch_due_routes_only_due_requests(db, world):
     customer, _m, preferred = world
-    due = uuid.UUID(request_free(db, customer)["request_id"])
+    due = uuid.UUID(request_free(db, customer)["request_id"])  # its offers expire at now + 2 min
     waiting = uuid.UUID(request_free(db, make_customer(db), p_preferred_mechanic_id=preferred)["request_id"])
-    route(db, waiting)  # in its window until created_at + 10 min
-    now = db.scalar("select now()")
-    result = db.scalar("select private.dispatch_due(%s, 100)", (now,))
-    assert result == {"routed": 1, "offers_created": 3}
+    now = db.scalar("select now()")  # both were routed when filed: nothing is due yet
     assert db.scalar("select private.dispatch_due(%s, 100)", (now,)) == {"routed": 0, "offers_created": 0}
+    soon = now + dt.timedelta(minutes=3)
+    result = db.scalar("select private.dispatch_due(%s, 100)", (soon,))
+    assert result == {"routed": 1, "offers_created": 3}  # the next three for `due`; `waiting` is in its window
+    assert db.scalar("select private.dispatch_due(%s, 100)", (soon,)) == {"routed": 0, "offers_created": 0}
     later = db.scalar("select private.dispatch_due(%s, 100)", (now + dt.timedelta(minutes=11),))
     assert later["routed"] == 2  # the window ended, and the first request's offers expired
     assert offers(db, waiting)[None] == "offered"
@@ -252,9 +251,9 @@ def test_concurrent_dispatchers_share_the_work(fresh_url):
     barrier = threading.Barrier(4)
     results = [None] * 4
 
-    def run(k):
+    def run(k):  # three minutes on: every request's targeted offers (made when it was filed) expired
         barrier.wait()
-        results[k] = _service(conns[k], "select private.dispatch_due(now(), 1000)", ())
+        results[k] = _service(conns[k], "select private.dispatch_due(now() + interval '3 minutes', 1000)", ())
 
     threads = [threading.Thread(target=run, args=(k,)) for k in range(4)]
     for t in threads:
@@ -267,58 +266,35 @@ def test_concurrent_dispatchers_share_the_work(fresh_url):
     assert sum(r[1]["routed"] for r in results) == 30  # each due request routed by exactly one run
     with psycopg.connect(fresh_url) as conn:
         assert conn.execute("select count(*) from public.session_offers where mechanic_id is null").fetchone()[0] == 30
+        # three offers when filed, and the fourth mechanic once each, never twice
         assert conn.execute("select count(*) from public.session_offers where mechanic_id is not null"
-                            ).fetchone()[0] == 90
+                            ).fetchone()[0] == 120
+        assert conn.execute("select count(*) from public.session_offers where mechanic_id is not null"
+                            " and status = 'offered'").fetchone()[0] == 30
 
 
 # ------------------------------------------------------------------------------------------------
-# HTTP functions
+# The dispatch schedule (private.schedules)
 # ------------------------------------------------------------------------------------------------
-@pytest.fixture
-def http_env(fresh_url, monkeypatch):
-    monkeypatch.setenv("DATABASE_URL", fresh_url)
-    monkeypatch.setenv("CRON_SECRET", "cron-secret-0123456789")
-    get_settings.cache_clear()
-    shared_db.close_pool()
-    yield fresh_url
-    shared_db.close_pool()
-    get_settings.cache_clear()
-
-
-def _call(fn, body=None, auth="Bearer cron-secret-0123456789", method="POST"):
-    app = flask.Flask("t")
-    headers = {"Authorization": auth} if auth else {}
-    with app.test_request_context("/", method=method, data=json.dumps(body) if body is not None else None,
-                                  headers=headers, content_type="application/json"):
-        resp = fn(flask.request)
-        return resp.status_code, resp.get_json()
-
-
-def test_http_route_request_and_cron_dispatch(http_env):
-    from functions.cron.dispatch import cron_dispatch
-    from functions.route_request import route_request
-
-    with psycopg.connect(http_env) as conn:
+def test_dispatch_schedule_routes_due_requests_and_records_its_run(fresh_url):
+    with psycopg.connect(fresh_url) as conn:
         conn.execute("select 1")
         d = Db(conn)
         make_mechanic(d, name="M")
         c = make_customer(d)
         first = request_free(d, c, intake=make_intake(d, c))["request_id"]
         second = request_free(d, c, intake=make_intake(d, c))["request_id"]
+        # the second request's only mechanic declined: it is due again
+        d.execute("update public.session_requests set next_route_at = now() - interval '1 second' where id = %s",
+                  (second,))
+        command = d.scalar("select command from private.schedules where name = 'dispatch'")
         conn.commit()
-    webhook = {"type": "INSERT", "table": "session_requests", "schema": "public", "record": {"id": first},
-               "old_record": None}
-    status, payload = _call(route_request, webhook)
-    assert status == 200 and payload["stage"] == "targeted" and payload["offers_created"] == 1
-    assert _call(route_request, webhook, auth=None)[0] == 401
-    assert _call(route_request, webhook, auth="Bearer wrong-secret-000000")[0] == 401
-    assert _call(route_request, {**webhook, "table": "sessions"})[0] == 400
-    assert _call(route_request, {**webhook, "record": {"id": "nope"}})[0] == 400
-    assert _call(route_request, {**webhook, "record": {"id": str(uuid.uuid4())}})[0] == 404
-    status, payload = _call(cron_dispatch, {})
-    assert status == 200 and payload["routed"] == 1  # the second request; the first is not due
-    assert _call(cron_dispatch, {"limit": 0})[0] == 400
-    assert _call(cron_dispatch, {}, method="GET")[0] == 405
-    with psycopg.connect(http_env) as conn:
-        assert conn.execute("select count(*) from public.session_offers where request_id = %s",
-                            (second,)).fetchone()[0] == 2
+    assert command == "select private.run_job('dispatch')"
+    with psycopg.connect(fresh_url, autocommit=True) as conn:
+        assert conn.execute(command).fetchone()[0] == {"routed": 1, "offers_created": 0}  # the second only
+        run = conn.execute("select job, ok, result, finished_at is not null from private.cron_runs"
+                           " order by id desc limit 1").fetchone()
+        assert run == ("cron_dispatch", True, {"routed": 1, "offers_created": 0}, True)
+        for request in (first, second):  # one broadcast row and one targeted offer each, made when filed
+            assert conn.execute("select count(*) from public.session_offers where request_id = %s",
+                                (request,)).fetchone()[0] == 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import time
 import uuid
@@ -85,6 +86,31 @@ def test_serve_stops_on_a_migration_error(named_db: str, tmp_path: Path, monkeyp
     monkeypatch.setenv("AUTODOCTOR_PROJECT_DIR", str(tmp_path))
     assert main(["serve", "--database-url", named_db, "--port", str(_free_port())]) == 1
     assert capsys.readouterr().err.startswith("error: migration 20260101000000_bad.sql")
+
+
+def test_serve_runs_the_schedules_unless_told_not_to(named_db: str, monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    import shared.dev.server
+
+    served: list[str | None] = []
+    monkeypatch.setattr(shared.dev.server, "serve",
+                        lambda host, port, schedules_url=None: served.append(schedules_url))
+    for var in ("DATABASE_URL", "AUTODOCTOR_LOCAL", "AUTODOCTOR_SCHEDULES"):
+        monkeypatch.setenv(var, "")
+        monkeypatch.delenv(var)
+    monkeypatch.setenv("CRON_SECRET", "x" * 16)
+    monkeypatch.delenv("CRON_SECRET")  # restored (absent) afterwards: serve makes one up
+    port = str(_free_port())
+    try:
+        assert main(["serve", "--database-url", named_db, "--port", port]) == 0
+        assert served == [named_db] and len(os.environ["CRON_SECRET"]) >= 16
+        assert main(["serve", "--database-url", named_db, "--port", port, "--no-schedules"]) == 0
+        monkeypatch.setenv("AUTODOCTOR_SCHEDULES", "0")
+        assert main(["serve", "--database-url", named_db, "--port", port]) == 0
+        assert served == [named_db, None, None]
+        assert "schedules: off" in capsys.readouterr().out
+    finally:
+        get_settings.cache_clear()
 
 
 def test_db_status(named_db: str, capsys: pytest.CaptureFixture[str]) -> None:

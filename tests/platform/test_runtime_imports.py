@@ -60,7 +60,7 @@ def _probe(
 
 
 def test_every_function_target_imports_without_the_tooling() -> None:
-    assert {"shared.db", "shared.email", "functions.cron.outbox"} <= set(runtime_modules())
+    assert {"shared.db", "shared.email", "functions.cron.jobs"} <= set(runtime_modules())
     result = _probe(ROOT)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().startswith("imported ")

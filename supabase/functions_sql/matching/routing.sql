@@ -192,3 +192,21 @@ end
 $$;
 revoke execute on function private.dispatch_due(timestamptz, int) from public;
 grant execute on function private.dispatch_due(timestamptz, int) to service_role;
+
+-- ---------------------------------------------------------------------------------------------
+-- A request is routed in the transaction that files it: the preferred mechanic's offer, or the
+-- broadcast offer row and the targeted offers to the best mechanics. Later routing (window ends,
+-- expiries, declines, releases) is the `dispatch` job's (private.schedules).
+-- ---------------------------------------------------------------------------------------------
+create or replace function private.tg_session_requests__route() returns trigger
+language plpgsql security definer set search_path = ''
+as $$
+begin
+  perform private.route_request(new.id, now());
+  return null;
+end
+$$;
+revoke execute on function private.tg_session_requests__route() from public;
+drop trigger if exists _500_route on public.session_requests;
+create trigger _500_route after insert on public.session_requests
+  for each row execute function private.tg_session_requests__route();
