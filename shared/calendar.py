@@ -59,7 +59,7 @@ def build_ics(event: dict[str, Any], *, now: dt.datetime | None = None) -> bytes
 
 def session_event(session_id: str, user_id: str | None) -> dict[str, Any]:
     """The calendar data of a booked session the user takes part in (not_found otherwise)."""
-    with db.transaction("service_role", {"role": "service_role"}) as conn:
+    with db.transaction() as conn:
         row = conn.execute("select private.session_calendar_data(%s, %s) as e", (session_id, user_id)).fetchone()
     if row is None or row["e"] is None:
         raise AppError("not_found", "no such booked session")

@@ -66,12 +66,17 @@ def set_request_context(
     )
 
 
+# Every Python path runs its SQL as this role, the way PostgREST runs a request made with the
+# service key: grants decide what it may call (the `private` functions granted to service_role),
+# RLS does not apply. The connection's own user (the schema owner) is never used for platform work.
+PLATFORM_ROLE = "service_role"
+
+
 @contextmanager
-def transaction(role: str | None = None, claims: dict[str, Any] | None = None) -> Iterator[Conn]:
-    """One transaction; with `role`, acting as that API role with those JWT claims."""
+def transaction() -> Iterator[Conn]:
+    """One transaction acting as PLATFORM_ROLE (role and JWT claims set transaction-locally)."""
     with pool().connection() as conn, conn.transaction():
-        if role is not None:
-            set_request_context(conn, role, claims)
+        set_request_context(conn, PLATFORM_ROLE, {"role": PLATFORM_ROLE})
         yield conn
 
 

@@ -36,15 +36,6 @@ from shared.stripe_client import error_text, get_client, idempotency_key, option
 from shared.worker import JobFailed
 from shared.worker import outcomes as worker_outcomes
 
-SERVICE_CLAIMS = {"role": "service_role"}
-
-
-@contextmanager
-def service_transaction() -> Iterator[db.Conn]:
-    """One transaction acting as service_role (platform work: grants apply, RLS does not)."""
-    with db.transaction("service_role", SERVICE_CLAIMS) as conn:
-        yield conn
-
 
 def _one(conn: db.Conn, query: str, params: tuple[Any, ...]) -> Any:
     row = conn.execute(query, params).fetchone()
@@ -80,7 +71,7 @@ def create_checkout(
     if req.extension_id is not None and (req.intake_id is not None or req.vehicle_id is not None
                                          or req.preferred_mechanic_id is not None or req.specialist):
         raise AppError("invalid_input", "an extension is paid on its own: no intake, vehicle, mechanic or specialist")
-    with service_transaction() as conn:
+    with db.transaction() as conn:
         if req.extension_id is not None:
             prep = _one(conn, "select private.prepare_extension_checkout(%s, %s)", (customer_id, req.extension_id))
         elif req.hold_id is not None:
@@ -132,13 +123,13 @@ def create_checkout(
         client = client or get_client()
         session = client.v1.checkout.sessions.create(params, options(idempotency_key("checkout", booking_id)))
     except (stripe.StripeError, AppError) as exc:
-        with service_transaction() as conn:
+        with db.transaction() as conn:
             conn.execute("select private.fail_checkout(%s, %s)", (booking_id, error_text(exc)))
         if isinstance(exc, AppError):
             raise
         log("error", "checkout session not created", booking_id=booking_id, error=error_text(exc))
         raise AppError("provider_error", "Stripe could not create the checkout; try again") from exc
-    with service_transaction() as conn:
+    with db.transaction() as conn:
         recorded = _one(conn, "select private.record_checkout_session(%s, %s, %s)",
                         (booking_id, session.id, session.url))
     return {"mode": "stripe", "url": recorded["url"], "booking_id": booking_id, "price_cents": prep["price_cents"],
@@ -154,7 +145,7 @@ def handle_webhook(payload: bytes, signature: str | None) -> dict[str, Any]:
     verify_event(payload, signature)
     text = payload.decode("utf-8")  # stored as received (verify_event proved it is UTF-8 JSON)
     try:
-        with service_transaction() as conn:
+        with db.transaction() as conn:
             outcome: dict[str, Any] = _one(conn, "select private.handle_stripe_event(%s::jsonb)", (text,))
             return outcome
     except AppError:
@@ -173,7 +164,7 @@ def _record_event_error(text: str, exc: BaseException) -> None:
     message = f"{type(exc).__name__}: {getattr(getattr(exc, 'diag', None), 'message_primary', None) or exc}"
     log("error", "stripe event failed", error=message[:500])
     try:
-        with service_transaction() as conn:
+        with db.transaction() as conn:
             conn.execute("select private.record_stripe_event_error(%s::jsonb, %s)", (text, message[:2000]))
     except Exception as record_exc:  # the original failure is what the caller must see
         log("error", "could not record the stripe event failure", error=repr(record_exc)[:500])
@@ -186,7 +177,7 @@ def start_onboarding(user_id: str, organization_id: uuid.UUID | None, return_url
                      client: stripe.StripeClient | None = None) -> dict[str, Any]:
     """The Express account of an approved mechanic (or of a workshop the caller owns), created once,
     and a fresh onboarding link for it."""
-    with service_transaction() as conn:
+    with db.transaction() as conn:
         info = _one(conn, "select private.prepare_connect_account(%s, %s)", (user_id, organization_id))
     client = client or get_client()
     account_id = info["stripe_account_id"]
@@ -203,7 +194,7 @@ def start_onboarding(user_id: str, organization_id: uuid.UUID | None, return_url
                 params["email"] = info["email"]
             account = client.v1.accounts.create(
                 params, options(idempotency_key("connect-account", info["owner_kind"], info["owner_id"])))
-            with service_transaction() as conn:
+            with db.transaction() as conn:
                 stored = _one(conn, "select private.record_connect_account(%s, %s, %s)",
                               (info["owner_kind"], info["owner_id"], account.id))
             account_id = stored["stripe_account_id"]
@@ -284,7 +275,7 @@ def refresh_account(job: dict[str, Any]) -> str:
     with _stripe_call("account refetch", account=job["account"]):
         account = _client().v1.accounts.retrieve(job["account"])
     now = _now(job)
-    with service_transaction() as conn:
+    with db.transaction() as conn:
         conn.execute("select private.apply_account_snapshot(%s::jsonb, coalesce(%s::timestamptz, now()), true,"
                      " coalesce(%s::timestamptz, now()))",
                      (Jsonb(account.to_dict(for_json=True)), now, now))
@@ -295,7 +286,7 @@ def refresh_account(job: dict[str, Any]) -> str:
 def send_refund(job: dict[str, Any]) -> str | None:
     """`stripe.refund`: {refund_id}; key refund:<payment_id>:<n>."""
     now = _now(job)
-    with service_transaction() as conn:
+    with db.transaction() as conn:
         row = conn.execute("select * from private.start_refund_job(%s, coalesce(%s::timestamptz, now()))",
                            (job["refund_id"], now)).fetchone()
     if row is None:
@@ -307,7 +298,7 @@ def send_refund(job: dict[str, Any]) -> str | None:
             {"payment_intent": row["payment_intent_id"], "amount": row["amount_cents"],
              "metadata": {"refund_id": str(row["refund_id"]), "payment_id": str(row["payment_id"])}},
             options(job["_dedupe_key"]))
-    with service_transaction() as conn:
+    with db.transaction() as conn:
         status = _one(conn, "select private.record_refund_sent(%s, %s, %s, coalesce(%s::timestamptz, now()))",
                       (row["refund_id"], refund.id, refund.status, now))
     return f"refunds_{status}"
@@ -318,7 +309,7 @@ def send_transfer(job: dict[str, Any]) -> str | None:
     """`stripe.transfer`: {payout_id}; key transfer:<session_id>:<payee>, a paid extension's
     transfer:<session_id>:<payee>:<payment_id> (one transfer per payee per payment)."""
     now = _now(job)
-    with service_transaction() as conn:
+    with db.transaction() as conn:
         row = conn.execute("select * from private.start_payout_job(%s, coalesce(%s::timestamptz, now()))",
                            (job["payout_id"], now)).fetchone()
     if row is None:
@@ -332,7 +323,7 @@ def send_transfer(job: dict[str, Any]) -> str | None:
             charge = _stripe_ref(intent.latest_charge)
             if not charge:
                 raise _NotReady("the payment has no charge yet")
-            with service_transaction() as conn:
+            with db.transaction() as conn:
                 conn.execute("select private.record_payment_charge(%s, %s)", (row["payment_id"], charge))
         params: stripe.params.TransferCreateParams = {
             "amount": row["amount_cents"], "currency": row["currency"], "destination": row["destination"],
@@ -343,7 +334,7 @@ def send_transfer(job: dict[str, Any]) -> str | None:
         if charge:
             params["source_transaction"] = charge  # funds from this charge, available or not
         transfer = _client().v1.transfers.create(params, options(job["_dedupe_key"]))
-    with service_transaction() as conn:
+    with db.transaction() as conn:
         conn.execute("select private.record_payout_paid(%s, %s, coalesce(%s::timestamptz, now()))",
                      (row["payout_id"], transfer.id, now))
     return "transfers_paid"
@@ -353,7 +344,7 @@ def send_transfer(job: dict[str, Any]) -> str | None:
 def send_reversal(job: dict[str, Any]) -> str | None:
     """`stripe.transfer_reversal`: {reversal_id}; key reversal:<payout_id>:<refund_id>."""
     now = _now(job)
-    with service_transaction() as conn:
+    with db.transaction() as conn:
         row = conn.execute("select * from private.start_reversal_job(%s, coalesce(%s::timestamptz, now()))",
                            (job["reversal_id"], now)).fetchone()
     if row is None:
@@ -364,7 +355,7 @@ def send_reversal(job: dict[str, Any]) -> str | None:
             {"amount": row["amount_cents"],
              "metadata": {"reversal_id": str(row["reversal_id"]), "refund_id": str(row["refund_id"])}},
             options(job["_dedupe_key"]))
-    with service_transaction() as conn:
+    with db.transaction() as conn:
         conn.execute("select private.record_reversal_done(%s, %s, coalesce(%s::timestamptz, now()))",
                      (row["reversal_id"], reversal.id, now))
     return "reversals_succeeded"
