@@ -21,6 +21,7 @@ import jinja2
 
 from shared import PACKAGE_DIR, db
 from shared.config import get_settings
+from shared.email_registry import EMAIL_TEMPLATES
 from shared.errors import AppError
 from shared.logs import log
 from shared.worker import outcomes as worker_outcomes
@@ -43,7 +44,7 @@ SUBJECTS = {
 # Booked-session emails carry the session's calendar event (.ics, shared/calendar.py).
 CALENDAR_TEMPLATES = {"booking_confirmed", "booking_rescheduled", "booking_cancelled"}
 # Not about a purchase the user made: sent only to users who keep marketing_emails on.
-NON_TRANSACTIONAL = {"session_ended"}
+NON_TRANSACTIONAL = {name for name, t in EMAIL_TEMPLATES.items() if not t.transactional}
 
 
 def _localtime(value: str | None, zone: str = "UTC") -> str:

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from shared import db
+from shared import db, job_kinds
 from shared.logs import log
 
 Handler = Callable[[dict[str, Any]], Any]
@@ -35,13 +35,13 @@ def handlers() -> dict[str, Handler]:
     from shared import email, payments, rooms
 
     return {
-        "stripe.refresh_account": payments.refresh_account,
-        "stripe.refund": payments.send_refund,
-        "stripe.transfer": payments.send_transfer,
-        "stripe.transfer_reversal": payments.send_reversal,
-        "email.send": email.send_outbox_email,
-        "email.support_alert": email.send_support_alert,
-        "livekit.delete_room": rooms.delete_room,
+        job_kinds.STRIPE_REFRESH_ACCOUNT: payments.refresh_account,
+        job_kinds.STRIPE_REFUND: payments.send_refund,
+        job_kinds.STRIPE_TRANSFER: payments.send_transfer,
+        job_kinds.STRIPE_TRANSFER_REVERSAL: payments.send_reversal,
+        job_kinds.EMAIL_SEND: email.send_outbox_email,
+        job_kinds.EMAIL_SUPPORT_ALERT: email.send_support_alert,
+        job_kinds.LIVEKIT_DELETE_ROOM: rooms.delete_room,
     }
 
 
@@ -49,8 +49,9 @@ class JobFailed(Exception):
     """A failure whose message is recorded as it is (no exception class prefix)."""
 
 
-STRIPE_KINDS = ("stripe.refresh_account", "stripe.refund", "stripe.transfer", "stripe.transfer_reversal")
-OUTBOX_KINDS = ("email.send", "email.support_alert", "livekit.delete_room")
+STRIPE_KINDS = (job_kinds.STRIPE_REFRESH_ACCOUNT, job_kinds.STRIPE_REFUND, job_kinds.STRIPE_TRANSFER,
+                job_kinds.STRIPE_TRANSFER_REVERSAL)
+OUTBOX_KINDS = (job_kinds.EMAIL_SEND, job_kinds.EMAIL_SUPPORT_ALERT, job_kinds.LIVEKIT_DELETE_ROOM)
 
 
 def outcomes(*, retry: str, dead: str, ready: Callable[[], bool] | None = None) -> Callable[[Handler], Handler]:

@@ -163,6 +163,86 @@ def settings(table: str, rows: list[Row]) -> list[Output]:
     return [Block("docs/settings.md", "settings", "\n".join(parts))]
 
 
+def _const(name: str) -> str:
+    return name.upper().replace(".", "_")
+
+
+def _interval(value: Any) -> str:
+    """A timedelta as people write it: `30 s`, `5 min`, `6 h`, `1 h 30 min`."""
+    if value is None:
+        return "—"
+    seconds = int(value.total_seconds())
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60), ("s", 1)):
+        if seconds >= size:
+            parts.append(f"{seconds // size} {unit}")
+            seconds %= size
+    return " ".join(parts) or "0 s"
+
+
+@registry("private.job_kinds", "select kind, max_attempts, base_backoff, max_backoff, lease, on_failure, description"
+                               " from private.job_kinds order by kind")
+def job_kinds(table: str, rows: list[Row]) -> list[Output]:
+    consts = "".join(f"{_const(r['kind'])}: Final = {py_str(r['kind'])}\n" for r in rows)
+    names = "".join(f"    {_const(r['kind'])},\n" for r in rows)
+    module = (
+        python_header(table)
+        + '"""The job kinds the queue accepts (docs/jobs.md): use these names, never a bare string."""\n'
+        "\n"
+        "from __future__ import annotations\n"
+        "\n"
+        "from typing import Final\n"
+        "\n"
+        f"{consts}"
+        "\n"
+        f"ALL: Final = frozenset({{\n{names}}})\n"
+    )
+    table_md = "| kind | max attempts | first retry after | longest wait | lease | on failure | what |\n" \
+               "|---|---|---|---|---|---|---|\n" + "".join(
+        f"| `{r['kind']}` | {r['max_attempts']} | {_interval(r['base_backoff'])} | {_interval(r['max_backoff'])} "
+        f"| {_interval(r['lease'])} | {('`' + r['on_failure'] + '`') if r['on_failure'] else '—'} "
+        f"| {md_cell(r['description'])} |\n"
+        for r in rows
+    )
+    return [File("shared/job_kinds.py", module), Block("docs/jobs.md", "job_kinds", table_md)]
+
+
+@registry("private.email_templates", "select name, has_html, transactional, description"
+                                     " from private.email_templates order by name")
+def email_templates(table: str, rows: list[Row]) -> list[Output]:
+    entries = "".join(
+        f"    {py_str(r['name'])}: EmailTemplate({py_str(r['name'])}, has_html={r['has_html']},"
+        f" transactional={r['transactional']}),\n"
+        for r in rows
+    )
+    module = (
+        python_header(table)
+        + '"""The email templates the queue accepts (files in shared/email_templates/, docs/jobs.md)."""\n'
+        "\n"
+        "from __future__ import annotations\n"
+        "\n"
+        "from dataclasses import dataclass\n"
+        "\n"
+        "\n"
+        "@dataclass(frozen=True)\n"
+        "class EmailTemplate:\n"
+        "    name: str\n"
+        "    has_html: bool\n"
+        "    transactional: bool  # False: sent only to users who keep marketing_emails on\n"
+        "\n"
+        "\n"
+        "EMAIL_TEMPLATES: dict[str, EmailTemplate] = {\n"
+        f"{entries}"
+        "}\n"
+    )
+    table_md = "| template | html | transactional | when |\n|---|---|---|---|\n" + "".join(
+        f"| `{r['name']}` | {'yes' if r['has_html'] else 'text only'} | {'yes' if r['transactional'] else '**no**'} "
+        f"| {md_cell(r['description'])} |\n"
+        for r in rows
+    )
+    return [File("shared/email_registry.py", module), Block("docs/jobs.md", "email_templates", table_md)]
+
+
 # ---------------------------------------------------------------------------------------------
 # Reading, rendering, comparing
 # ---------------------------------------------------------------------------------------------

@@ -14,7 +14,8 @@ from shared.dev.cli import main
 from shared.dev.gen import REGISTRIES, GenError, Row, differing, read_registries, render
 from shared.dev.migrate import recreate_database
 
-OUTPUTS = ("shared/error_codes.py", "docs/error_codes.md", "docs/settings.md")
+OUTPUTS = ("shared/error_codes.py", "docs/error_codes.md", "docs/settings.md", "shared/job_kinds.py",
+           "shared/email_registry.py", "docs/jobs.md")
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +42,8 @@ def test_generated_files_are_up_to_date(rows: dict[str, list[Row]]) -> None:
 
 
 def test_every_registry_has_rows(rows: dict[str, list[Row]]) -> None:
-    assert {reg.table for reg in REGISTRIES} == {"private.error_codes", "private.settings"}
+    assert {reg.table for reg in REGISTRIES} == {"private.error_codes", "private.settings", "private.job_kinds",
+                                                 "private.email_templates"}
     assert all(rows[reg.table] for reg in REGISTRIES)
 
 
@@ -101,7 +103,7 @@ def test_gen_check_and_write(server_url: str, checkout: Path, monkeypatch: pytes
     gen = ["gen", "--database-url", server_url]
 
     assert main([*gen, "--check"]) == 0
-    assert capsys.readouterr().out == "gen: 3 generated file(s) up to date\n"
+    assert capsys.readouterr().out == "gen: 6 generated file(s) up to date\n"
 
     settings_md = checkout / "docs/settings.md"
     clean = settings_md.read_text()
