@@ -14,7 +14,7 @@ import uuid
 
 import psycopg
 
-from bench.common import bench_database, ms, server_version
+from bench.common import bench_database, ms, print_stamp
 from shared.db import set_request_context
 
 THREADS = 8
@@ -119,7 +119,8 @@ def race(url: str, fn, mechanics: list[uuid.UUID], requests: list[uuid.UUID]) ->
 
 def main() -> None:
     with bench_database() as url:
-        print(f"PostgreSQL {server_version(url)}; {THREADS} client threads")
+        print_stamp(url)
+        print(f"{THREADS} client threads")
         mechanics, requests = setup(url, REQUESTS + RACE_MECHANICS, 2 * REQUESTS + 2 * RACE_ROUNDS)
         ours_rate, ours_ok = throughput(url, accept_ours, mechanics, requests[:REQUESTS])
         naive_rate, naive_ok = throughput(url, accept_naive, mechanics[REQUESTS // 2:] + mechanics[: REQUESTS // 2],

@@ -30,6 +30,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 from psycopg import sql
 
+from bench.common import stamp
 from shared.dev.embedded import EmbeddedPostgres
 from shared.dev.migrate import migrate, recreate_database
 
@@ -113,6 +114,7 @@ def main() -> int:
             migrate(_with_db(admin_url, template), log=lambda _m: None)
             with psycopg.connect(_with_db(admin_url, template)) as conn:
                 version = conn.execute("show server_version").fetchone()[0]
+                stamp_line = stamp(_with_db(admin_url, template))
                 fsync = conn.execute("show fsync").fetchone()[0]
                 size = conn.execute("select pg_size_pretty(pg_database_size(current_database()))").fetchone()[0]
                 migrations = conn.execute("select count(*) from autodoctor_meta.schema_migrations").fetchone()[0]
@@ -131,6 +133,7 @@ def main() -> int:
                 _drop(conn, f"{template}_work")
                 _drop(conn, template)
 
+    print(stamp_line)
     print(f"PostgreSQL {version} (fsync {fsync}), {args.n} cycles each")
     print(f"template: {migrations} migration(s), {relations} relations, {size}")
     print(f"clone + drop of the migrated template : {_summary(clones)}")

@@ -13,7 +13,7 @@ import uuid
 import psycopg
 from psycopg.rows import dict_row
 
-from bench.common import bench_database, ms, server_version
+from bench.common import bench_database, ms, print_stamp
 from shared.db import set_request_context
 
 MECHANICS = 10_000
@@ -101,7 +101,8 @@ def timeit(fn, calls: int = CALLS) -> list[float]:
 
 def main() -> None:
     with bench_database() as url:
-        print(f"PostgreSQL {server_version(url)}; {MECHANICS:,} approved mechanics")
+        print_stamp(url)
+        print(f"{MECHANICS:,} approved mechanics")
         customer, request = setup(url)
         with psycopg.connect(url, row_factory=dict_row, prepare_threshold=None) as conn:
             conn.autocommit = True

@@ -23,7 +23,7 @@ from typing import Any
 
 import psycopg
 
-from bench.common import bench_database, ms, server_version
+from bench.common import bench_database, ms, print_stamp
 from shared.db import set_request_context
 
 MECHANICS = 1000
@@ -322,7 +322,7 @@ def timed(fn, reps: int) -> list[float]:
 
 def main() -> None:
     with bench_database() as url:
-        print(f"PostgreSQL {server_version(url)}")
+        print_stamp(url)
         target, customer, customers = setup(url)
         with psycopg.connect(url, autocommit=True) as conn:
             n = slots_ours(conn, customer, target)

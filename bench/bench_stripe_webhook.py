@@ -26,7 +26,7 @@ import flask
 import psycopg
 import stripe
 
-from bench.common import bench_database, server_version
+from bench.common import bench_database, print_stamp
 
 THREADS = 8
 BOOKINGS = 2000
@@ -135,7 +135,8 @@ def main() -> None:
         db.close_pool()
         from functions.webhooks.stripe import stripe_webhook
 
-        print(f"PostgreSQL {server_version(url)}; {THREADS} client threads; "
+        print_stamp(url)
+        print(f"{THREADS} client threads; "
               f"{BOOKINGS} bookings, {DUPLICATE_SHARE:.0%} duplicate deliveries")
         bookings = setup(url, 2 * BOOKINGS)
         ours_deliveries = events_for(bookings[:BOOKINGS], rng)

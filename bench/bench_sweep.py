@@ -11,7 +11,7 @@ import uuid
 
 import psycopg
 
-from bench.common import bench_database, ms, server_version
+from bench.common import bench_database, ms, print_stamp
 
 TOTAL = 1_000_000
 DUE = 1_000
@@ -82,7 +82,8 @@ def measure(url: str, fn) -> tuple[list[float], int]:
 
 def main() -> None:
     with bench_database() as url:
-        print(f"PostgreSQL {server_version(url)}; loading {TOTAL:,} requests ({DUE:,} due) …", flush=True)
+        print_stamp(url)
+        print(f"loading {TOTAL:,} requests ({DUE:,} due) …", flush=True)
         t0 = time.perf_counter()
         setup(url)
         print(f"loaded in {time.perf_counter() - t0:.0f} s")

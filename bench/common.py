@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
+import platform
 import shutil
 import socket
 import statistics
+import subprocess
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -53,6 +56,40 @@ def server_version(url: str) -> str:
 
     with psycopg.connect(url) as conn:
         return conn.execute("show server_version").fetchone()[0]
+
+
+def _git(*args: str) -> str:
+    try:
+        # fixed arguments, git from PATH: the developer's own tool on the developer's checkout
+        return subprocess.run(["git", *args], cwd=Path(__file__).resolve().parent.parent,  # noqa: S603, S607
+                              capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def stamp(url: str) -> str:
+    """Where a figure comes from: date (UTC), commit (`-dirty` when the tree has uncommitted
+    changes), machine (CPU model and count, architecture) and PostgreSQL server version."""
+    commit = _git("rev-parse", "--short", "HEAD") or "unknown"
+    if _git("status", "--porcelain", "--untracked-files=no"):
+        commit += "-dirty"
+    return (f"measured {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, commit {commit}, "
+            f"{os.cpu_count()}-core {platform.machine()} ({_cpu_model()}), PostgreSQL {server_version(url)}")
+
+
+def print_stamp(url: str) -> None:
+    """Printed first by every benchmark, so each figure carries its date, commit and machine."""
+    print(stamp(url), flush=True)
 
 
 def ms(values: list[float]) -> str:

@@ -50,9 +50,9 @@ begin
   end if;
   if new.mechanic_id is distinct from old.mechanic_id and new.mechanic_id is not null then
     perform realtime.send(
-      jsonb_build_object('session_id', new.id, 'mechanic_id', new.mechanic_id,
-                         'display_name', (select m.display_name from public.mechanics m where m.id = new.mechanic_id),
-                         'photo_url', (select m.photo_url from public.mechanics m where m.id = new.mechanic_id)),
+      (select jsonb_build_object('session_id', new.id, 'mechanic_id', new.mechanic_id,
+                                 'display_name', m.display_name, 'photo_url', m.photo_url)
+       from (select 1) one left join public.mechanics m on m.id = new.mechanic_id),
       'mechanic_assigned', v_topic, true);
   end if;
   return null;

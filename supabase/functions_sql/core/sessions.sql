@@ -135,7 +135,6 @@ declare
   v_mechanic public.mechanics;
   v_request public.session_requests;
   v_session public.sessions;
-  v_buffer interval := private.setting_interval('scheduling.buffer');
 begin
   if p_request_id is null or p_mechanic_id is null then
     perform private.raise_error('invalid_input', 'request and mechanic are required');
@@ -169,8 +168,10 @@ begin
     perform private.raise_error('request_not_available', format('the request is %s', v_request.status));
   end if;
 
+  -- on_shift: whether it was taken on shift (micro-sessions domain), read from the locked row
   update public.sessions s
-  set status = 'waiting', mechanic_id = p_mechanic_id, status_changed_at = p_now
+  set status = 'waiting', mechanic_id = p_mechanic_id, status_changed_at = p_now,
+      on_shift = v_mechanic.currently_on_shift
   where s.id = v_request.session_id and s.status = 'pending'
   returning * into v_session;
   if not found then
@@ -178,7 +179,7 @@ begin
   end if;
 
   -- Participation mode, shift and daily micro cap (micro-sessions domain); reserves micro minutes.
-  perform private.check_and_reserve_accept(p_mechanic_id, v_session.id, p_now);
+  perform private.check_and_reserve_accept_rows(v_mechanic, v_session, p_now);
 
   insert into public.session_participants (session_id, user_id, role)
   values (v_session.id, v_session.customer_id, 'customer'), (v_session.id, p_mechanic_id, 'mechanic')
@@ -186,7 +187,8 @@ begin
 
   insert into public.mechanic_commitments (mechanic_id, kind, status, during, session_id, request_id)
   values (p_mechanic_id, 'on_demand', 'in_progress',
-          tstzrange(p_now, p_now + make_interval(mins => v_session.planned_minutes) + v_buffer),
+          tstzrange(p_now, p_now + make_interval(mins => v_session.planned_minutes)
+                           + private.setting_interval('scheduling.buffer')),
           v_session.id, v_request.id);
 
   update public.session_offers o

@@ -58,16 +58,20 @@ language plpgsql security definer set search_path = ''
 as $$
 declare
   v_mechanic public.mechanics;
+  v_presence text;
 begin
   if (tg_op = 'INSERT' and new.status = 'in_progress')
      or (tg_op = 'UPDATE' and (old.status = 'in_progress') <> (new.status = 'in_progress')) then
-    select * into v_mechanic from public.mechanics where id = new.mechanic_id;
-    perform realtime.send(
-      jsonb_build_object('mechanic_id', new.mechanic_id,
-                         'presence', private.presence(v_mechanic.is_available, v_mechanic.last_seen_at,
-                                       new.status = 'in_progress',
-                                       private.setting_interval('presence.online_window'), now())),
-      'status_changed', 'mechanics:presence', true);
+    if new.status = 'in_progress' then
+      -- busy whatever the mechanic's availability and heartbeat: nothing to read (every accept)
+      v_presence := private.presence(null, null, true, null, now());
+    else
+      select * into v_mechanic from public.mechanics where id = new.mechanic_id;
+      v_presence := private.presence(v_mechanic.is_available, v_mechanic.last_seen_at, false,
+                                     private.setting_interval('presence.online_window'), now());
+    end if;
+    perform realtime.send(jsonb_build_object('mechanic_id', new.mechanic_id, 'presence', v_presence),
+                          'status_changed', 'mechanics:presence', true);
   end if;
   return null;
 end

@@ -108,9 +108,59 @@ $$;
 revoke execute on function public.can_accept_session(uuid, text, int) from public, anon;
 grant execute on function public.can_accept_session(uuid, text, int) to authenticated, service_role;
 
--- Called by private.assign_request with the mechanic's row locked: refuses what seed 000 forbids,
--- reserves the planned minutes of a micro session on the mechanic's local day (so concurrent
--- accepts can never exceed the cap), and records whether the session was taken on shift.
+-- Called by private.assign_request with the mechanic's row locked and the rows it already holds:
+-- refuses what seed 000 forbids and reserves the planned minutes of a micro session on the
+-- mechanic's local day (so concurrent accepts can never exceed the cap). The rules are
+-- micro_eligibility's, tested on the rows in hand; only a refusal asks micro_eligibility, for the
+-- same reason and detail. The caller records on_shift in its own update of the session.
+create or replace function private.check_and_reserve_accept_rows(
+  p_m public.mechanics, p_s public.sessions, p_now timestamptz
+) returns void
+language plpgsql security definer set search_path = ''
+as $$
+declare
+  v_ok boolean := p_m.status = 'approved' and p_m.can_accept_sessions;
+  v_o public.organizations;
+  v_check jsonb;
+begin
+  if p_s.duration_type = 'micro' then
+    v_ok := v_ok and p_m.participation_mode <> 'full_only'
+            and not (p_m.mechanic_type = 'workshop_affiliated' and not p_m.currently_on_shift);
+    if v_ok and p_m.organization_id is not null then
+      select * into v_o from public.organizations where id = p_m.organization_id;
+      v_ok := v_o.id is null or (v_o.micro_sessions_enabled and p_s.planned_minutes <= v_o.micro_max_duration);
+    end if;
+    v_ok := v_ok and p_s.planned_minutes <= greatest(
+      coalesce(p_m.daily_micro_minutes_cap, v_o.default_daily_micro_cap, private.setting_int('micro.daily_cap_minutes'))
+      - (select coalesce(sum(coalesce(u.actual_minutes, u.reserved_minutes)), 0)::int
+         from public.micro_minute_usage u
+         where u.mechanic_id = p_m.id and u.local_day = (p_now at time zone p_m.timezone)::date), 0);
+  else
+    v_ok := v_ok and p_m.participation_mode <> 'micro_only';
+  end if;
+  if not coalesce(v_ok, false) then
+    v_check := private.micro_eligibility(p_m.id, case when p_s.duration_type = 'micro' then 'micro' else 'full' end,
+                                         p_s.planned_minutes, p_now);
+    if not (v_check ->> 'can_accept')::boolean then
+      perform private.raise_error('session_not_eligible', format('cannot take this session: %s', v_check ->> 'reason'),
+                                  v_check::text);
+    end if;
+  end if;
+  if p_s.duration_type = 'micro' then
+    insert into public.micro_minute_usage (session_id, mechanic_id, local_day, reserved_minutes)
+    values (p_s.id, p_m.id, (p_now at time zone p_m.timezone)::date, p_s.planned_minutes)
+    on conflict (session_id) do update
+    set mechanic_id = excluded.mechanic_id, local_day = excluded.local_day,
+        reserved_minutes = excluded.reserved_minutes, actual_minutes = null, settled_at = null;
+  end if;
+end
+$$;
+revoke execute on function private.check_and_reserve_accept_rows(public.mechanics, public.sessions, timestamptz)
+  from public;
+grant execute on function private.check_and_reserve_accept_rows(public.mechanics, public.sessions, timestamptz)
+  to service_role;
+
+-- The same by ids, for callers without the rows: also records whether the session was taken on shift.
 create or replace function private.check_and_reserve_accept(
   p_mechanic_id uuid, p_session_id uuid, p_now timestamptz
 ) returns void
@@ -118,25 +168,12 @@ language plpgsql security definer set search_path = ''
 as $$
 declare
   v_s public.sessions;
-  v_check jsonb;
   v_m public.mechanics;
 begin
   select * into v_s from public.sessions where id = p_session_id;
-  v_check := private.micro_eligibility(p_mechanic_id, case when v_s.duration_type = 'micro' then 'micro' else 'full' end,
-                                       v_s.planned_minutes, p_now);
-  if not (v_check ->> 'can_accept')::boolean then
-    perform private.raise_error('session_not_eligible', format('cannot take this session: %s', v_check ->> 'reason'),
-                                v_check::text);
-  end if;
   select * into v_m from public.mechanics where id = p_mechanic_id;
+  perform private.check_and_reserve_accept_rows(v_m, v_s, p_now);
   update public.sessions set on_shift = v_m.currently_on_shift where id = p_session_id;
-  if v_s.duration_type = 'micro' then
-    insert into public.micro_minute_usage (session_id, mechanic_id, local_day, reserved_minutes)
-    values (p_session_id, p_mechanic_id, (p_now at time zone v_m.timezone)::date, v_s.planned_minutes)
-    on conflict (session_id) do update
-    set mechanic_id = excluded.mechanic_id, local_day = excluded.local_day,
-        reserved_minutes = excluded.reserved_minutes, actual_minutes = null, settled_at = null;
-  end if;
 end
 $$;
 revoke execute on function private.check_and_reserve_accept(uuid, uuid, timestamptz) from public;
