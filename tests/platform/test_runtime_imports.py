@@ -30,7 +30,7 @@ import main
 
 for target in main.TARGETS:
     assert callable(getattr(main, target)), target
-for module in {modules!r}:  # also what the targets import lazily (e.g. shared.outbox -> shared.email)
+for module in {modules!r}:  # also what the targets import lazily (e.g. shared.worker -> shared.email)
     importlib.import_module(module)
 print("imported", len(main.TARGETS), "targets")
 """
