@@ -1,9 +1,9 @@
-"""Accept throughput and the 50-way accept race: our design against the seed's naive one.
+"""Accept throughput and the 50-way accept race: our design against a naive one.
 
 Run: .venv/bin/python -m bench.bench_accept   (embedded PostgreSQL; DATABASE_URL for another server)
 
 - ours:  accept_request() — mechanic row lock, then one conditional UPDATE ... WHERE status IN (...).
-- naive: seed 002 §8.3's shape — read the request's status, then UPDATE it unconditionally.
+- naive: read the request's status, then UPDATE it unconditionally.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def accept_ours(conn: psycopg.Connection, mechanic: uuid.UUID, request: uuid.UUI
 
 
 def accept_naive(conn: psycopg.Connection, mechanic: uuid.UUID, request: uuid.UUID) -> bool:
-    """Read, then update unconditionally: what seed 002 does (checks and rollbacks omitted)."""
+    """Read, then update unconditionally: the naive design (checks and rollbacks omitted)."""
     with conn.transaction():
         status = conn.execute("select status from public.session_requests where id = %s", (request,)).fetchone()[0]
         if status not in ("pending", "unattended"):

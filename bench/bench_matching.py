@@ -1,5 +1,5 @@
 """Ranking 10,000 mechanics for one request, and the available-mechanics listing, against the
-seed's design (fetch every mechanic, score in application code).
+naive design (fetch every mechanic, score in application code).
 
 Run: .venv/bin/python -m bench.bench_matching   (embedded PostgreSQL; DATABASE_URL for another server)
 """
@@ -57,7 +57,7 @@ def setup(url: str) -> tuple[uuid.UUID, uuid.UUID]:
 
 
 def naive_rank(conn: psycopg.Connection, request: uuid.UUID, now: dt.datetime) -> list[tuple[int, str]]:
-    """Seed 004's design: load every approved mechanic and score it in application code."""
+    """The naive design: load every approved mechanic and score it in application code."""
     req = conn.execute("select r.concern, r.vehicle_make, p.city, p.postal_code from public.session_requests r"
                        " join public.profiles p on p.id = r.customer_id where r.id = %s", (request,)).fetchone()
     words = {w.strip(",.").lower() for w in req["concern"].split()}

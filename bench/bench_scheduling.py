@@ -1,11 +1,11 @@
 """Scheduling: slots for a mechanic-month, who-is-free-at-T over 1,000 mechanics, and 32 clients
-racing for one mechanic's overlapping slots — each beside seed 004's design in the same run.
+racing for one mechanic's overlapping slots — each beside a naive design in the same run.
 
 Run: .venv/bin/python -m bench.bench_scheduling   (embedded PostgreSQL; DATABASE_URL for another server)
 
 - ours:  available_slots() / mechanics_free_at() — one set-based SQL computation each (multiranges);
          hold_slot() — mechanic row lock, explicit check, exclusion constraint behind it.
-- naive: seed 004 §AvailabilityService — candidate slots from the blocks, then isAvailable() per
+- naive: an application-side availability service — candidate slots from the blocks, then isAvailable() per
          slot with one query per check (type, block, time off, bookings); per mechanic for a search;
          check-then-insert for holds (no lock, no constraint).
 
@@ -128,7 +128,7 @@ def slots_ours(conn: psycopg.Connection, customer: uuid.UUID, mechanic: uuid.UUI
 
 
 def is_available_naive(conn: psycopg.Connection, mechanic: uuid.UUID, start: dt.datetime, end: dt.datetime) -> bool:
-    """Seed 004's isAvailable: one query per check."""
+    """The naive isAvailable(): one query per check."""
     _type, tz = conn.execute("select mechanic_type, timezone from public.mechanics where id = %s",
                              (mechanic,)).fetchone()
     ok = conn.execute("""select exists (select 1 from public.mechanic_weekly_availability b
@@ -206,7 +206,7 @@ def free_naive(conn: psycopg.Connection, at: dt.datetime) -> int:
 # - "statements": the same four statements (begin, settings, call, commit) as four round trips
 #   from the client: the client process, sharing the 2 cores with 32 others and the server, is on
 #   the critical path between the call and the commit while the winner holds the lock.
-# - "naive": seed 004's check-then-insert (no lock, no constraint).
+# - "naive": check-then-insert (no lock, no constraint).
 # Round 0 warms each connection (PL/pgSQL compiles a function once per backend, as on a pooled
 # PostgREST connection) and is not counted. All processes start a round on one barrier; between
 # rounds the coordinator counts overlaps and releases the holds.

@@ -1,6 +1,6 @@
 """Stripe webhook throughput, end to end: signature verification → ledger → state change, through
 the real `stripe_webhook` HTTP function, with duplicates (also concurrent) that must have no
-effect — against the seed's naive design (verify, then create the session on every delivery).
+effect — against a naive design (verify, then create the session on every delivery).
 
 Run: .venv/bin/python -m bench.bench_stripe_webhook   (embedded PostgreSQL; DATABASE_URL for another server)
 
@@ -8,7 +8,7 @@ Run: .venv/bin/python -m bench.bench_stripe_webhook   (embedded PostgreSQL; DATA
          private.stripe_events insert on conflict do nothing → lock → apply once → processed.
          Each first delivery of checkout.session.completed records the payment and creates the
          session and its request (private.create_session_request); every duplicate is a no-op.
-- naive: seed 002 §8.4.1 — construct_event, then insert a session and a request for the event,
+- naive: construct_event, then insert a session and a request for the event,
          no ledger and no dedupe (so every duplicate books a second session).
 """
 
@@ -105,7 +105,7 @@ def run(handler: Any, deliveries: list[tuple[bytes, str]]) -> tuple[float, dict[
 
 
 def naive_handler(request: flask.Request) -> flask.Response:
-    """Seed 002's webhook: verify, then insert a session and a request for every delivery."""
+    """The naive webhook: verify, then insert a session and a request for every delivery."""
     from shared import db
 
     event = stripe.Webhook.construct_event(request.get_data(), request.headers.get("Stripe-Signature"), SECRET)

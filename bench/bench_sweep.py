@@ -1,4 +1,4 @@
-"""cron_sweep_requests over 1,000,000 requests of which 1,000 are due, against the seed's design
+"""cron_sweep_requests over 1,000,000 requests of which 1,000 are due, against the naive design
 (read every open request into the application, check its age, update the due ones one by one).
 
 Run: .venv/bin/python -m bench.bench_sweep   (embedded PostgreSQL; DATABASE_URL for another server)
@@ -57,7 +57,7 @@ def ours(conn: psycopg.Connection) -> int:
 
 
 def naive(conn: psycopg.Connection) -> int:
-    """Seed 002 §8.2's shape: fetch the open requests, decide in the application, update each."""
+    """The naive design: fetch the open requests, decide in the application, update each."""
     rows = conn.execute("select id, status, created_at, status_changed_at, now() from public.session_requests"
                         " where status in ('pending', 'unattended')").fetchall()
     changed = 0

@@ -1,4 +1,4 @@
-"""Milestone emails (seed 003): Jinja2 templates (HTML autoescaped, plain text) rendered from
+"""Milestone emails: Jinja2 templates (HTML autoescaped, plain text) rendered from
 data, sent through Resend's HTTP API or, locally, written as .eml files a developer can open."""
 
 from __future__ import annotations

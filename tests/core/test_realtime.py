@@ -1,6 +1,6 @@
 """Realtime: who may join which private channel (the policies on realtime.messages, probed the way
 the Realtime server does at join), and the broadcasts the database sends inside the transaction
-that made the change (ARCHITECTURE.md, "Realtime contract")."""
+that made the change (docs/api.md, "Realtime")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Row-level security of the core marketplace, persona by persona (CONVENTIONS.md, "Tests").
+"""Row-level security of the core marketplace, persona by persona (docs/testing.md, "Personas").
 
 Personas: anon, the customer (owner), another customer, the assigned mechanic (it accepted the
 customer's request), another approved mechanic (not assigned to it), a pending mechanic, the

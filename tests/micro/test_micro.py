@@ -1,4 +1,4 @@
-"""Micro-sessions and shifts (seed 000): the whole mechanic workflow, caps under concurrency and
+"""Micro-sessions and shifts: the whole mechanic workflow, caps under concurrency and
 across time zones and DST, participation modes, workshop settings, clock rules, dashboards."""
 
 from __future__ import annotations

@@ -186,7 +186,7 @@ def test_split_rules_keep_their_defaults_and_sum_to_the_whole(db: Db) -> None:
     assert db.error("update public.revenue_split_rules set mechanic_bps = 8000"
                     " where mechanic_type = 'virtual_only'").sqlstate == "23514"
     db.execute("update public.revenue_split_rules set mechanic_bps = 8000, platform_bps = 2000"
-               " where mechanic_type = 'virtual_only'")  # seed 002's 80/20, if the business wants it
+               " where mechanic_type = 'virtual_only'")  # an 80/20 split, if the business wants it
     db.execute("delete from public.revenue_split_rules where session_kind = 'micro_on_shift'")  # not a default
     assert db.error("insert into public.revenue_split_rules (mechanic_type, session_kind, mechanic_bps,"
                     " workshop_bps, platform_bps, description) values ('virtual_only', 'default', 7000, 0, 3000,"

@@ -109,7 +109,7 @@ def make_world(db: Db) -> World:
                (organization, mechanic))
     db.execute("update public.mechanics set organization_id = %s, account_type = 'workshop_mechanic' where id = %s",
                (organization, mechanic))
-    # a workshop mechanic takes micro sessions (the free plan) only on shift (seed 000)
+    # a workshop mechanic takes micro sessions (the free plan) only on shift
     with db.as_user(mechanic):
         db.rpc("clock", p_action="clock_in", p_location="Bay 2")
     vehicle = make_vehicle(db, customer)
