@@ -1,4 +1,5 @@
-"""cron_sweep_requests over 1,000,000 requests of which 1,000 are due, against the naive design
+"""The request sweep (private.sweep_requests) over 1,000,000 requests of which 1,000 are due, against
+the naive design
 (read every open request into the application, check its age, update the due ones one by one).
 
 Run: .venv/bin/python -m bench.bench_sweep   (embedded PostgreSQL; DATABASE_URL for another server)
