@@ -2,7 +2,7 @@
 -- session_events (every creation and change of status, with its actor).
 
 -- ---------------------------------------------------------------------------------------------
--- Lifecycles (ARCHITECTURE.md): any other change of status fails with invalid_transition (AD006)
+-- Lifecycles (docs/data-model.md): any other change of status fails with invalid_transition (AD006)
 -- ---------------------------------------------------------------------------------------------
 -- The allowed changes of status, one list for both lifecycles.
 create or replace function private.status_transition_allowed(p_entity text, p_from text, p_to text)

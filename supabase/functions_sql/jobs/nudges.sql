@@ -53,7 +53,7 @@ $$;
 revoke execute on function private.send_nudges(timestamptz, int) from public;
 grant execute on function private.send_nudges(timestamptz, int) to service_role;
 
--- "Session starting" notices for scheduled sessions (seed 003): to both participants, once.
+-- "Session starting" notices for scheduled sessions: to both participants, once.
 create or replace function private.send_starting_notices(p_now timestamptz default now(), p_limit int default null)
 returns jsonb
 language plpgsql security definer set search_path = ''

@@ -16,7 +16,7 @@ as $$
     from public.micro_minute_usage u
     where u.local_day between (p_now - interval '1 day')::date and (p_now + interval '1 day')::date
     group by u.mechanic_id, u.local_day)
-  -- micro-sessions (seed 000): full sessions never reach micro-only mechanics ...
+  -- micro-sessions: full sessions never reach micro-only mechanics ...
   select m.id from public.mechanics m, r
   where r.duration_type <> 'micro' and m.participation_mode = 'micro_only'
   union all

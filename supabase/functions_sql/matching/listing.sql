@@ -1,7 +1,7 @@
 -- Matching: the available-mechanics listing for customers.
 
 -- ---------------------------------------------------------------------------------------------
--- Available mechanics for customers (seed 001 step 1): online first, then rating. The average
+-- Available mechanics for customers (the first step of a request): online first, then rating. The average
 -- minutes from offer to acceptance come from real history, null when there is none.
 -- ---------------------------------------------------------------------------------------------
 create or replace function public.available_mechanics(

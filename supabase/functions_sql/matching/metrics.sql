@@ -1,7 +1,7 @@
 -- Matching: admin metrics.
 
 -- ---------------------------------------------------------------------------------------------
--- Admin metrics (seed 001's success metrics), by UTC day. security_invoker: rows follow RLS, so
+-- Admin metrics (the marketplace's success metrics), by UTC day. security_invoker: rows follow RLS, so
 -- admins see the whole platform.
 -- ---------------------------------------------------------------------------------------------
 drop view if exists public.admin_matching_daily;

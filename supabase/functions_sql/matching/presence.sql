@@ -27,7 +27,7 @@ select m.id as mechanic_id,
 from public.mechanics m
 where m.status = 'approved';
 grant select on public.mechanic_presence to anon, authenticated, service_role;
-comment on view public.mechanic_presence is 'online / busy / offline per approved mechanic (seed 001).';
+comment on view public.mechanic_presence is 'online / busy / offline per approved mechanic.';
 
 -- Presence changes are broadcast on mechanics:presence (status_changed {mechanic_id, presence}).
 create or replace function private.tg_mechanics__broadcast_presence() returns trigger

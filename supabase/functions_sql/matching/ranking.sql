@@ -1,7 +1,7 @@
 -- Matching: ranking mechanics for a request, with explained scores.
 
 -- ---------------------------------------------------------------------------------------------
--- Ranking (seed 004's weights, read from settings). Eligible = approved, may accept, not busy,
+-- Ranking (points per reason, read from the matching.weights setting). Eligible = approved, may accept, not busy,
 -- not the customer, did not decline this request, passes the eligibility hook, and for a
 -- specialist request a specialist of the vehicle's make. Declines and acceptance rate never
 -- lower a score.

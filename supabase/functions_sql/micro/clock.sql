@@ -1,7 +1,7 @@
 -- Micro-sessions: clock in and out, the availability status and its view.
 
 -- ---------------------------------------------------------------------------------------------
--- Clock in / out (seed 000's POST and GET /api/mechanic/clock)
+-- Clock in / out (public.clock and public.clock_status)
 -- ---------------------------------------------------------------------------------------------
 create or replace function private.availability_status(p_on_shift boolean, p_mode public.participation_mode)
 returns text
@@ -99,7 +99,7 @@ $$;
 revoke execute on function public.clock_status() from public, anon;
 grant execute on function public.clock_status() to authenticated, service_role;
 
--- seed 000's midnight reset, kept for its cron: usage is per local date, so this only records that
+-- A midnight reset, kept for schedules that call it: usage is per local date, so this only records that
 -- each mechanic's local day has started (idempotent; returns how many mechanics rolled over).
 create or replace function public.reset_daily_micro_minutes(p_now timestamptz default now()) returns int
 language sql security definer set search_path = ''

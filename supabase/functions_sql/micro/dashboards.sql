@@ -1,7 +1,7 @@
 -- Micro-sessions: dashboards.
 
 -- ---------------------------------------------------------------------------------------------
--- Dashboards (seed 000 §Analytics). Periods end now and span p_days days.
+-- Dashboards for mechanics, workshops and admins. Periods end now and span p_days days.
 -- ---------------------------------------------------------------------------------------------
 create or replace function public.mechanic_micro_dashboard(p_days int default 30) returns jsonb
 language plpgsql stable security definer set search_path = ''

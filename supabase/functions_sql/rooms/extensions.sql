@@ -31,8 +31,8 @@ $$;
 revoke execute on function private.grant_extension(uuid, timestamptz) from public;
 grant execute on function private.grant_extension(uuid, timestamptz) to service_role;
 
--- request_extension: a micro session once by micro.extension_minutes (2), free and at once
--- (seed 000); a standard or extended session by extensions.standard_minutes, paid — the result
+-- request_extension: a micro session once by micro.extension_minutes (2), free and at once;
+-- a standard or extended session by extensions.standard_minutes, paid — the result
 -- says payment_required with the extension to pay for through checkout.
 create or replace function public.request_extension(p_session_id uuid, p_minutes int) returns jsonb
 language plpgsql security definer set search_path = ''

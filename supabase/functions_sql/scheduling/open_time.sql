@@ -13,7 +13,7 @@
 -- laterals) instead of hashing every mechanic's blocks, no join back to a CTE whose row count
 -- the planner cannot know. bench/bench_scheduling.py measured the difference.)
 -- Open ranges of mechanic `p_mechanic_id` (null: every approved mechanic that takes bookings)
--- meeting [p_from, p_to), with the price multiplier of each. By mechanic type (seed 004 §2.3):
+-- meeting [p_from, p_to), with the price multiplier of each. By mechanic type:
 -- virtual_only → its own blocks; independent_workshop → its blocks ∩ its workshop's hours;
 -- workshop_affiliated → the workshop's hours (multiplier 1). Own blocks come from the weekly
 -- table unless the local date has an override (which then replaces them); the same for a

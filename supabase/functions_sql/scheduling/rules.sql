@@ -27,7 +27,7 @@ $$;
 revoke execute on function private.booking_rules_for(uuid) from public;
 grant execute on function private.booking_rules_for(uuid) to service_role;
 
--- The per-mechanic lock every writer of committed time takes first (SCHEDULING.md).
+-- The per-mechanic lock every writer of committed time takes first, so two writers for one mechanic never interleave.
 create or replace function private.lock_mechanic(p_mechanic_id uuid) returns public.mechanics
 language plpgsql security definer set search_path = ''
 as $$
