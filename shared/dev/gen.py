@@ -90,9 +90,10 @@ def python_module(table: str, docstring: str, imports: str, body: str) -> str:
     return python_header(table) + f'"""{docstring}"""\n\nfrom __future__ import annotations\n\n{imports}\n' + body
 
 
-def frozen_dataclass(name: str, fields: str) -> str:
-    """A frozen dataclass `name` with `fields` (its indented lines), and the two blank lines after it."""
-    return f"@dataclass(frozen=True)\nclass {name}:\n{fields}\n\n"
+def dataclass_module(table: str, docstring: str, name: str, fields: str, body: str) -> str:
+    """A generated module holding the frozen dataclass `name` (`fields`: its indented lines), then `body`."""
+    dataclass = f"@dataclass(frozen=True)\nclass {name}:\n{fields}\n\n"
+    return python_module(table, docstring, "from dataclasses import dataclass\n\n", dataclass + body)
 
 
 def start_marker(name: str, table: str) -> str:
@@ -119,17 +120,10 @@ def error_codes(table: str, rows: list[Row]) -> list[Output]:
         f"                  {py_str(r['description'])}),\n"
         for r in rows
     )
-    module = python_module(
-        table,
-        "Our SQLSTATE registry (docs/error_codes.md); shared.errors maps it to HTTP statuses.",
-        "from dataclasses import dataclass\n\n",
-        frozen_dataclass("ErrorCode", "    sqlstate: str\n    name: str\n    http_status: int\n    description: str\n")
-        + "ERROR_CODES: dict[str, ErrorCode] = {\n"
-        "    e.sqlstate: e\n"
-        "    for e in (\n"
-        f"{entries}"
-        "    )\n"
-        "}\n"
+    module = dataclass_module(
+        table, "Our SQLSTATE registry (docs/error_codes.md); shared.errors maps it to HTTP statuses.",
+        "ErrorCode", "    sqlstate: str\n    name: str\n    http_status: int\n    description: str\n",
+        f"ERROR_CODES: dict[str, ErrorCode] = {{\n    e.sqlstate: e\n    for e in (\n{entries}    )\n}}\n",
     )
     table_md = "| SQLSTATE | name | HTTP | meaning |\n|---|---|---|---|\n" + "".join(
         f"| {r['sqlstate']} | {r['name']} | {r['http_status']} | {md_cell(r['description'])} |\n" for r in rows
@@ -209,15 +203,11 @@ def email_templates(table: str, rows: list[Row]) -> list[Output]:
         f" transactional={r['transactional']}),\n"
         for r in rows
     )
-    module = python_module(
-        table,
-        "The email templates the queue accepts (files in shared/email_templates/, docs/jobs.md).",
-        "from dataclasses import dataclass\n\n",
-        frozen_dataclass("EmailTemplate", "    name: str\n    has_html: bool\n"
-                         "    transactional: bool  # False: sent only to users who keep marketing_emails on\n")
-        + "EMAIL_TEMPLATES: dict[str, EmailTemplate] = {\n"
-        f"{entries}"
-        "}\n"
+    module = dataclass_module(
+        table, "The email templates the queue accepts (files in shared/email_templates/, docs/jobs.md).",
+        "EmailTemplate", "    name: str\n    has_html: bool\n"
+        "    transactional: bool  # False: sent only to users who keep marketing_emails on\n",
+        f"EMAIL_TEMPLATES: dict[str, EmailTemplate] = {{\n{entries}}}\n",
     )
     table_md = "| template | html | transactional | when |\n|---|---|---|---|\n" + "".join(
         f"| `{r['name']}` | {'yes' if r['has_html'] else 'text only'} | {'yes' if r['transactional'] else '**no**'} "
