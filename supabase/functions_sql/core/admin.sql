@@ -71,9 +71,7 @@ declare
 begin
   perform private.require_admin();
   v_reason := private.check_text('p_reason', p_reason, true);
-  if p_session_id is null then
-    perform private.raise_error('invalid_input', 'p_session_id is required');
-  end if;
+  perform private.require_arg('p_session_id', p_session_id);
   select status into v_status from public.sessions where id = p_session_id for update;
   if not found then
     perform private.raise_error('not_found', 'no such session');

@@ -29,6 +29,39 @@ $$;
 revoke execute on function private.require_user() from public;
 grant execute on function private.require_user() to authenticated, service_role;
 
+-- A required argument: null is invalid_input (AD001), '<p_name> is required'.
+create or replace function private.require_arg(p_name text, p_value anyelement) returns void
+language plpgsql stable set search_path = ''
+as $$
+begin
+  if p_value is null then
+    perform private.raise_error('invalid_input', format('%s is required', p_name));
+  end if;
+end
+$$;
+revoke execute on function private.require_arg(text, anyelement) from public;
+grant execute on function private.require_arg(text, anyelement) to authenticated, service_role;
+
+-- The session one of its two participants (the customer or the mechanic) is changing, row locked;
+-- for anyone else it is not_found (AD004), as a session that does not exist.
+create or replace function private.lock_session_as_participant(p_session_id uuid, p_uid uuid)
+returns public.sessions
+language plpgsql volatile security definer set search_path = ''
+as $$
+declare
+  v_session public.sessions;
+begin
+  perform private.require_arg('p_session_id', p_session_id);
+  select * into v_session from public.sessions where id = p_session_id for update;
+  if not found or (v_session.customer_id <> p_uid and v_session.mechanic_id is distinct from p_uid) then
+    perform private.raise_error('not_found', 'no such session');
+  end if;
+  return v_session;
+end
+$$;
+revoke execute on function private.lock_session_as_participant(uuid, uuid) from public;
+grant execute on function private.lock_session_as_participant(uuid, uuid) to service_role;
+
 -- Free text from a caller: null stays null; longer than the limit is invalid_input (AD001).
 create or replace function private.check_text(p_name text, p_value text, p_required boolean default false)
 returns text

@@ -34,9 +34,13 @@ create or replace function private.tg__lifecycle_only() returns trigger
 language plpgsql set search_path = ''
 as $$
 declare
-  v_session_id uuid := case when tg_table_name = 'sessions' then new.id
-                            else (to_jsonb(new) ->> 'session_id')::uuid end;
+  v_session_id uuid;
 begin
+  if tg_table_name = 'sessions' then
+    v_session_id := new.id;
+  else
+    v_session_id := new.session_id;
+  end if;
   if new.status is distinct from old.status
      and new.status::text in ('completed', 'cancelled', 'expired')
      and current_setting('autodoctor.lifecycle', true) is distinct from v_session_id::text then

@@ -65,9 +65,7 @@ declare
   v_uid uuid := private.require_user();
   v_status public.request_status;
 begin
-  if p_request_id is null then
-    perform private.raise_error('invalid_input', 'p_request_id is required');
-  end if;
+  perform private.require_arg('p_request_id', p_request_id);
   if not private.is_approved_mechanic() then
     perform private.raise_error('not_allowed', 'only approved mechanics receive offers');
   end if;
@@ -98,9 +96,7 @@ declare
   v_request public.session_requests;
   v_session public.sessions;
 begin
-  if p_request_id is null then
-    perform private.raise_error('invalid_input', 'p_request_id is required');
-  end if;
+  perform private.require_arg('p_request_id', p_request_id);
   select * into v_request from public.session_requests where id = p_request_id for update;
   if not found or (v_request.customer_id <> v_uid and v_request.mechanic_id is distinct from v_uid
                    and not private.is_approved_mechanic()) then
@@ -150,13 +146,7 @@ declare
   v_uid uuid := private.require_user();
   v_session public.sessions;
 begin
-  if p_session_id is null then
-    perform private.raise_error('invalid_input', 'p_session_id is required');
-  end if;
-  select * into v_session from public.sessions where id = p_session_id for update;
-  if not found or (v_session.customer_id <> v_uid and v_session.mechanic_id is distinct from v_uid) then
-    perform private.raise_error('not_found', 'no such session');
-  end if;
+  v_session := private.lock_session_as_participant(p_session_id, v_uid);
   if v_session.status <> 'waiting' then
     perform private.raise_error('invalid_transition', format('a %s session cannot be started', v_session.status));
   end if;
@@ -177,13 +167,7 @@ declare
   v_notes text := private.check_text('p_notes', p_notes);
   v_session public.sessions;
 begin
-  if p_session_id is null then
-    perform private.raise_error('invalid_input', 'p_session_id is required');
-  end if;
-  select * into v_session from public.sessions where id = p_session_id for update;
-  if not found or (v_session.customer_id <> v_uid and v_session.mechanic_id is distinct from v_uid) then
-    perform private.raise_error('not_found', 'no such session');
-  end if;
+  v_session := private.lock_session_as_participant(p_session_id, v_uid);
   if v_session.status <> 'live' then
     perform private.raise_error('invalid_transition', format('a %s session cannot be ended', v_session.status));
   end if;
@@ -204,9 +188,7 @@ declare
   v_uid uuid := private.require_user();
   v_row public.mechanics;
 begin
-  if p_online is null then
-    perform private.raise_error('invalid_input', 'p_online is required');
-  end if;
+  perform private.require_arg('p_online', p_online);
   update public.mechanics set is_available = p_online, last_seen_at = now()
   where id = v_uid and status = 'approved'
   returning * into v_row;

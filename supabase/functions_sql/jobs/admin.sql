@@ -29,9 +29,7 @@ language plpgsql security definer set search_path = ''
 as $$
 begin
   perform private.require_admin();
-  if p_id is null then
-    perform private.raise_error('invalid_input', 'p_id is required');
-  end if;
+  perform private.require_arg('p_id', p_id);
   -- a kind with a domain row (a refund, a payout, a reversal) ended that row when its job died:
   -- it is retried through the row (status back to 'queued' puts its job back in line)
   if exists (select 1 from private.outbox o join private.job_kinds k on k.kind = o.kind

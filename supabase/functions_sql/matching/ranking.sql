@@ -136,9 +136,7 @@ language plpgsql stable security definer set search_path = ''
 as $$
 begin
   perform private.require_admin();
-  if p_request_id is null then
-    perform private.raise_error('invalid_input', 'p_request_id is required');
-  end if;
+  perform private.require_arg('p_request_id', p_request_id);
   return query
   select k.mechanic_id, m.display_name, k.score, k.reasons, k.rank
   from private.rank_mechanics(p_request_id, p_limit, now()) k

@@ -79,6 +79,21 @@ drop trigger if exists _300_broadcast on public.session_offers;
 create trigger _300_broadcast after insert or update of status on public.session_offers
   for each row execute function private.tg_session_offers__broadcast();
 
+-- The card of a request that mechanics see (new_request, request_unattended): ids and card fields
+-- only, never an email, phone or address.
+create or replace function private.request_card(p_request public.session_requests) returns jsonb
+language sql immutable set search_path = ''
+as $$
+  select jsonb_build_object(
+    'request_id', p_request.id, 'session_id', p_request.session_id, 'session_type', p_request.session_type,
+    'plan_code', p_request.plan_code, 'specialist', p_request.specialist, 'vehicle_make', p_request.vehicle_make,
+    'vehicle_model', p_request.vehicle_model, 'vehicle_year', p_request.vehicle_year,
+    'concern', left(p_request.concern, 140), 'preferred_mechanic_id', p_request.preferred_mechanic_id,
+    'created_at', p_request.created_at)
+$$;
+revoke execute on function private.request_card(public.session_requests) from public;
+grant execute on function private.request_card(public.session_requests) to service_role;
+
 -- ---------------------------------------------------------------------------------------------
 -- Routing: preferred mechanic's exclusive window → targeted offers to the best mechanics and a
 -- broadcast to every eligible one. Returns what it did. Idempotent: running it twice at the same
@@ -129,14 +144,7 @@ begin
     values (v_req.id, null, 'offered', '[{"reason": "broadcast", "points": 0}]', p_now);
     v_broadcast := true;
     if v_req.preferred_mechanic_id is not null then
-      perform realtime.send(
-        jsonb_build_object('request_id', v_req.id, 'session_id', v_req.session_id,
-                           'session_type', v_req.session_type, 'plan_code', v_req.plan_code,
-                           'specialist', v_req.specialist, 'vehicle_make', v_req.vehicle_make,
-                           'vehicle_model', v_req.vehicle_model, 'vehicle_year', v_req.vehicle_year,
-                           'concern', left(v_req.concern, 140), 'preferred_mechanic_id', v_req.preferred_mechanic_id,
-                           'created_at', v_req.created_at),
-        'new_request', 'mechanics:requests', true);
+      perform realtime.send(private.request_card(v_req), 'new_request', 'mechanics:requests', true);
     end if;
   end if;
 

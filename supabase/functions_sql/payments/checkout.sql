@@ -52,18 +52,12 @@ begin
     values (p_customer_id, v_plan.code, v_intake.id, v_vehicle_id, p_preferred_mechanic_id, v_specialist, v_price,
             v_plan.currency, 'credit', 'pending', p_now)
     returning * into v_booking;
-    perform private.add_credit_entry(p_customer_id, 'debit', -v_price, v_plan.currency, v_booking.id, null,
-                                     format('%s booking', v_plan.code), p_customer_id);
     perform private.set_actor('customer', 'paid with credit');
     v_ids := private.create_session_request(p_customer_id, v_plan.code, v_intake.id, v_vehicle_id,
                                             p_preferred_mechanic_id, v_specialist, v_price, p_now);
     update public.bookings set status = 'paid', session_id = (v_ids ->> 'session_id')::uuid, status_changed_at = p_now
     where id = v_booking.id;
-    insert into public.payments (booking_id, customer_id, session_id, method, amount_cents, currency, transfer_group,
-                                 paid_at)
-    values (v_booking.id, p_customer_id, (v_ids ->> 'session_id')::uuid, 'credit', v_price, v_plan.currency,
-            'booking_' || v_booking.id::text, p_now)
-    returning id into v_payment_id;
+    v_payment_id := private.pay_booking_with_credit(v_booking.id, format('%s booking', v_plan.code), p_now);
     return jsonb_build_object('mode', 'credit', 'booking_id', v_booking.id, 'payment_id', v_payment_id,
                               'session_id', v_ids ->> 'session_id', 'request_id', v_ids ->> 'request_id',
                               'price_cents', v_price, 'currency', v_plan.currency,
@@ -154,13 +148,8 @@ begin
                                  status_changed_at)
     values (p_customer_id, v_ext.id, v_session.id, v_ext.price_cents, v_ext.currency, 'credit', 'pending', p_now)
     returning * into v_booking;
-    perform private.add_credit_entry(p_customer_id, 'debit', -v_ext.price_cents, v_ext.currency, v_booking.id, null,
-                                     format('%s-minute session extension', v_ext.minutes), p_customer_id);
-    insert into public.payments (booking_id, customer_id, session_id, extension_id, method, amount_cents, currency,
-                                 transfer_group, paid_at)
-    values (v_booking.id, p_customer_id, v_session.id, v_ext.id, 'credit', v_ext.price_cents, v_ext.currency,
-            'booking_' || v_booking.id::text, p_now)
-    returning id into v_payment_id;
+    v_payment_id := private.pay_booking_with_credit(v_booking.id,
+                                                    format('%s-minute session extension', v_ext.minutes), p_now);
     if not private.grant_extension(v_ext.id, p_now) then
       perform private.raise_error('extension_not_allowed', 'the session is no longer live');
     end if;

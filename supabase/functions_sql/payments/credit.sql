@@ -66,6 +66,32 @@ $$;
 revoke execute on function private.add_credit_entry(uuid, public.credit_entry_kind, int, text, uuid, uuid, text, uuid) from public;
 grant execute on function private.add_credit_entry(uuid, public.credit_entry_kind, int, text, uuid, uuid, text, uuid) to service_role;
 
+-- A booking paid from the customer's credit: the debit and the payment, for the booking's price
+-- and session (and extension). The caller holds the customer's credit lock and has checked the
+-- balance. Returns the payment's id.
+create or replace function private.pay_booking_with_credit(p_booking_id uuid, p_note text,
+                                                           p_now timestamptz default now())
+returns uuid
+language plpgsql security definer set search_path = ''
+as $$
+declare
+  v_booking public.bookings;
+  v_payment_id uuid;
+begin
+  select * into v_booking from public.bookings where id = p_booking_id;
+  perform private.add_credit_entry(v_booking.customer_id, 'debit', -v_booking.price_cents, v_booking.currency,
+                                   v_booking.id, null, p_note, v_booking.customer_id);
+  insert into public.payments (booking_id, customer_id, session_id, extension_id, method, amount_cents, currency,
+                               transfer_group, paid_at)
+  values (v_booking.id, v_booking.customer_id, v_booking.session_id, v_booking.extension_id, 'credit',
+          v_booking.price_cents, v_booking.currency, 'booking_' || v_booking.id::text, p_now)
+  returning id into v_payment_id;
+  return v_payment_id;
+end
+$$;
+revoke execute on function private.pay_booking_with_credit(uuid, text, timestamptz) from public;
+grant execute on function private.pay_booking_with_credit(uuid, text, timestamptz) to service_role;
+
 -- The balance per customer (RLS of credit_ledger applies: customers see their own).
 create or replace view public.credit_balances with (security_invoker = true) as
 select distinct on (l.customer_id) l.customer_id, l.balance_after_cents as balance_cents, l.currency,

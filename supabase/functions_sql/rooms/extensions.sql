@@ -44,13 +44,8 @@ declare
   v_minutes int;
   v_price int;
 begin
-  if p_session_id is null or p_minutes is null then
-    perform private.raise_error('invalid_input', 'p_session_id and p_minutes are required');
-  end if;
-  select * into v_session from public.sessions where id = p_session_id for update;
-  if not found or (v_session.customer_id <> v_uid and v_session.mechanic_id is distinct from v_uid) then
-    perform private.raise_error('not_found', 'no such session');
-  end if;
+  perform private.require_arg('p_minutes', p_minutes);
+  v_session := private.lock_session_as_participant(p_session_id, v_uid);
   if v_session.status <> 'live' then
     perform private.raise_error('extension_not_allowed', format('a %s session cannot be extended', v_session.status));
   end if;

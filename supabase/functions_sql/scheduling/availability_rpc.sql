@@ -116,9 +116,7 @@ declare
   v_mechanic uuid;
 begin
   perform private.require_user();
-  if p_time_off_id is null then
-    perform private.raise_error('invalid_input', 'p_time_off_id is required');
-  end if;
+  perform private.require_arg('p_time_off_id', p_time_off_id);
   select mechanic_id into v_mechanic from public.mechanic_time_off where id = p_time_off_id;
   if v_mechanic is null or not (v_mechanic = (select auth.uid()) or v_mechanic in (select private.my_workshop_mechanic_ids())) then
     perform private.raise_error('not_found', 'no such time off');
@@ -205,9 +203,7 @@ declare
   v_be time;
 begin
   perform private.require_user();
-  if p_organization_id is null then
-    perform private.raise_error('invalid_input', 'p_organization_id is required');
-  end if;
+  perform private.require_arg('p_organization_id', p_organization_id);
   if p_organization_id not in (select private.my_admin_org_ids()) then
     perform private.raise_error('not_allowed', 'only the workshop''s owners and admins set its hours');
   end if;

@@ -90,9 +90,7 @@ declare
   v_uid uuid := private.require_user();
   v_hold public.mechanic_commitments;
 begin
-  if p_hold_id is null then
-    perform private.raise_error('invalid_input', 'p_hold_id is required');
-  end if;
+  perform private.require_arg('p_hold_id', p_hold_id);
   select * into v_hold from public.mechanic_commitments where id = p_hold_id and kind = 'hold';
   if not found or v_hold.customer_id <> v_uid then
     perform private.raise_error('not_found', 'no such hold');

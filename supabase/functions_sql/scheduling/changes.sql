@@ -72,9 +72,7 @@ declare
   v_side text;
   v_reason text;
 begin
-  if p_session_id is null then
-    perform private.raise_error('invalid_input', 'p_session_id is required');
-  end if;
+  perform private.require_arg('p_session_id', p_session_id);
   select * into v_session from public.sessions where id = p_session_id;
   v_side := case when not found then null
                  when v_session.customer_id = p_user_id then 'customer'

@@ -296,12 +296,7 @@ begin
           v_hold.mechanic_id, v_hold.price_cents, v_plan.currency, 'credit', 'paid', p_now, p_hold_id,
           (v_result ->> 'session_id')::uuid)
   returning id into v_booking_id;
-  perform private.add_credit_entry(p_customer_id, 'debit', -v_hold.price_cents, v_plan.currency, v_booking_id, null,
-                                   format('%s booking', v_plan.code), p_customer_id);
-  insert into public.payments (booking_id, customer_id, session_id, method, amount_cents, currency, transfer_group,
-                               paid_at)
-  values (v_booking_id, p_customer_id, (v_result ->> 'session_id')::uuid, 'credit', v_hold.price_cents, v_plan.currency,
-          'booking_' || v_booking_id::text, p_now);
+  perform private.pay_booking_with_credit(v_booking_id, format('%s booking', v_plan.code), p_now);
   return v_result || jsonb_build_object('booking_id', v_booking_id, 'mode', 'credit');
 end
 $$;
