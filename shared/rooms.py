@@ -16,6 +16,7 @@ from livekit import api
 from shared import db
 from shared.config import get_settings
 from shared.errors import AppError
+from shared.worker import JobSkipped
 
 
 def _credentials() -> tuple[str, str, str]:
@@ -115,7 +116,11 @@ def reconcile(now: dt.datetime | None = None, limit: int = 200) -> dict[str, int
 
 
 async def delete_room(payload: dict[str, Any]) -> None:
-    key, secret, url = _credentials()
+    """Job handler for `livekit.delete_room`; skipped where LiveKit is not configured (no room exists)."""
+    try:
+        key, secret, url = _credentials()
+    except AppError as exc:
+        raise JobSkipped("LiveKit is not configured") from exc
     async with api.LiveKitAPI(url, key, secret) as lk:
         try:
             await lk.room.delete_room(api.DeleteRoomRequest(room=payload["room"]))

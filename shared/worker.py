@@ -49,6 +49,11 @@ class JobFailed(Exception):
     """A failure whose message is recorded as it is (no exception class prefix)."""
 
 
+class JobSkipped(Exception):
+    """The job cannot apply on this deployment (its provider is not configured): it ends as
+    `skipped` with this reason, without retries."""
+
+
 STRIPE_KINDS = (job_kinds.STRIPE_REFRESH_ACCOUNT, job_kinds.STRIPE_REFUND, job_kinds.STRIPE_TRANSFER,
                 job_kinds.STRIPE_TRANSFER_REVERSAL)
 OUTBOX_KINDS = (job_kinds.EMAIL_SEND, job_kinds.EMAIL_SUPPORT_ALERT, job_kinds.LIVEKIT_DELETE_ROOM)
@@ -70,7 +75,8 @@ def outcomes(*, retry: str, dead: str, ready: Callable[[], bool] | None = None) 
 
 @dataclass
 class RunResult:
-    counts: dict[str, int] = field(default_factory=lambda: {"claimed": 0, "sent": 0, "retry": 0, "dead": 0})
+    counts: dict[str, int] = field(default_factory=lambda: {"claimed": 0, "sent": 0, "retry": 0, "dead": 0,
+                                                                            "skipped": 0})
     outcomes: Counter[str] = field(default_factory=Counter)
 
 
@@ -96,6 +102,7 @@ def _work_kind(kind: str, handler: Handler | None, now: dt.datetime | None, limi
     result.counts["claimed"] += len(rows)
     for row in rows:
         error: str | None = None
+        skipped: str | None = None
         outcome: Any = None
         try:
             if handler is None:
@@ -104,13 +111,23 @@ def _work_kind(kind: str, handler: Handler | None, now: dt.datetime | None, limi
                                "_now": now})
             if inspect.isawaitable(outcome):
                 outcome = asyncio.run(outcome)  # type: ignore[arg-type]
+        except JobSkipped as exc:
+            skipped = f"skipped: {exc}"[:2000]
+            log("info", "job skipped", job_id=row["id"], kind=row["kind"], reason=skipped)
         except Exception as exc:  # any failure is retried, then dead-lettered
             error = (str(exc) if isinstance(exc, JobFailed) else f"{exc.__class__.__name__}: {exc}")[:2000]
             log("warning", "job failed", job_id=row["id"], kind=row["kind"], attempt=row["attempts"], error=error)
         with db.transaction() as conn:
-            status = db.one(conn, "select private.outbox_settle(%s, %s, %s, coalesce(%s::timestamptz, now())) as s",
-                            (row["id"], error is None, error, now))["s"]
-        bucket = "sent" if status == "sent" else "dead" if status == "dead" else "retry"
+            if skipped is not None:
+                status = db.one(conn, "select private.outbox_skip(%s, %s, coalesce(%s::timestamptz, now())) as s",
+                                (row["id"], skipped, now))["s"]
+            else:
+                status = db.one(conn, "select private.outbox_settle(%s, %s, %s, coalesce(%s::timestamptz, now())) as s",
+                                (row["id"], error is None, error, now))["s"]
+        bucket = status if status in ("sent", "dead", "skipped") else "retry"
+        if bucket == "skipped":
+            result.counts["skipped"] += 1
+            continue
         result.counts[bucket] += 1
         if error is None:
             if isinstance(outcome, str):

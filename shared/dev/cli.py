@@ -181,7 +181,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     get_settings.cache_clear()
     print(f"database: {url}")
     print(f"functions: http://{args.host}:{args.port}/<target>  (health: /health)")
-    print("schedules: " + ("private.schedules and the Python jobs (--no-schedules to disable)" if schedules
+    print("schedules: " + ("private.schedules and the Python jobs (--no-jobs to disable)" if schedules
                            else "off"))
     serve(args.host, args.port, schedules_url=url if schedules else None)
     return 0
@@ -239,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", parents=[common], help="migrate and serve every function on one port")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=None)
-    serve.add_argument("--no-schedules", dest="schedules", action="store_false",
+    serve.add_argument("--no-jobs", "--no-schedules", dest="schedules", action="store_false",
                        help="do not run private.schedules and the Python jobs (also AUTODOCTOR_SCHEDULES=0)")
     serve.set_defaults(func=cmd_serve)
 

@@ -22,7 +22,15 @@ from shared import db as shared_db
 from shared import rooms, worker
 from shared.config import get_settings
 from shared.dev.tokens import make_token
-from tests.support.factories import accept, make_customer, make_intake, make_mechanic, make_world, request_free
+from tests.support.factories import (
+    accept,
+    make_admin,
+    make_customer,
+    make_intake,
+    make_mechanic,
+    make_world,
+    request_free,
+)
 from tests.support.harness import Db
 from tests.support.stubs.server import StubServer
 
@@ -356,7 +364,7 @@ def test_time_cap_ends_session_and_closes_room(lk, live_world):
     # the outbox closes the room at LiveKit
     state["rooms"][f"session-{w.session}"] = []
     rooms_only = ["livekit.delete_room"]
-    assert worker.deliver(kinds=rooms_only) == {"claimed": 1, "sent": 1, "retry": 0, "dead": 0}
+    assert worker.deliver(kinds=rooms_only) == {"claimed": 1, "sent": 1, "retry": 0, "dead": 0, "skipped": 0}
     assert f"session-{w.session}" not in state["rooms"]
     assert worker.deliver(kinds=rooms_only)["claimed"] == 0
 
@@ -430,7 +438,7 @@ def test_outbox_retries_backoff_and_dead_letter(lk):
         raise RuntimeError("provider down")
 
     now = dt.datetime.now(dt.UTC)
-    assert worker.deliver(now, registry={"test.thing": failing}) == {"claimed": 1, "sent": 0, "retry": 1, "dead": 0}
+    assert worker.deliver(now, registry={"test.thing": failing}) == {"claimed": 1, "sent": 0, "retry": 1, "dead": 0, "skipped": 0}
     d.conn.rollback()
     row = d.one("select status::text as status, attempts, next_attempt_at, last_error from private.outbox")
     assert row["status"] == "pending" and row["attempts"] == 1 and "provider down" in row["last_error"]
@@ -479,3 +487,24 @@ def test_outbox_crash_and_concurrent_runs(lk):
     assert sum(r["sent"] for r in results) == 35 and len(seen) == 35 and len(set(seen)) == 35
     later = worker.deliver(now + dt.timedelta(minutes=6), registry={"test.thing": ok})
     assert later["sent"] == 5 and sorted(seen) == list(range(40))
+
+
+def test_room_close_without_livekit_is_skipped_not_retried(lk, live_world, monkeypatch):
+    """Where LiveKit is not configured there is no room to close: the job ends `skipped` once."""
+    d, _stub, _state = lk
+    w = live_world
+    d.execute("update public.sessions set status = 'live', started_at = now() - interval '8 minutes',"
+              " deadline_at = now() - interval '3 minutes' where id = %s", (w.session,))
+    committed(d)
+    assert _session_timers(d)["ended"] == 1
+    monkeypatch.delenv("LIVEKIT_API_KEY")
+    get_settings.cache_clear()
+    rooms_only = ["livekit.delete_room"]
+    assert worker.deliver(kinds=rooms_only) == {"claimed": 1, "sent": 0, "retry": 0, "dead": 0, "skipped": 1}
+    job = d.one("select status::text, attempts, last_error from private.outbox where kind = 'livekit.delete_room'")
+    assert job == {"status": "skipped", "attempts": 1, "last_error": "skipped: LiveKit is not configured"}
+    assert worker.deliver(kinds=rooms_only)["claimed"] == 0  # never claimed again
+    d.conn.rollback()
+    with d.as_user(make_admin(d)):
+        listed = d.all("select kind, status from public.admin_outbox('skipped')")
+    assert listed == [{"kind": "livekit.delete_room", "status": "skipped"}]

@@ -10,9 +10,9 @@ language plpgsql stable security definer set search_path = ''
 as $$
 begin
   perform private.require_admin();
-  if p_status is null or p_status not in ('pending', 'processing', 'sent', 'dead')
+  if p_status is null or p_status not in ('pending', 'processing', 'sent', 'dead', 'skipped')
      or p_limit is null or p_limit < 1 or p_limit > 1000 then
-    perform private.raise_error('invalid_input', 'p_status must be pending/processing/sent/dead; p_limit 1..1000');
+    perform private.raise_error('invalid_input', 'p_status must be pending/processing/sent/dead/skipped; p_limit 1..1000');
   end if;
   return query
   select o.id, o.kind, o.dedupe_key, o.status::text, o.attempts, o.next_attempt_at, o.last_error, o.created_at,

@@ -154,3 +154,18 @@ end
 $$;
 revoke execute on function private.outbox_settle(bigint, boolean, text, timestamptz) from public;
 grant execute on function private.outbox_settle(bigint, boolean, text, timestamptz) to service_role;
+
+-- A job that cannot apply here (its provider is not configured): ended as `skipped`, once, with
+-- the reason; no retry and no on_failure hook (nothing failed).
+create or replace function private.outbox_skip(p_id bigint, p_reason text, p_now timestamptz default now())
+returns private.outbox_status
+language plpgsql security definer set search_path = ''
+as $$
+begin
+  update private.outbox set status = 'skipped', sent_at = p_now, locked_until = null, last_error = left(p_reason, 2000)
+  where id = p_id and status = 'processing';
+  return (select o.status from private.outbox o where o.id = p_id);
+end
+$$;
+revoke execute on function private.outbox_skip(bigint, text, timestamptz) from public;
+grant execute on function private.outbox_skip(bigint, text, timestamptz) to service_role;
