@@ -196,7 +196,8 @@ def test_daily_cap_resets_at_local_midnight_whatever_the_job_does(db, zone, used
     mech = make_mechanic(db, name="Z", timezone=zone)
     _, session, _ = micro_request(db, plan="micro")
     db.execute("update public.sessions set mechanic_id = %s, status = 'waiting' where id = %s", (mech, session))
-    db.execute("select private.check_and_reserve_accept(%s, %s, %s)", (mech, session, ts(used_at)))
+    db.execute("select private.check_and_reserve_accept_rows(m, s, %s) from public.mechanics m, public.sessions s "
+               "where m.id = %s and s.id = %s", (ts(used_at), mech, session))
     for when, expected in checks:
         assert db.scalar("select private.micro_minutes_used(%s, %s)", (mech, ts(when))) == expected, when
     # the midnight job, late, twice, or never: usage does not depend on it
@@ -349,7 +350,8 @@ def test_ranking_leaves_out_every_kind_of_capped_mechanic(db, shop):
     _, used_session, _ = micro_request(db, plan="micro")
     db.execute("update public.sessions set mechanic_id = %s, status = 'waiting' where id = %s",
                (busy_day, used_session))
-    db.execute("select private.check_and_reserve_accept(%s, %s, now())", (busy_day, used_session))  # 10 of 12
+    db.execute("select private.check_and_reserve_accept_rows(m, s, now()) from public.mechanics m, public.sessions s "
+               "where m.id = %s and s.id = %s", (busy_day, used_session))  # 10 of 12
     db.execute("update public.mechanic_commitments set status = 'done'")
     req, _, _ = micro_request(db)  # 5 minutes
     ranked = {r["mechanic_id"] for r in db.all("select mechanic_id from private.rank_mechanics(%s, 100)", (req,))}

@@ -6,9 +6,13 @@
 -- Who acts in this transaction, for the audit: set by RPCs (transaction-local). The lifecycle
 -- functions (core/lifecycle.sql) take the actor as a parameter and set it here themselves.
 create or replace function private.set_actor(p_role text, p_reason text default null) returns void
-language sql volatile set search_path = ''
+language plpgsql volatile set search_path = ''
 as $$
-  select set_config('autodoctor.actor_role', p_role, true), set_config('autodoctor.reason', coalesce(p_reason, ''), true);
+begin
+  -- PL/pgSQL: planned once per session (a SQL function with a fixed search_path is planned in
+  -- every transaction before PostgreSQL 18; every accept and lifecycle step calls this)
+  perform set_config('autodoctor.actor_role', p_role, true), set_config('autodoctor.reason', coalesce(p_reason, ''), true);
+end
 $$;
 revoke execute on function private.set_actor(text, text) from public;
 grant execute on function private.set_actor(text, text) to service_role;

@@ -30,6 +30,7 @@ grant execute on function private.lifecycle_allow(uuid) to service_role;
 
 -- Sessions: completed and cancelled; requests: expired and cancelled. Runs after the transition
 -- check (_100), so a forbidden change still fails with invalid_transition (AD006) first.
+-- Its WHEN clause calls it only for a change to a final status (never on an accept or a start).
 create or replace function private.tg__lifecycle_only() returns trigger
 language plpgsql set search_path = ''
 as $$
@@ -54,10 +55,14 @@ $$;
 revoke execute on function private.tg__lifecycle_only() from public;
 drop trigger if exists _105_lifecycle_only on public.sessions;
 create trigger _105_lifecycle_only before update of status on public.sessions
-  for each row execute function private.tg__lifecycle_only();
+  for each row
+  when (new.status is distinct from old.status and new.status::text in ('completed', 'cancelled', 'expired'))
+  execute function private.tg__lifecycle_only();
 drop trigger if exists _105_lifecycle_only on public.session_requests;
 create trigger _105_lifecycle_only before update of status on public.session_requests
-  for each row execute function private.tg__lifecycle_only();
+  for each row
+  when (new.status is distinct from old.status and new.status::text in ('completed', 'cancelled', 'expired'))
+  execute function private.tg__lifecycle_only();
 
 -- ---------------------------------------------------------------------------------------------
 -- The actor for the audit (read by private.tg__record_status_event)

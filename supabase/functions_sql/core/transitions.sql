@@ -7,9 +7,12 @@
 -- The allowed changes of status, one list for both lifecycles.
 create or replace function private.status_transition_allowed(p_entity text, p_from text, p_to text)
 returns boolean
-language sql immutable set search_path = ''
+language plpgsql immutable set search_path = ''
 as $$
-  select (p_entity, p_from, p_to) in (
+begin
+  -- PL/pgSQL: the list is parsed and planned once per session; as a SQL function with a fixed
+  -- search_path it was planned again in every transaction that changed a status (before PG 18)
+  return (p_entity, p_from, p_to) in (
     ('sessions', 'pending', 'waiting'), ('sessions', 'pending', 'scheduled'), ('sessions', 'pending', 'cancelled'),
     ('sessions', 'scheduled', 'waiting'), ('sessions', 'scheduled', 'cancelled'),
     ('sessions', 'waiting', 'live'), ('sessions', 'waiting', 'cancelled'),
@@ -20,7 +23,8 @@ as $$
     ('session_requests', 'unattended', 'accepted'), ('session_requests', 'unattended', 'expired'),
     ('session_requests', 'unattended', 'cancelled'),
     ('session_requests', 'accepted', 'pending'),  -- the mechanic released it: back to the others
-    ('session_requests', 'accepted', 'cancelled'))
+    ('session_requests', 'accepted', 'cancelled'));
+end
 $$;
 revoke execute on function private.status_transition_allowed(text, text, text) from public;
 grant execute on function private.status_transition_allowed(text, text, text) to authenticated, service_role;

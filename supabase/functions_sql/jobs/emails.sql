@@ -8,12 +8,15 @@
 create or replace function private.enqueue_email(
   p_template text, p_user_id uuid, p_session_id uuid, p_data jsonb default '{}', p_key_suffix text default ''
 ) returns bigint
-language sql security definer set search_path = ''
+language plpgsql security definer set search_path = ''
 as $$
-  select private.enqueue(
+begin
+  -- PL/pgSQL, so the call is planned once per session (every accept enqueues one)
+  return private.enqueue(
     'email.send',
     format('email:%s:%s:%s%s', p_template, p_session_id, p_user_id, p_key_suffix),
-    jsonb_build_object('template', p_template, 'user_id', p_user_id, 'session_id', p_session_id, 'data', p_data))
+    jsonb_build_object('template', p_template, 'user_id', p_user_id, 'session_id', p_session_id, 'data', p_data));
+end
 $$;
 revoke execute on function private.enqueue_email(text, uuid, uuid, jsonb, text) from public;
 grant execute on function private.enqueue_email(text, uuid, uuid, jsonb, text) to service_role;

@@ -7,12 +7,16 @@
 create or replace function private.presence(
   p_is_available boolean, p_last_seen_at timestamptz, p_busy boolean, p_window interval, p_now timestamptz
 ) returns text
-language sql immutable parallel safe set search_path = ''
+language plpgsql immutable parallel safe set search_path = ''
 as $$
-  select case
+begin
+  -- PL/pgSQL: its one expression is planned once per session, where a SQL function with a fixed
+  -- search_path is planned again in every transaction (PostgreSQL before 18)
+  return case
     when p_busy then 'busy'
     when p_is_available and p_last_seen_at >= p_now - p_window then 'online'
-    else 'offline' end
+    else 'offline' end;
+end
 $$;
 revoke execute on function private.presence(boolean, timestamptz, boolean, interval, timestamptz) from public;
 grant execute on function private.presence(boolean, timestamptz, boolean, interval, timestamptz)

@@ -27,6 +27,44 @@ $$;
 revoke execute on function private.micro_minutes_used(uuid, timestamptz) from public;
 grant execute on function private.micro_minutes_used(uuid, timestamptz) to authenticated, service_role;
 
+-- The rules of seed 000, once, on a mechanic's row: why it may not take a session of p_minutes
+-- (null: it may), and the micro minutes it has left on its local day (counted for a micro session,
+-- or for any when p_count). Read by micro_eligibility (ids) and by the accept (the locked row).
+create or replace function private.micro_refusal(
+  p_m public.mechanics, p_micro boolean, p_minutes int, p_now timestamptz, p_count boolean default false,
+  out reason text, out minutes_remaining int
+)
+language plpgsql stable security definer set search_path = ''
+as $$
+declare
+  v_o public.organizations;
+begin
+  if p_micro or p_count then
+    if p_m.organization_id is not null then
+      select * into v_o from public.organizations where id = p_m.organization_id;
+    end if;
+    -- the cap: the mechanic's own, else its workshop's default, else the platform's (micro_cap)
+    minutes_remaining := greatest(
+      coalesce(p_m.daily_micro_minutes_cap, v_o.default_daily_micro_cap, private.setting_int('micro.daily_cap_minutes'))
+      - (select coalesce(sum(coalesce(u.actual_minutes, u.reserved_minutes)), 0)::int
+         from public.micro_minute_usage u
+         where u.mechanic_id = p_m.id and u.local_day = (p_now at time zone p_m.timezone)::date), 0);
+  end if;
+  reason := case
+    when p_m.status <> 'approved' or not p_m.can_accept_sessions then 'not_approved'
+    when not p_micro then case when p_m.participation_mode = 'micro_only' then 'participation_mode' end
+    when p_m.participation_mode = 'full_only' then 'participation_mode'
+    when v_o.id is not null and not v_o.micro_sessions_enabled then 'workshop_micro_disabled'
+    -- Workshop mechanics take micro sessions only on shift; independent ones any time (seed 000).
+    when p_m.mechanic_type = 'workshop_affiliated' and not p_m.currently_on_shift then 'not_on_shift'
+    when v_o.id is not null and p_minutes > v_o.micro_max_duration then 'longer_than_workshop_maximum'
+    when p_minutes > minutes_remaining then 'daily_cap_reached'
+  end;
+end
+$$;
+revoke execute on function private.micro_refusal(public.mechanics, boolean, int, timestamptz, boolean) from public;
+grant execute on function private.micro_refusal(public.mechanics, boolean, int, timestamptz, boolean) to service_role;
+
 -- The rules of seed 000, as data: {can_accept, reason, minutes_remaining}.
 create or replace function private.micro_eligibility(
   p_mechanic_id uuid, p_duration_type text, p_minutes int, p_now timestamptz default now()
@@ -35,45 +73,15 @@ language plpgsql stable security definer set search_path = ''
 as $$
 declare
   v_m public.mechanics;
-  v_o public.organizations;
-  v_cap int;
-  v_used int;
-  v_remaining int;
+  v_r record;
 begin
   select * into v_m from public.mechanics where id = p_mechanic_id;
   if not found then
     return jsonb_build_object('can_accept', false, 'reason', 'not_a_mechanic', 'minutes_remaining', 0);
   end if;
-  select * into v_o from public.organizations where id = v_m.organization_id;
-  v_cap := private.micro_cap(p_mechanic_id);
-  v_used := private.micro_minutes_used(p_mechanic_id, p_now);
-  v_remaining := greatest(v_cap - v_used, 0);
-  if v_m.status <> 'approved' or not v_m.can_accept_sessions then
-    return jsonb_build_object('can_accept', false, 'reason', 'not_approved', 'minutes_remaining', v_remaining);
-  end if;
-  if p_duration_type = 'micro' then
-    if v_m.participation_mode = 'full_only' then
-      return jsonb_build_object('can_accept', false, 'reason', 'participation_mode', 'minutes_remaining', v_remaining);
-    end if;
-    if v_o.id is not null and not v_o.micro_sessions_enabled then
-      return jsonb_build_object('can_accept', false, 'reason', 'workshop_micro_disabled',
-                                'minutes_remaining', v_remaining);
-    end if;
-    -- Workshop mechanics take micro sessions only on shift; independent ones any time (seed 000).
-    if v_m.mechanic_type = 'workshop_affiliated' and not v_m.currently_on_shift then
-      return jsonb_build_object('can_accept', false, 'reason', 'not_on_shift', 'minutes_remaining', v_remaining);
-    end if;
-    if v_o.id is not null and p_minutes > v_o.micro_max_duration then
-      return jsonb_build_object('can_accept', false, 'reason', 'longer_than_workshop_maximum',
-                                'minutes_remaining', v_remaining);
-    end if;
-    if p_minutes > v_remaining then
-      return jsonb_build_object('can_accept', false, 'reason', 'daily_cap_reached', 'minutes_remaining', v_remaining);
-    end if;
-  elsif v_m.participation_mode = 'micro_only' then
-    return jsonb_build_object('can_accept', false, 'reason', 'participation_mode', 'minutes_remaining', v_remaining);
-  end if;
-  return jsonb_build_object('can_accept', true, 'reason', null, 'minutes_remaining', v_remaining);
+  select * into v_r from private.micro_refusal(v_m, p_duration_type = 'micro', p_minutes, p_now, true);
+  return jsonb_build_object('can_accept', v_r.reason is null, 'reason', v_r.reason,
+                            'minutes_remaining', v_r.minutes_remaining);
 end
 $$;
 revoke execute on function private.micro_eligibility(uuid, text, int, timestamptz) from public;
@@ -108,43 +116,23 @@ $$;
 revoke execute on function public.can_accept_session(uuid, text, int) from public, anon;
 grant execute on function public.can_accept_session(uuid, text, int) to authenticated, service_role;
 
--- Called by private.assign_request with the mechanic's row locked and the rows it already holds:
--- refuses what seed 000 forbids and reserves the planned minutes of a micro session on the
--- mechanic's local day (so concurrent accepts can never exceed the cap). The rules are
--- micro_eligibility's, tested on the rows in hand; only a refusal asks micro_eligibility, for the
--- same reason and detail. The caller records on_shift in its own update of the session.
+-- Called by private.assign_request with the mechanic's row locked and the session row its update
+-- returned: refuses what seed 000 forbids (micro_refusal, on the rows in hand) and reserves the
+-- planned minutes of a micro session on the mechanic's local day (so concurrent accepts can never
+-- exceed the cap). A refusal carries micro_eligibility's answer as its detail. The caller records
+-- on_shift in its own update of the session.
 create or replace function private.check_and_reserve_accept_rows(
   p_m public.mechanics, p_s public.sessions, p_now timestamptz
 ) returns void
 language plpgsql security definer set search_path = ''
 as $$
 declare
-  v_ok boolean := p_m.status = 'approved' and p_m.can_accept_sessions;
-  v_o public.organizations;
-  v_check jsonb;
+  v_reason text := (private.micro_refusal(p_m, p_s.duration_type = 'micro', p_s.planned_minutes, p_now)).reason;
 begin
-  if p_s.duration_type = 'micro' then
-    v_ok := v_ok and p_m.participation_mode <> 'full_only'
-            and not (p_m.mechanic_type = 'workshop_affiliated' and not p_m.currently_on_shift);
-    if v_ok and p_m.organization_id is not null then
-      select * into v_o from public.organizations where id = p_m.organization_id;
-      v_ok := v_o.id is null or (v_o.micro_sessions_enabled and p_s.planned_minutes <= v_o.micro_max_duration);
-    end if;
-    v_ok := v_ok and p_s.planned_minutes <= greatest(
-      coalesce(p_m.daily_micro_minutes_cap, v_o.default_daily_micro_cap, private.setting_int('micro.daily_cap_minutes'))
-      - (select coalesce(sum(coalesce(u.actual_minutes, u.reserved_minutes)), 0)::int
-         from public.micro_minute_usage u
-         where u.mechanic_id = p_m.id and u.local_day = (p_now at time zone p_m.timezone)::date), 0);
-  else
-    v_ok := v_ok and p_m.participation_mode <> 'micro_only';
-  end if;
-  if not coalesce(v_ok, false) then
-    v_check := private.micro_eligibility(p_m.id, case when p_s.duration_type = 'micro' then 'micro' else 'full' end,
-                                         p_s.planned_minutes, p_now);
-    if not (v_check ->> 'can_accept')::boolean then
-      perform private.raise_error('session_not_eligible', format('cannot take this session: %s', v_check ->> 'reason'),
-                                  v_check::text);
-    end if;
+  if v_reason is not null then
+    perform private.raise_error('session_not_eligible', format('cannot take this session: %s', v_reason),
+      private.micro_eligibility(p_m.id, case when p_s.duration_type = 'micro' then 'micro' else 'full' end,
+                                p_s.planned_minutes, p_now)::text);
   end if;
   if p_s.duration_type = 'micro' then
     insert into public.micro_minute_usage (session_id, mechanic_id, local_day, reserved_minutes)
@@ -159,25 +147,6 @@ revoke execute on function private.check_and_reserve_accept_rows(public.mechanic
   from public;
 grant execute on function private.check_and_reserve_accept_rows(public.mechanics, public.sessions, timestamptz)
   to service_role;
-
--- The same by ids, for callers without the rows: also records whether the session was taken on shift.
-create or replace function private.check_and_reserve_accept(
-  p_mechanic_id uuid, p_session_id uuid, p_now timestamptz
-) returns void
-language plpgsql security definer set search_path = ''
-as $$
-declare
-  v_s public.sessions;
-  v_m public.mechanics;
-begin
-  select * into v_s from public.sessions where id = p_session_id;
-  select * into v_m from public.mechanics where id = p_mechanic_id;
-  perform private.check_and_reserve_accept_rows(v_m, v_s, p_now);
-  update public.sessions set on_shift = v_m.currently_on_shift where id = p_session_id;
-end
-$$;
-revoke execute on function private.check_and_reserve_accept(uuid, uuid, timestamptz) from public;
-grant execute on function private.check_and_reserve_accept(uuid, uuid, timestamptz) to service_role;
 
 -- Lifecycle step (core/lifecycle.sql, and the release in public.cancel_request): a completed micro
 -- session counts its actual minutes (never more than it was allowed, planned + extensions); a

@@ -7,6 +7,8 @@
 -- consequence of the status, started_at and extension_minutes columns, and every path that starts
 -- a session or grants an extension (RPC, LiveKit webhook, reconcile, payments) would otherwise
 -- have to repeat the formula.
+-- The triggers' WHEN clauses repeat their functions' conditions, so PostgreSQL does not call
+-- them on the other changes of status (an accept, a release, an end).
 create or replace function private.tg_sessions__deadline() returns trigger
 language plpgsql set search_path = ''
 as $$
@@ -21,7 +23,9 @@ $$;
 revoke execute on function private.tg_sessions__deadline() from public;
 drop trigger if exists _110_deadline on public.sessions;
 create trigger _110_deadline before update of status, extension_minutes on public.sessions
-  for each row execute function private.tg_sessions__deadline();
+  for each row
+  when (new.status = 'live' and (old.status is distinct from 'live' or new.extension_minutes <> old.extension_minutes))
+  execute function private.tg_sessions__deadline();
 
 -- A change of deadline is announced as `timer` to the session's participants. A trigger: it is a
 -- pure consequence of the column (set by _110_deadline, or by an extension), whoever changed it.
@@ -44,7 +48,9 @@ $$;
 revoke execute on function private.tg_sessions__timer() from public;
 drop trigger if exists _310_timer on public.sessions;
 create trigger _310_timer after update of status, deadline_at on public.sessions
-  for each row execute function private.tg_sessions__timer();
+  for each row
+  when (new.deadline_at is distinct from old.deadline_at and new.deadline_at is not null)
+  execute function private.tg_sessions__timer();
 
 -- Lifecycle step (core/lifecycle.sql): a session that had a room (it was waiting or live) and
 -- ended: close the room, through the outbox, once.
