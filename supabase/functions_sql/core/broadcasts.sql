@@ -8,11 +8,7 @@ create or replace function private.tg_session_requests__broadcast() returns trig
 language plpgsql security definer set search_path = ''
 as $$
 declare
-  v_card jsonb := jsonb_build_object(
-    'request_id', new.id, 'session_id', new.session_id, 'session_type', new.session_type,
-    'plan_code', new.plan_code, 'specialist', new.specialist, 'vehicle_make', new.vehicle_make,
-    'vehicle_model', new.vehicle_model, 'vehicle_year', new.vehicle_year, 'concern', left(new.concern, 140),
-    'preferred_mechanic_id', new.preferred_mechanic_id, 'created_at', new.created_at);
+  v_card jsonb := private.request_card(new);
 begin
   if (tg_op = 'INSERT' and coalesce(new.broadcast_at <= now(), true))  -- not during a preferred window
      or (tg_op = 'UPDATE' and old.status = 'accepted' and new.status = 'pending') then

@@ -96,7 +96,7 @@ begin
   if tg_table_name = 'sessions' then
     v_session_id := new.id;
   else
-    v_session_id := (to_jsonb(new) ->> 'session_id')::uuid;
+    v_session_id := new.session_id;  -- compiled per table: this branch only runs on requests
     v_request_id := new.id;
   end if;
   insert into public.session_events (session_id, request_id, entity, from_status, to_status, actor_id, actor_role, reason)

@@ -27,7 +27,7 @@ $$;
 revoke execute on function private.micro_minutes_used(uuid, timestamptz) from public;
 grant execute on function private.micro_minutes_used(uuid, timestamptz) to authenticated, service_role;
 
--- The rules of seed 000, once, on a mechanic's row: why it may not take a session of p_minutes
+-- The micro-session rules, once, on a mechanic's row: why it may not take a session of p_minutes
 -- (null: it may), and the micro minutes it has left on its local day (counted for a micro session,
 -- or for any when p_count). Read by micro_eligibility (ids) and by the accept (the locked row).
 create or replace function private.micro_refusal(
@@ -55,7 +55,7 @@ begin
     when not p_micro then case when p_m.participation_mode = 'micro_only' then 'participation_mode' end
     when p_m.participation_mode = 'full_only' then 'participation_mode'
     when v_o.id is not null and not v_o.micro_sessions_enabled then 'workshop_micro_disabled'
-    -- Workshop mechanics take micro sessions only on shift; independent ones any time (seed 000).
+    -- Workshop mechanics take micro sessions only on shift; independent ones any time.
     when p_m.mechanic_type = 'workshop_affiliated' and not p_m.currently_on_shift then 'not_on_shift'
     when v_o.id is not null and p_minutes > v_o.micro_max_duration then 'longer_than_workshop_maximum'
     when p_minutes > minutes_remaining then 'daily_cap_reached'
@@ -65,7 +65,7 @@ $$;
 revoke execute on function private.micro_refusal(public.mechanics, boolean, int, timestamptz, boolean) from public;
 grant execute on function private.micro_refusal(public.mechanics, boolean, int, timestamptz, boolean) to service_role;
 
--- The rules of seed 000, as data: {can_accept, reason, minutes_remaining}.
+-- The micro-session rules, as data: {can_accept, reason, minutes_remaining}.
 create or replace function private.micro_eligibility(
   p_mechanic_id uuid, p_duration_type text, p_minutes int, p_now timestamptz default now()
 ) returns jsonb
@@ -87,7 +87,7 @@ $$;
 revoke execute on function private.micro_eligibility(uuid, text, int, timestamptz) from public;
 grant execute on function private.micro_eligibility(uuid, text, int, timestamptz) to service_role;
 
--- can_accept_session (seed 000's contract): p_session_type is a duration type (micro / standard /
+-- can_accept_session: p_session_type is a duration type (micro / standard /
 -- extended) or a session type (chat / video / diagnostic, which are full sessions). The mechanic
 -- itself, its workshop's owners and admins, and platform admins may ask.
 create or replace function public.can_accept_session(
@@ -117,7 +117,7 @@ revoke execute on function public.can_accept_session(uuid, text, int) from publi
 grant execute on function public.can_accept_session(uuid, text, int) to authenticated, service_role;
 
 -- Called by private.assign_request with the mechanic's row locked and the session row its update
--- returned: refuses what seed 000 forbids (micro_refusal, on the rows in hand) and reserves the
+-- returned: refuses what the micro rules forbid (micro_refusal, on the rows in hand) and reserves the
 -- planned minutes of a micro session on the mechanic's local day (so concurrent accepts can never
 -- exceed the cap). A refusal carries micro_eligibility's answer as its detail. The caller records
 -- on_shift in its own update of the session.
