@@ -106,6 +106,36 @@ def cmd_db_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_db_shim(args: argparse.Namespace) -> int:
+    from shared.dev.migrate import shim
+
+    created = shim(_target_url(args))
+    print(f"platform shim: created {len(created)} object(s)" if created else "platform shim: nothing to create")
+    return 0
+
+
+def cmd_db_commit(args: argparse.Namespace) -> int:
+    from shared.dev.history import CommitError, commit, uncommitted
+    from shared.dev.migrate import MigrationError
+
+    try:
+        if args.check:
+            rows = uncommitted()
+            for row in rows:
+                print(f"uncommitted: supabase/functions_sql/{row.path} ({row.state})")
+            if rows:
+                print(f"{len(rows)} functions_sql file(s) no migration carries: run `autodoctor db commit`",
+                      file=sys.stderr)
+                return 1
+            print("db commit: every functions_sql file is in a migration")
+            return 0
+        commit(lambda: _server_url(args), args.name)
+    except (CommitError, MigrationError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def cmd_db_lint(args: argparse.Namespace) -> int:
     from shared.dev.lint import run_lint
     from shared.dev.migrate import connect
@@ -227,6 +257,14 @@ def build_parser() -> argparse.ArgumentParser:
     reset.set_defaults(func=cmd_db_reset)
     db.add_parser("status", parents=[common], help="applied and pending files"
                   ).set_defaults(func=cmd_db_status)
+    db.add_parser("shim", parents=[common], help="only the platform shim (before `supabase db push`)"
+                  ).set_defaults(func=cmd_db_shim)
+    commit = db.add_parser("commit", parents=[common],
+                           help="write a migration carrying the functions_sql changes not yet in one")
+    commit.add_argument("--name", default="functions_sql", help="migration name ([a-z0-9_]+)")
+    commit.add_argument("--check", action="store_true",
+                        help="write nothing; exit 1 listing the functions_sql files no migration carries")
+    commit.set_defaults(func=cmd_db_commit)
     db.add_parser("lint", parents=[common], help="Supabase-style security and schema lints"
                   ).set_defaults(func=cmd_db_lint)
 

@@ -10,6 +10,12 @@ Order of one run, under a session advisory lock so two runners never interleave:
    file may call a function another file defines; once every file is in, the body of every SQL
    function in public and private is checked (on every run, so a broken body is never forgotten),
    and a body that names a missing object stops the run.
+
+Every applied migration is recorded twice: with its checksum in autodoctor_meta.schema_migrations,
+and in the Supabase CLI's own history (supabase_migrations.schema_migrations), so that the CLI
+(`supabase db push`) and this runner see one history: a version the CLI applied is adopted (recorded
+here with the file's checksum, not run again). A migration written by `autodoctor db commit` carries
+functions_sql files; applying or adopting it records their checksums in autodoctor_meta.functions_sql.
 """
 
 from __future__ import annotations
@@ -29,6 +35,8 @@ SHIM_PATH = Path(__file__).resolve().parent / "platform" / "shim.sql"
 MIGRATION_RE = re.compile(r"^(\d{14})_([a-z0-9_]+)\.sql$")
 FUNCTIONS_RE = re.compile(r"^([a-z][a-z0-9_]*)/([a-z][a-z0-9_]*)\.sql$")
 LOCK_KEY = 0x4155_544F  # "AUTO": the runner's advisory lock
+# A functions_sql file carried whole by a migration (`autodoctor db commit`, shared/dev/history.py).
+CARRIED_RE = re.compile(r"^-- >>> functions_sql (\S+) sha256=([0-9a-f]{64})$", re.M)
 
 META_DDL = """
 create schema if not exists autodoctor_meta;
@@ -45,6 +53,19 @@ create table if not exists autodoctor_meta.functions_sql (
   applied_at timestamptz not null default now()
 );
 """
+
+# The Supabase CLI's migration history, created as the CLI (2.117.0) creates it.
+SUPABASE_HISTORY_DDL = (
+    "create schema if not exists supabase_migrations",
+    "create table if not exists supabase_migrations.schema_migrations (version text not null primary key)",
+    "alter table supabase_migrations.schema_migrations add column if not exists statements text[]",
+    "alter table supabase_migrations.schema_migrations add column if not exists name text",
+)
+
+
+def carried(text: str) -> dict[str, str]:
+    """path → sha256 of every functions_sql file whose whole text a migration carries."""
+    return {m.group(1): m.group(2) for m in CARRIED_RE.finditer(text)}
 
 
 class MigrationError(RuntimeError):
@@ -70,11 +91,12 @@ class SqlFile:
 class MigrateResult:
     shim_created: list[str] = field(default_factory=list)
     applied: list[str] = field(default_factory=list)
+    adopted: list[str] = field(default_factory=list)
     functions_applied: list[str] = field(default_factory=list)
 
     @property
     def changed(self) -> bool:
-        return bool(self.shim_created or self.applied or self.functions_applied)
+        return bool(self.shim_created or self.applied or self.adopted or self.functions_applied)
 
 
 def migrations_dir() -> Path:
@@ -222,10 +244,43 @@ def _check_history(files: list[SqlFile], applied: dict[str, tuple[str, str]]) ->
         raise MigrationError("refusing to migrate:\n  " + "\n  ".join(problems))
 
 
-def migrate(url: str, *, log: Callable[[str], None] = print) -> MigrateResult:
+def _cli_history(conn: psycopg.Connection) -> set[str]:
+    for statement in SUPABASE_HISTORY_DDL:
+        conn.execute(statement)
+    return {v for (v,) in conn.execute("select version from supabase_migrations.schema_migrations")}
+
+
+def _record(conn: psycopg.Connection, f: SqlFile, *, cli: bool) -> None:
+    """Record `f` as applied: ours (with its checksum), the CLI's unless it has it, and the
+    functions_sql files it carries."""
+    conn.execute(
+        "insert into autodoctor_meta.schema_migrations (version, name, checksum) values (%s, %s, %s)",
+        (f.key, f.name, f.checksum),
+    )
+    if cli:
+        _record_cli(conn, f)
+    for path, checksum in carried(f.text).items():
+        conn.execute(
+            "insert into autodoctor_meta.functions_sql (file, checksum) values (%s, %s) "
+            "on conflict (file) do update set checksum = excluded.checksum, applied_at = now()",
+            (path, checksum),
+        )
+
+
+def _record_cli(conn: psycopg.Connection, f: SqlFile) -> None:
+    # The CLI keeps the statements it ran; here the file's text is the one statement list entry.
+    conn.execute(
+        "insert into supabase_migrations.schema_migrations (version, name, statements) values (%s, %s, %s) "
+        "on conflict (version) do nothing",
+        (f.key, f.name, [f.text]),
+    )
+
+
+def migrate(url: str, *, log: Callable[[str], None] = print, functions: bool = True) -> MigrateResult:
+    """One run; `functions=False` stops after the migrations (the committed state only)."""
     result = MigrateResult()
     migrations = discover_migrations()
-    functions = discover_functions()
+    function_files = discover_functions() if functions else []
     with connect(url) as conn:
         conn.execute("select pg_advisory_lock(%s)", (LOCK_KEY,))
         try:
@@ -233,21 +288,28 @@ def migrate(url: str, *, log: Callable[[str], None] = print) -> MigrateResult:
             if result.shim_created:
                 log(f"platform shim: created {len(result.shim_created)} object(s)")
             conn.execute(META_DDL)
+            cli = _cli_history(conn)
             applied = _applied(conn)
             _check_history(migrations, applied)
             for f in migrations:
                 if f.key in applied:
+                    if f.key not in cli:  # applied before the runner kept the CLI's history too
+                        _record_cli(conn, f)
                     continue
                 with conn.transaction():
-                    _run(conn, f.text, f"migration {f.path.name}")
-                    conn.execute(
-                        "insert into autodoctor_meta.schema_migrations (version, name, checksum) values (%s, %s, %s)",
-                        (f.key, f.name, f.checksum),
-                    )
-                result.applied.append(f.path.name)
-                log(f"applied migration {f.path.name}")
+                    if f.key in cli:  # applied by `supabase db push`: adopt, do not run again
+                        _record(conn, f, cli=False)
+                    else:
+                        _run(conn, f.text, f"migration {f.path.name}")
+                        _record(conn, f, cli=True)
+                if f.key in cli:
+                    result.adopted.append(f.path.name)
+                    log(f"adopted migration {f.path.name} (in the Supabase CLI's history)")
+                else:
+                    result.applied.append(f.path.name)
+                    log(f"applied migration {f.path.name}")
             done = dict(conn.execute("select file, checksum from autodoctor_meta.functions_sql").fetchall())
-            for f in functions:
+            for f in function_files:
                 if done.get(f.key) == f.checksum:
                     continue
                 with conn.transaction():
@@ -266,6 +328,16 @@ def migrate(url: str, *, log: Callable[[str], None] = print) -> MigrateResult:
     if not result.changed:
         log(f"nothing to do: {len(migrations)} migration(s) applied, functions_sql up to date")
     return result
+
+
+def shim(url: str) -> list[str]:
+    """Only the platform shim (for a plain PostgreSQL that `supabase db push` will migrate)."""
+    with connect(url) as conn:
+        conn.execute("select pg_advisory_lock(%s)", (LOCK_KEY,))
+        try:
+            return apply_shim(conn)
+        finally:
+            conn.execute("select pg_advisory_unlock(%s)", (LOCK_KEY,))
 
 
 # Every SQL-language function of ours, with its own settings (search_path), so that its body is
@@ -302,10 +374,12 @@ def check_sql_function_bodies(conn: psycopg.Connection) -> None:
 class StatusRow:
     kind: str  # migration | functions_sql
     file: str
-    state: str  # applied | pending | changed | missing
+    state: str  # applied | pending | changed | missing | uncommitted
 
 
 def status(url: str) -> list[StatusRow]:
+    from shared.dev.history import uncommitted
+
     migrations = discover_migrations()
     functions = discover_functions()
     with connect(url) as conn:
@@ -326,9 +400,17 @@ def status(url: str) -> list[StatusRow]:
     for version, (name, _) in sorted(applied.items()):
         if version not in keys:
             rows.append(StatusRow("migration", f"{version}_{name}.sql", "missing"))
+    # A file no migration carries yet is `uncommitted` (`autodoctor db commit`), applied here or not.
+    not_committed = {u.path: u.state for u in uncommitted(functions, migrations)}
     for f in functions:
-        state = "pending" if f.key not in done else ("applied" if done[f.key] == f.checksum else "changed")
+        if f.key in not_committed:
+            state = "uncommitted"
+        else:
+            state = "pending" if f.key not in done else ("applied" if done[f.key] == f.checksum else "changed")
         rows.append(StatusRow("functions_sql", f.key, state))
+    for path, what in sorted(not_committed.items()):
+        if what == "deleted":
+            rows.append(StatusRow("functions_sql", f"{path} (deleted)", "uncommitted"))
     return rows
 
 
