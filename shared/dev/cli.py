@@ -137,11 +137,13 @@ def cmd_db_commit(args: argparse.Namespace) -> int:
 
 
 def cmd_db_lint(args: argparse.Namespace) -> int:
-    from shared.dev.lint import run_lint
+    from shared.dev.lint import run_lint, stale_objects
     from shared.dev.migrate import connect
 
-    with connect(_target_url(args)) as conn:
+    url = _target_url(args)
+    with connect(url) as conn:
         findings = run_lint(conn)
+    findings += stale_objects(url)
     for f in findings:
         print(f)
     if findings:

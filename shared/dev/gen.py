@@ -18,18 +18,15 @@ from __future__ import annotations
 
 import json
 import re
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-from psycopg import sql
 from psycopg.rows import dict_row
 
 from shared.config import project_dir
-from shared.dev.migrate import connect, migrate, recreate_database
+from shared.dev.migrate import connect, migrate, scratch_database
 
 Row = dict[str, Any]
 
@@ -265,19 +262,11 @@ def generate(url: str, root: Path | None = None) -> dict[str, str]:
 
 
 def scratch_generate(server_url: str, root: Path | None = None) -> dict[str, str]:
-    """Create a temporary database on the server of `server_url`, migrate it from the repository,
-    render every output from it, drop it."""
-    parts = urlsplit(server_url)
-    admin = urlunsplit(parts._replace(path="/postgres"))
-    name = f"autodoctor_gen_{uuid.uuid4().hex[:12]}"
-    recreate_database(admin, name)
-    try:
-        url = urlunsplit(parts._replace(path=f"/{name}"))
+    """Migrate a temporary database on the server of `server_url` from the repository, render every
+    output from it, drop it."""
+    with scratch_database(server_url, "autodoctor_gen") as url:
         migrate(url, log=lambda _m: None)
         return generate(url, root)
-    finally:
-        with connect(admin) as conn:
-            conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
 
 
 def differing(outputs: dict[str, str], root: Path | None = None) -> list[str]:

@@ -25,14 +25,11 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
-from psycopg import sql
 
 from shared.dev.migrate import (
     CARRIED_RE,
@@ -44,7 +41,7 @@ from shared.dev.migrate import (
     discover_migrations,
     migrate,
     migrations_dir,
-    recreate_database,
+    scratch_database,
 )
 
 BLOCK_BEGIN_RE = CARRIED_RE
@@ -158,21 +155,12 @@ def drop_statement(object_type: str, identity: str) -> str:
     return f"drop {object_type} if exists {identity};"
 
 
-def _scratch_url(server_url: str) -> tuple[str, str, str]:
-    parts = urlsplit(server_url)
-    admin = urlunsplit(parts._replace(path="/postgres"))
-    name = f"autodoctor_commit_{uuid.uuid4().hex[:12]}"
-    return admin, name, urlunsplit(parts._replace(path=f"/{name}"))
-
-
 def vanished(server_url: str, previous: list[tuple[str, str]], current: list[tuple[str, str]],
              build: Callable[[list[tuple[str, str]]], str] | None = None) -> list[tuple[str, str]]:
     """The objects `previous` defines and `current` does not, on a scratch database holding the
     migrations; then the new migration (`build(gone)`) is run there too, so a migration that does
     not apply on the committed state is never written."""
-    admin, name, url = _scratch_url(server_url)
-    recreate_database(admin, name)
-    try:
+    with scratch_database(server_url, "autodoctor_commit") as url:
         migrate(url, log=lambda _m: None, functions=False)
         with connect(url) as conn:
             conn.execute(_CAPTURE_DDL)
@@ -190,9 +178,6 @@ def vanished(server_url: str, previous: list[tuple[str, str]], current: list[tup
                             f"the new migration does not apply on the committed state: "
                             f"{exc.diag.message_primary or exc}") from exc
             return gone
-    finally:
-        with connect(admin) as conn:
-            conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
 
 
 # ----------------------------------------------------------------------------------------------

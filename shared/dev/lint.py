@@ -237,3 +237,47 @@ def run_lint(conn: psycopg.Connection) -> list[Finding]:
         rows = conn.execute(query, params if uses_params else None).fetchall()
         findings.extend(Finding(name, obj, detail) for obj, detail in rows)
     return findings
+
+
+# What the source defines, by identity: functions (with argument types), triggers, views and
+# policies in public and private. Compared between the linted database and a scratch database built
+# from the repository, an object only the linted database has is stale: a removed RPC that stays
+# executable is a security finding.
+_DEFINED = f"""
+select 'function', {_FUNCTION}
+from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+where n.nspname in ('public', 'private')
+  and not exists (select 1 from pg_depend d where d.objid = p.oid and d.deptype = 'e')
+union all
+select 'trigger', format('%I on %I.%I', t.tgname, n.nspname, c.relname)
+from pg_trigger t join pg_class c on c.oid = t.tgrelid join pg_namespace n on n.oid = c.relnamespace
+join pg_proc f on f.oid = t.tgfoid join pg_namespace fn on fn.oid = f.pronamespace
+where not t.tgisinternal and (n.nspname in ('public', 'private') or fn.nspname in ('public', 'private'))
+union all
+select 'view', format('%I.%I', n.nspname, c.relname)
+from pg_class c join pg_namespace n on n.oid = c.relnamespace
+where c.relkind in ('v', 'm') and n.nspname in ('public', 'private')
+union all
+select 'policy', format('%I on %I.%I', p.polname, n.nspname, c.relname)
+from pg_policy p join pg_class c on c.oid = p.polrelid join pg_namespace n on n.oid = c.relnamespace
+where n.nspname in ('public', 'private')
+"""
+
+
+def defined_objects(conn: psycopg.Connection) -> set[tuple[str, str]]:
+    return {(kind, identity) for kind, identity in conn.execute(_DEFINED).fetchall()}
+
+
+def stale_objects(url: str) -> list[Finding]:
+    """`stale_object` findings: objects of the database at `url` that the repository (migrations and
+    functions_sql) no longer defines, found against a scratch database migrated from it."""
+    from shared.dev.migrate import connect, migrate, scratch_database
+
+    with connect(url) as conn:
+        present = defined_objects(conn)
+    with scratch_database(url, "autodoctor_lint") as scratch:
+        migrate(scratch, log=lambda _m: None)
+        with connect(scratch) as conn:
+            expected = defined_objects(conn)
+    return [Finding("stale_object", identity, f"{kind} that no migration or functions_sql file defines any more")
+            for kind, identity in sorted(present - expected)]

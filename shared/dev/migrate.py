@@ -22,9 +22,12 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
@@ -437,3 +440,18 @@ def ensure_database(admin_url: str, name: str) -> bool:
             return False
         conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
         return True
+
+
+@contextmanager
+def scratch_database(server_url: str, prefix: str) -> Iterator[str]:
+    """A new empty database `<prefix>_<random>` on the server of `server_url`, dropped afterwards;
+    yields its URL."""
+    parts = urlsplit(server_url)
+    admin = urlunsplit(parts._replace(path="/postgres"))
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    recreate_database(admin, name)
+    try:
+        yield urlunsplit(parts._replace(path=f"/{name}"))
+    finally:
+        with connect(admin) as conn:
+            conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))

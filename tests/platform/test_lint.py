@@ -313,3 +313,31 @@ def test_cli_lint_exit_codes(fresh_url: str, capsys: pytest.CaptureFixture[str])
 def test_security_invoker_spellings(db: Db, option: str, flagged: bool) -> None:
     db.execute(f"create view public.lint_v with (security_invoker{option}) as select 1 as x")
     assert _found(db) == ({("security_definer_view", "public.lint_v")} if flagged else set())
+
+
+def test_cli_lint_reports_what_the_repository_no_longer_defines(fresh_url: str,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """A function, trigger, view or policy left behind after its source was removed is stale (a
+    removed RPC would stay executable)."""
+    with psycopg.connect(fresh_url, autocommit=True) as conn:
+        conn.execute("create function public.old_rpc(p int) returns int language sql as 'select p'")
+        conn.execute("create view private.old_view as select 1 as one")
+        conn.execute("create function private.tg_old() returns trigger language plpgsql as"
+                     " 'begin return new; end'")
+        conn.execute("create trigger _999_old before update on public.vehicles"
+                     " for each row execute function private.tg_old()")
+        conn.execute("create policy select_old on public.vehicles for select to authenticated using (false)")
+    assert main(["db", "lint", "--database-url", fresh_url]) == 1
+    out, err = capsys.readouterr()
+    stale = sorted(line for line in out.splitlines() if line.startswith("stale_object: "))
+    assert stale == [
+        "stale_object: _999_old on public.vehicles — trigger that no migration or functions_sql file defines any more",
+        "stale_object: private.old_view — view that no migration or functions_sql file defines any more",
+        "stale_object: private.tg_old() — function that no migration or functions_sql file defines any more",
+        "stale_object: public.old_rpc(integer) — function that no migration or functions_sql file defines any more",
+        "stale_object: select_old on public.vehicles — policy that no migration or functions_sql file defines any"
+        " more",
+    ]
+    # the scratch database it compared with is gone
+    with psycopg.connect(fresh_url) as conn:
+        assert conn.execute("select count(*) from pg_database where datname like 'autodoctor_lint_%'").fetchone() == (0,)
