@@ -329,6 +329,7 @@ def test_cli_lint_reports_what_the_repository_no_longer_defines(fresh_url: str,
         conn.execute("create policy select_old on public.vehicles for select to authenticated using (false)")
     assert main(["db", "lint", "--database-url", fresh_url]) == 1
     out, err = capsys.readouterr()
+    assert err.strip().endswith("finding(s)")
     stale = sorted(line for line in out.splitlines() if line.startswith("stale_object: "))
     assert stale == [
         "stale_object: _999_old on public.vehicles — trigger that no migration or functions_sql file defines any more",

@@ -208,3 +208,25 @@ def test_a_missing_cli_fails_clearly(monkeypatch: pytest.MonkeyPatch, tmp_path: 
     monkeypatch.setattr(shutil, "which", lambda _name: None)
     with pytest.raises(pytest.fail.Exception, match="npm is not installed"):
         supabase_cli()
+
+
+def test_the_cli_reads_our_config_toml(new_db: Callable[[], str], tmp_path: Path) -> None:
+    """supabase/config.toml stays valid for the pinned CLI (which `supabase start` would read): a
+    dry-run push loads it, and the same command refuses a broken copy, so the check is not blind."""
+    exe = supabase_cli()
+    url = new_db()
+    parts = urlsplit(url)
+    db_url = urlunsplit(parts._replace(query="&".join(q for q in (parts.query, "sslmode=disable") if q)))
+
+    def dry_run(project: Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(  # noqa: S603 - the pinned CLI on a test database
+            [str(exe), "db", "push", "--dry-run", "--db-url", db_url], cwd=project, capture_output=True,
+            text=True, timeout=300, env={**os.environ, "DO_NOT_TRACK": "1", "SUPABASE_TELEMETRY_DISABLED": "1"})
+
+    ok = dry_run(project_dir())
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    shutil.copytree(project_dir() / "supabase", tmp_path / "supabase", ignore=shutil.ignore_patterns(".temp"))
+    config = tmp_path / "supabase" / "config.toml"
+    config.write_text(config.read_text().replace("port = 54322", 'port = "not a port"'))
+    broken = dry_run(tmp_path)
+    assert broken.returncode != 0 and "failed to load config" in broken.stdout + broken.stderr
