@@ -28,7 +28,7 @@ from shared.worker import outcomes as worker_outcomes
 
 TEMPLATES = PACKAGE_DIR / "email_templates"
 SUBJECTS = {
-    "booking_confirmed": "Your {{ session.plan }} session is booked",
+    "booking_confirmed": "Your {{ session.plan }} is booked",
     "mechanic_assigned": "{{ session.mechanic_name }} is ready for your session",
     "session_starting": "Your session starts in 5 minutes",
     "session_ended": "How was your session with {{ session.mechanic_name }}?",
@@ -36,9 +36,9 @@ SUBJECTS = {
     "mechanic_nudge": "A customer is waiting for you",
     "support_alert": "Alert: session {{ session_id }} accepted but not started",
     # scheduling (docs/scheduling.md)
-    "session_reminder": "Reminder: your {{ session.plan }} session starts in {{ lead }}",
-    "booking_rescheduled": "Your {{ session.plan }} session has a new time",
-    "booking_cancelled": "Your {{ session.plan }} session was cancelled",
+    "session_reminder": "Reminder: your {{ session.plan }} starts in {{ lead }}",
+    "booking_rescheduled": "Your {{ session.plan }} has a new time",
+    "booking_cancelled": "Your {{ session.plan }} was cancelled",
     "booking_slot_lost": "Your booking could not be kept: refunded in full",
 }
 # Booked-session emails carry the session's calendar event (.ics, shared/calendar.py).

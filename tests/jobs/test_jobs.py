@@ -249,7 +249,7 @@ def test_emails_written_as_eml_files_with_opt_out(mail_env):
     subjects = sorted(email.message_from_bytes(f.read_bytes(), policy=email.policy.default)["Subject"]
                       for f in files)
     # session_ended is not transactional and the customer opted out
-    assert subjects == ["Morgan Mechanic is ready for your session", "Your Free Session (5 min) session is booked",
+    assert subjects == ["Morgan Mechanic is ready for your session", "Your Free Session (5 min) is booked",
                         "Your session summary from Morgan Mechanic"]
     msg = email.message_from_bytes(files[0].read_bytes(), policy=email.policy.default)
     assert msg.is_multipart() and {p.get_content_type() for p in msg.iter_parts()} == {"text/plain", "text/html"}
@@ -277,7 +277,7 @@ def test_emails_sent_through_resend(mail_env):
         assert first.headers["Idempotency-Key"] == key  # the job's key is the provider's idempotency key
         assert first.headers["Authorization"] == "Bearer re_test_key"
         body = second.json()
-        assert body["subject"] == "Your Free Session (5 min) session is booked" and body["to"][0].endswith(
+        assert body["subject"] == "Your Free Session (5 min) is booked" and body["to"][0].endswith(
             "@example.test")
         assert "<html" in body["html"] and "Hi Casey Customer" in body["text"]
     finally:

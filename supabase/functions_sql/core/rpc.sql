@@ -106,7 +106,7 @@ begin
   if v_request.customer_id = v_uid then
     if v_request.status not in ('pending', 'unattended') then
       perform private.raise_error('invalid_transition',
-        format('a %s request cannot be cancelled by the customer', v_request.status));
+        format('the request is %s: it cannot be cancelled by the customer', v_request.status));
     end if;
     perform private.cancel_session(v_request.session_id, coalesce(v_reason, 'cancelled by the customer'), now(),
                                    'customer');
@@ -148,7 +148,7 @@ declare
 begin
   v_session := private.lock_session_as_participant(p_session_id, v_uid);
   if v_session.status <> 'waiting' then
-    perform private.raise_error('invalid_transition', format('a %s session cannot be started', v_session.status));
+    perform private.raise_error('invalid_transition', format('the session is %s: it cannot be started', v_session.status));
   end if;
   perform private.set_actor(case when v_session.customer_id = v_uid then 'customer' else 'mechanic' end);
   update public.sessions set status = 'live', started_at = now(), status_changed_at = now()
@@ -169,7 +169,7 @@ declare
 begin
   v_session := private.lock_session_as_participant(p_session_id, v_uid);
   if v_session.status <> 'live' then
-    perform private.raise_error('invalid_transition', format('a %s session cannot be ended', v_session.status));
+    perform private.raise_error('invalid_transition', format('the session is %s: it cannot be ended', v_session.status));
   end if;
   if v_session.mechanic_id = v_uid then
     return private.complete_session(p_session_id, v_notes, null, now(), 'mechanic');

@@ -134,7 +134,7 @@ begin
   end if;
   if v_session.status <> 'live' then
     perform private.raise_error('extension_not_allowed',
-      format('a %s session cannot be extended', v_session.status));
+      format('the session is %s: it cannot be extended', v_session.status));
   end if;
   if v_ext.price_cents <= 0 then
     perform private.raise_error('invalid_input', 'this extension has no price');

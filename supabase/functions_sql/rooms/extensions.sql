@@ -47,7 +47,7 @@ begin
   perform private.require_arg('p_minutes', p_minutes);
   v_session := private.lock_session_as_participant(p_session_id, v_uid);
   if v_session.status <> 'live' then
-    perform private.raise_error('extension_not_allowed', format('a %s session cannot be extended', v_session.status));
+    perform private.raise_error('extension_not_allowed', format('the session is %s: it cannot be extended', v_session.status));
   end if;
   if v_session.duration_type = 'micro' then
     -- the workshop's extension rules apply to its mechanics (micro-sessions domain)

@@ -27,7 +27,7 @@ begin
   perform private.lock_mechanic(v_session.mechanic_id);  -- lock order: mechanic, then session
   select * into v_session from public.sessions where id = p_session_id for update;
   if v_session.status <> 'scheduled' then
-    perform private.raise_error('invalid_transition', format('a %s session cannot be rescheduled', v_session.status));
+    perform private.raise_error('invalid_transition', format('the session is %s: it cannot be rescheduled', v_session.status));
   end if;
   if v_session.scheduled_for - p_now < private.setting_interval('scheduling.change_cutoff') and not v_is_admin then
     perform private.raise_error('change_cutoff_passed',
@@ -87,7 +87,7 @@ begin
   perform 1 from public.session_requests where session_id = p_session_id for update;
   select * into v_session from public.sessions where id = p_session_id for update;
   if v_session.status <> 'scheduled' then
-    perform private.raise_error('invalid_transition', format('a %s session cannot be cancelled here', v_session.status));
+    perform private.raise_error('invalid_transition', format('the session is %s: it cannot be cancelled here', v_session.status));
   end if;
   if v_side = 'customer'
      and v_session.scheduled_for - p_now < private.setting_interval('scheduling.change_cutoff') then
