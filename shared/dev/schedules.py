@@ -145,8 +145,8 @@ class Scheduler:
     def _run(self, name: str, run: Callable[[], Any]) -> None:
         try:
             result = run()
-            if not (isinstance(result, dict) and not any(result.values())):  # runs that did nothing: quiet
-                self.log(f"schedule {name}: {result}")
+            did_nothing = isinstance(result, dict) and not any(result.values())
+            self.log(f"schedule {name}: " + ("ok, nothing to do" if did_nothing else f"ok {result}"))
         except Exception as exc:  # a failing job never stops the scheduler
             self.log(f"schedule {name}: failed: {exc!r}")
         finally:

@@ -130,6 +130,8 @@ def test_scheduler_runs_the_declared_commands_on_the_minute(fresh_url):
     assert runs == [("cron_dispatch", True), ("cron_nudges", True), ("cron_session_timers", True),
                     ("cron_sweep_requests", True)]
     assert not any("failed" in line for line in lines), lines
+    # each run is one line of the server's output
+    assert sorted(lines) == sorted(f"schedule {n}: ok, nothing to do" for n in JOBS)
     # a row changed in the database is picked up at the next load
     with psycopg.connect(fresh_url) as conn:
         conn.execute("delete from private.schedules where name = 'nudges'")
