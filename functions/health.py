@@ -16,7 +16,7 @@ TIMEOUT = db.CONNECT_TIMEOUT
 @endpoint(methods=("GET", "HEAD"), auth="none", max_body=1024)
 def health(ctx: Ctx) -> tuple[dict[str, Any], int]:
     try:
-        with db.pool().connection(timeout=TIMEOUT) as conn:
+        with db.connection(timeout=TIMEOUT) as conn:
             row = db.one(conn, "select count(*) as n from autodoctor_meta.schema_migrations")
     except Exception as exc:  # any database failure means "not healthy"
         code = BY_NAME["database_unavailable"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import select
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -35,17 +36,34 @@ def database_url() -> str:
     return url
 
 
-def check_idle_connection(conn: Conn) -> None:
-    """The pool's check on checkout, without a round trip: an idle connection has nothing to read,
-    so a readable socket means the server said goodbye (a restart, an idle timeout, a terminated
-    backend) or closed it; raising makes the pool drop it and hand out a fresh one, so the first
-    request after a database restart succeeds."""
+def _stale(conn: Conn) -> bool:
+    """A pooled connection the server has closed while it sat idle (a restart, an idle timeout, a
+    terminated backend), found without a round trip: an idle connection has nothing to read, so a
+    readable socket means the server said goodbye or hung up."""
     if conn.closed or conn.broken:
-        raise psycopg.OperationalError("the connection is closed")
+        return True
     poller = select.poll()
     poller.register(conn.fileno(), select.POLLIN | select.POLLERR | select.POLLHUP)
-    if poller.poll(0):
-        raise psycopg.OperationalError("the server closed the connection while it was idle")
+    return bool(poller.poll(0))
+
+
+@contextmanager
+def connection(timeout: float | None = None) -> Iterator[Conn]:
+    """A connection of the pool, waiting at most `timeout` seconds (CONNECT_TIMEOUT) for one. Stale
+    connections are closed and handed back (the pool replaces them) until a live one comes, so the
+    first request after a database restart succeeds."""
+    p = pool()
+    deadline = time.monotonic() + (CONNECT_TIMEOUT if timeout is None else timeout)
+    while True:
+        conn = p.getconn(timeout=max(0.0, deadline - time.monotonic()))
+        if not _stale(conn):
+            break
+        conn.close()
+        p.putconn(conn)
+    try:
+        yield conn
+    finally:
+        p.putconn(conn)
 
 
 def pool() -> ConnectionPool[Conn]:
@@ -58,7 +76,6 @@ def pool() -> ConnectionPool[Conn]:
                 min_size=0,
                 max_size=10,
                 timeout=CONNECT_TIMEOUT,
-                check=check_idle_connection,
                 # transaction pooler (Supavisor) compatible: no server-side prepared statements
                 kwargs={"prepare_threshold": None, "row_factory": dict_row},
                 open=True,
@@ -95,7 +112,7 @@ PLATFORM_ROLE = "service_role"
 @contextmanager
 def transaction() -> Iterator[Conn]:
     """One transaction acting as PLATFORM_ROLE (role and JWT claims set transaction-locally)."""
-    with pool().connection() as conn, conn.transaction():
+    with connection() as conn, conn.transaction():
         set_request_context(conn, PLATFORM_ROLE, {"role": PLATFORM_ROLE})
         yield conn
 

@@ -19,6 +19,7 @@ shared.errors.http_error (docs/api.md, "Errors of the HTTP functions"):
 from __future__ import annotations
 
 import functools
+import io
 import json
 import uuid
 from collections.abc import Callable
@@ -35,6 +36,7 @@ from shared.logs import log
 Auth = Literal["user", "cron", "none"]
 
 _READ_CHUNK = 64 * 1024
+_BODY_READ = "autodoctor.body_read"  # environ key: read_body read the whole body
 
 
 @dataclass
@@ -66,7 +68,12 @@ def _too_large(max_body: int) -> AppError:
 
 def read_body(request: flask.Request, max_body: int) -> bytes:
     """The body, reading at most `max_body + 1` bytes from the stream: a declared Content-Length over
-    the limit is refused before reading, and a body without one (chunked) is cut off at the limit."""
+    the limit is refused before reading, and a body without one (chunked) is cut off at the limit.
+
+    Afterwards the request's stream holds only the body read (the endpoint empties it when it
+    answers without reading: too large, or refused earlier), so nothing later can pull the rest of an
+    oversized body into memory: neither `request.get_data()` nor functions-framework, which reads
+    the whole request before answering."""
     if request.content_length is not None and request.content_length > max_body:
         raise _too_large(max_body)
     stream = request.stream
@@ -77,7 +84,9 @@ def read_body(request: flask.Request, max_body: int) -> bytes:
             break
         data += chunk
     if len(data) > max_body:
-        raise _too_large(max_body)
+        raise _too_large(max_body)  # the stream is emptied by the endpoint
+    request.stream = io.BytesIO(bytes(data))
+    request.environ[_BODY_READ] = True
     return bytes(data)
 
 
@@ -150,43 +159,54 @@ def endpoint(
     max_body: int = 64 * 1024,
 ) -> Callable[[Callable[[Ctx], Any]], Callable[[flask.Request], flask.Response]]:
     def wrap(fn: Callable[[Ctx], Any]) -> Callable[[flask.Request], flask.Response]:
+        def run(ctx: Ctx) -> flask.Response:
+            request = ctx.request
+            if request.method not in methods:
+                raise AppError("method_not_allowed", f"{request.method} is not answered here: use "
+                               f"{' or '.join(methods)}")
+            if request.content_length is not None and request.content_length > max_body:
+                raise _too_large(max_body)
+            if auth == "user":
+                ctx.user = verify_user_token(bearer_token(request.headers.get("Authorization")))
+            elif auth == "cron":
+                verify_cron_secret(request.headers.get("Authorization"))
+            ctx.raw = read_body(request, max_body)
+            if body is not None:
+                if request.method in ("GET", "HEAD"):
+                    data: dict[str, Any] = request.args.to_dict(flat=True)
+                else:
+                    data = _json_object(request, ctx.raw)
+                try:
+                    ctx.body = body.model_validate(data)
+                except pydantic.ValidationError as exc:
+                    raise validation_error(exc) from None
+            result = fn(ctx)
+            if isinstance(result, flask.Response):
+                return result
+            if isinstance(result, tuple):
+                return _json(result[0], result[1])
+            return _json(result)
+
         @functools.wraps(fn)
         def handler(request: flask.Request) -> flask.Response:
             request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
-            ctx = Ctx(request=request, request_id=request_id)
             try:
-                if request.method not in methods:
-                    status, payload = http_error(AppError(
-                        "method_not_allowed", f"{request.method} is not answered here: use {' or '.join(methods)}"))
-                    return _json(payload, status, {"Allow": ", ".join(methods)})
-                if request.content_length is not None and request.content_length > max_body:
-                    raise _too_large(max_body)
-                if auth == "user":
-                    ctx.user = verify_user_token(bearer_token(request.headers.get("Authorization")))
-                elif auth == "cron":
-                    verify_cron_secret(request.headers.get("Authorization"))
-                ctx.raw = read_body(request, max_body)
-                if body is not None:
-                    if request.method in ("GET", "HEAD"):
-                        data: dict[str, Any] = request.args.to_dict(flat=True)
-                    else:
-                        data = _json_object(request, ctx.raw)
-                    try:
-                        ctx.body = body.model_validate(data)
-                    except pydantic.ValidationError as exc:
-                        raise validation_error(exc) from None
-                result = fn(ctx)
-                if isinstance(result, flask.Response):
-                    return result
-                if isinstance(result, tuple):
-                    return _json(result[0], result[1])
-                return _json(result)
+                response = run(Ctx(request=request, request_id=request_id))
             except Exception as exc:  # one mapping for every error
                 status, payload = http_error(exc)
                 level = "error" if status >= 500 else "info"
                 log(level, "request failed", function=fn.__name__, request_id=request_id, status=status,
                     code=payload.get("code"), error=repr(exc) if status >= 500 else payload.get("message"))
-                return _json(payload, status)
+                response = _json(payload, status)
+                if isinstance(exc, AppError) and exc.code.name == "method_not_allowed":
+                    response.headers["Allow"] = ", ".join(methods)
+            if not request.environ.get(_BODY_READ):
+                # Answered before reading the body (a wrong method, a failed check, too large): leave it
+                # unread whatever its size, and close the connection that carries it.
+                request.stream = io.BytesIO()
+                if request.content_length or request.headers.get("Transfer-Encoding"):
+                    response.headers["Connection"] = "close"
+            return response
 
         return handler
 

@@ -338,7 +338,7 @@ def test_health_ok(client_for, fresh_url: str) -> None:
 def test_health_wrong_method(client_for, fresh_url: str) -> None:
     response = client_for(fresh_url).post("/health", json={})
     assert response.status_code == 405
-    assert response.get_json()["code"] == "AD001"
+    assert response.get_json()["error"] == "method_not_allowed"
 
 
 def test_unknown_function_is_a_json_404(client_for, fresh_url: str) -> None:
@@ -354,7 +354,8 @@ def test_health_without_a_database(client_for, monkeypatch: pytest.MonkeyPatch) 
     started = time.monotonic()
     response = client_for(unreachable).get("/health")
     assert response.status_code == 503
-    assert response.get_json() == {"status": "unavailable", "database": False}
+    payload = response.get_json()
+    assert (payload["status"], payload["database"], payload["error"]) == ("unavailable", False, "database_unavailable")
     assert time.monotonic() - started < 10
 
 
