@@ -13,7 +13,7 @@ from typing import Any
 
 import psycopg
 from psycopg.rows import DictRow, dict_row
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from shared.config import get_settings
 
@@ -60,6 +60,8 @@ def connection(timeout: float | None = None) -> Iterator[Conn]:
             break
         conn.close()
         p.putconn(conn)
+        if time.monotonic() > deadline:
+            raise PoolTimeout(f"no live connection after {CONNECT_TIMEOUT} s")
     try:
         yield conn
     finally:
