@@ -47,20 +47,47 @@ def _stale(conn: Conn) -> bool:
     return bool(poller.poll(0))
 
 
+# Set when the pool could not hand out a connection: while the database was down, the pool's own
+# reconnection attempts back off (1 s, 2 s, 4 s, …), so the first request after the database is back
+# would still wait and fail. The next request connects directly instead and, when that works,
+# replaces the pool with a fresh one (which connects at once).
+_pool_failing = False
+
+
+def _recover_pool(timeout: float) -> None:
+    """After a failure: a direct connection tells whether the database is back (raises if not);
+    if it is, the pool (possibly sleeping in its backoff) is replaced."""
+    global _pool, _pool_failing
+    psycopg.connect(database_url(), connect_timeout=max(1, int(timeout)), prepare_threshold=None).close()
+    with _lock:
+        old, _pool, _pool_failing = _pool, None, False
+    if old is not None:
+        old.close(timeout=0)  # its workers may be sleeping: do not wait for them
+
+
 @contextmanager
 def connection(timeout: float | None = None) -> Iterator[Conn]:
     """A connection of the pool, waiting at most `timeout` seconds (CONNECT_TIMEOUT) for one. Stale
-    connections are closed and handed back (the pool replaces them) until a live one comes, so the
-    first request after a database restart succeeds."""
-    p = pool()
+    connections are closed and handed back (the pool replaces them) until a live one comes, and a
+    pool that failed is replaced once the database answers again, so the first request after a
+    database restart succeeds."""
+    global _pool_failing
     deadline = time.monotonic() + (CONNECT_TIMEOUT if timeout is None else timeout)
+    if _pool_failing:
+        _recover_pool(deadline - time.monotonic())
+    p = pool()
     while True:
-        conn = p.getconn(timeout=max(0.0, deadline - time.monotonic()))
+        try:
+            conn = p.getconn(timeout=max(0.0, deadline - time.monotonic()))
+        except psycopg.OperationalError:
+            _pool_failing = True
+            raise
         if not _stale(conn):
             break
         conn.close()
         p.putconn(conn)
         if time.monotonic() > deadline:
+            _pool_failing = True
             raise PoolTimeout(f"no live connection after {CONNECT_TIMEOUT} s")
     try:
         yield conn
@@ -86,11 +113,12 @@ def pool() -> ConnectionPool[Conn]:
 
 
 def close_pool() -> None:
-    global _pool
+    global _pool, _pool_failing
     with _lock:
         if _pool is not None:
             _pool.close()
             _pool = None
+        _pool_failing = False
 
 
 def set_request_context(

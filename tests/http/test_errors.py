@@ -365,9 +365,13 @@ def test_health_is_true_on_the_first_call_after_a_restart(client_for: Any, tmp_p
         assert time.monotonic() - started < 4.5
         assert down.status_code == 503
         registered(down.get_json(), "database_unavailable", 503)
+        time.sleep(2)  # the pool's own reconnection attempts back off meanwhile
+        assert client.get("/health").status_code == 503
         pg.start()
+        started = time.monotonic()
         response = client.get("/health")
         assert response.status_code == 200, response.get_json()
+        assert time.monotonic() - started < 3
         assert response.get_json()["database"] is True
     finally:
         pg.stop()
