@@ -2,27 +2,26 @@
 
 from __future__ import annotations
 
-import flask
+from typing import Any
 
 from shared import db
+from shared.errors import BY_NAME, database_unavailable
+from shared.http import Ctx, endpoint
 
 # Seconds to wait for a pooled connection: a health probe answers 503 promptly when the database is
-# unreachable instead of waiting for the pool's default 30 s.
-TIMEOUT = 3.0
+# unreachable instead of waiting (the pool's own timeout for the other functions).
+TIMEOUT = db.CONNECT_TIMEOUT
 
 
-def _json(http_status: int, /, **payload: object) -> flask.Response:
-    response = flask.jsonify(payload)
-    response.status_code = http_status
-    return response
-
-
-def health(request: flask.Request) -> flask.Response:
-    if request.method not in ("GET", "HEAD"):
-        return _json(405, code="AD001", error="invalid_input", message="method not allowed: use GET")
+@endpoint(methods=("GET", "HEAD"), auth="none", max_body=1024)
+def health(ctx: Ctx) -> tuple[dict[str, Any], int]:
     try:
-        with db.pool().connection(timeout=TIMEOUT) as conn:
+        with db.connection(timeout=TIMEOUT) as conn:
             row = db.one(conn, "select count(*) as n from autodoctor_meta.schema_migrations")
-    except Exception:  # any database failure means "not healthy"
-        return _json(503, status="unavailable", database=False)
-    return _json(200, status="ok", database=True, migrations=row["n"])
+    except Exception as exc:  # any database failure means "not healthy"
+        code = BY_NAME["database_unavailable"]
+        message = ("the database cannot be reached" if database_unavailable(exc)
+                   else "the database answers but its schema is not migrated")
+        return {"status": "unavailable", "database": False, "code": code.sqlstate, "error": code.name,
+                "message": message}, code.http_status
+    return {"status": "ok", "database": True, "migrations": row["n"]}, 200

@@ -12,7 +12,6 @@ import flask
 import pydantic
 
 from shared import calendar
-from shared.errors import AppError
 from shared.http import Ctx, endpoint
 
 
@@ -21,17 +20,9 @@ class CalendarQuery(pydantic.BaseModel):
     session_id: uuid.UUID
 
 
-@endpoint(methods=("GET", "POST"), auth="user", max_body=4096)
+@endpoint(methods=("GET", "POST"), auth="user", body=CalendarQuery, max_body=4096)
 def session_calendar(ctx: Ctx) -> flask.Response:
-    data = dict(ctx.request.args) if ctx.request.method == "GET" else ctx.request.get_json(silent=True)
-    if not isinstance(data, dict):
-        raise AppError("invalid_input", "the body must be a JSON object")
-    try:
-        query = CalendarQuery.model_validate(data)
-    except pydantic.ValidationError as exc:
-        fields = [{"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]}
-                  for e in exc.errors(include_url=False, include_input=False)]
-        raise AppError("invalid_input", "session_id is required", details=fields) from None
+    query: CalendarQuery = ctx.body
     body = calendar.session_ics(str(query.session_id), ctx.require_user().id)
     response = flask.Response(body, status=200, mimetype="text/calendar")
     response.headers["Content-Type"] = "text/calendar; charset=utf-8"

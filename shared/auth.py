@@ -43,6 +43,35 @@ def bearer_token(header: str | None) -> str:
     return header[len("Bearer "):].strip()
 
 
+def failed_check(exc: Exception) -> str:
+    """The check a token failed, in words (never the library's exception class)."""
+    if isinstance(exc, jwt.MissingRequiredClaimError):
+        return f"missing claim {exc.claim}"
+    if isinstance(exc, jwt.ExpiredSignatureError):
+        return "expired"
+    if isinstance(exc, jwt.ImmatureSignatureError):
+        return "not valid yet (iat or nbf in the future)"
+    if isinstance(exc, jwt.InvalidSignatureError):
+        return "bad signature"
+    if isinstance(exc, jwt.InvalidAudienceError):
+        return "wrong audience"
+    if isinstance(exc, jwt.InvalidIssuerError):
+        return "wrong issuer"
+    if isinstance(exc, jwt.InvalidIssuedAtError):
+        return "bad iat claim"
+    if isinstance(exc, jwt.InvalidAlgorithmError):
+        return "unsupported algorithm"
+    if isinstance(exc, jwt.exceptions.InvalidSubjectError):
+        return "bad sub claim"
+    if isinstance(exc, jwt.PyJWKClientConnectionError):
+        return "the signing keys (JWKS) could not be fetched"
+    if isinstance(exc, jwt.PyJWKClientError):
+        return "no matching signing key"
+    if isinstance(exc, jwt.DecodeError):
+        return "malformed token"
+    return "not a valid token"
+
+
 def verify_user_token(token: str, *, roles: tuple[str, ...] = ("authenticated",)) -> User:
     """Verify a Supabase access token: signature, expiry, audience, role, subject. 401 otherwise."""
     settings = get_settings()
@@ -51,12 +80,13 @@ def verify_user_token(token: str, *, roles: tuple[str, ...] = ("authenticated",)
         alg = header.get("alg")
         if alg == "HS256":
             if not settings.effective_jwt_secret:
-                raise AppError("not_authenticated", "token verification is not configured")
+                raise AppError("auth_not_configured",
+                               "access tokens cannot be verified: SUPABASE_JWT_SECRET is not set")
             key: Any = settings.effective_jwt_secret
         elif alg in ASYMMETRIC and settings.jwks_url:
             key = _jwks_client(settings.jwks_url).get_signing_key_from_jwt(token).key
         else:
-            raise AppError("not_authenticated", "unsupported token algorithm")
+            raise AppError("not_authenticated", f"invalid access token: unsupported algorithm {str(alg)[:20]!r}")
         claims = jwt.decode(
             token, key, algorithms=[alg], audience="authenticated",
             options={"require": ["exp", "sub", "role"]}, leeway=5,
@@ -64,9 +94,10 @@ def verify_user_token(token: str, *, roles: tuple[str, ...] = ("authenticated",)
     except AppError:
         raise
     except (jwt.PyJWTError, ValueError) as exc:
-        raise AppError("not_authenticated", f"invalid access token: {exc.__class__.__name__}") from exc
+        raise AppError("not_authenticated", f"invalid access token: {failed_check(exc)}") from exc
     if claims.get("role") not in roles:
-        raise AppError("not_authenticated", "this token's role may not call this function")
+        raise AppError("not_authenticated", f"invalid access token: role {claims.get('role')!r} may not call this "
+                       "function")
     return User(id=str(claims["sub"]), role=claims["role"], email=claims.get("email"), claims=claims)
 
 

@@ -4,19 +4,25 @@ for a user exactly as PostgREST does (role + request.jwt.claims, transaction-loc
 from __future__ import annotations
 
 import json
+import select
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 import psycopg
 from psycopg.rows import DictRow, dict_row
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from shared.config import get_settings
 
 Conn = psycopg.Connection[DictRow]
 """A connection of the pool: rows are dicts keyed by column name."""
+
+# Seconds a request waits for a connection: with the database down, a function answers 503
+# database_unavailable (shared.errors) after this long instead of the pool's default 30 s.
+CONNECT_TIMEOUT = 3.0
 
 _pool: ConnectionPool[Conn] | None = None
 _lock = threading.Lock()
@@ -30,6 +36,65 @@ def database_url() -> str:
     return url
 
 
+def _stale(conn: Conn) -> bool:
+    """A pooled connection the server has closed while it sat idle (a restart, an idle timeout, a
+    terminated backend), found without a round trip: an idle connection has nothing to read, so a
+    readable socket means the server said goodbye or hung up."""
+    if conn.closed or conn.broken:
+        return True
+    poller = select.poll()
+    poller.register(conn.fileno(), select.POLLIN | select.POLLERR | select.POLLHUP)
+    return bool(poller.poll(0))
+
+
+# Set when the pool could not hand out a connection: while the database was down, the pool's own
+# reconnection attempts back off (1 s, 2 s, 4 s, …), so the first request after the database is back
+# would still wait and fail. The next request connects directly instead and, when that works,
+# replaces the pool with a fresh one (which connects at once).
+_pool_failing = False
+
+
+def _recover_pool(timeout: float) -> None:
+    """After a failure: a direct connection tells whether the database is back (raises if not);
+    if it is, the pool (possibly sleeping in its backoff) is replaced."""
+    global _pool, _pool_failing
+    psycopg.connect(database_url(), connect_timeout=max(1, int(timeout)), prepare_threshold=None).close()
+    with _lock:
+        old, _pool, _pool_failing = _pool, None, False
+    if old is not None:
+        old.close(timeout=0)  # its workers may be sleeping: do not wait for them
+
+
+@contextmanager
+def connection(timeout: float | None = None) -> Iterator[Conn]:
+    """A connection of the pool, waiting at most `timeout` seconds (CONNECT_TIMEOUT) for one. Stale
+    connections are closed and handed back (the pool replaces them) until a live one comes, and a
+    pool that failed is replaced once the database answers again, so the first request after a
+    database restart succeeds."""
+    global _pool_failing
+    deadline = time.monotonic() + (CONNECT_TIMEOUT if timeout is None else timeout)
+    if _pool_failing:
+        _recover_pool(deadline - time.monotonic())
+    p = pool()
+    while True:
+        try:
+            conn = p.getconn(timeout=max(0.0, deadline - time.monotonic()))
+        except psycopg.OperationalError:
+            _pool_failing = True
+            raise
+        if not _stale(conn):
+            break
+        conn.close()
+        p.putconn(conn)
+        if time.monotonic() > deadline:
+            _pool_failing = True
+            raise PoolTimeout(f"no live connection after {CONNECT_TIMEOUT} s")
+    try:
+        yield conn
+    finally:
+        p.putconn(conn)
+
+
 def pool() -> ConnectionPool[Conn]:
     global _pool
     with _lock:
@@ -39,6 +104,7 @@ def pool() -> ConnectionPool[Conn]:
                 connection_class=Conn,
                 min_size=0,
                 max_size=10,
+                timeout=CONNECT_TIMEOUT,
                 # transaction pooler (Supavisor) compatible: no server-side prepared statements
                 kwargs={"prepare_threshold": None, "row_factory": dict_row},
                 open=True,
@@ -47,11 +113,12 @@ def pool() -> ConnectionPool[Conn]:
 
 
 def close_pool() -> None:
-    global _pool
+    global _pool, _pool_failing
     with _lock:
         if _pool is not None:
             _pool.close()
             _pool = None
+        _pool_failing = False
 
 
 def set_request_context(
@@ -75,7 +142,7 @@ PLATFORM_ROLE = "service_role"
 @contextmanager
 def transaction() -> Iterator[Conn]:
     """One transaction acting as PLATFORM_ROLE (role and JWT claims set transaction-locally)."""
-    with pool().connection() as conn, conn.transaction():
+    with connection() as conn, conn.transaction():
         set_request_context(conn, PLATFORM_ROLE, {"role": PLATFORM_ROLE})
         yield conn
 

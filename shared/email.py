@@ -149,7 +149,7 @@ def deliver(to: str, message: Rendered, key: str) -> None:
         return
     directory = _files_dir()
     if directory is None:
-        raise AppError("setting_missing", "set RESEND_API_KEY (or EMAIL_FILES_DIR for local files)")
+        raise AppError("email_not_configured", "set RESEND_API_KEY (or EMAIL_FILES_DIR for local files)")
     _write_file(to, message, key, directory)
 
 

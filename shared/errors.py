@@ -10,7 +10,7 @@ import psycopg
 
 from shared.error_codes import ERROR_CODES, ErrorCode
 
-__all__ = ["BY_NAME", "ERROR_CODES", "AppError", "ErrorCode", "http_error"]
+__all__ = ["BY_NAME", "ERROR_CODES", "AppError", "ErrorCode", "database_unavailable", "http_error"]
 
 BY_NAME: dict[str, ErrorCode] = {e.name: e for e in ERROR_CODES.values()}
 
@@ -30,6 +30,19 @@ _PG_STATUS = {
 }
 
 
+# PostgreSQL's codes of a server that cannot take the request now (besides class 08, connection).
+_UNAVAILABLE = {"57P01", "57P02", "57P03", "53300"}  # admin/crash shutdown, cannot connect now, too many
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """The database could not be reached or dropped the connection (not an error of the query):
+    connection failures, a pool that found no connection in time (psycopg_pool.PoolTimeout is an
+    OperationalError without SQLSTATE), a server shutting down."""
+    if not isinstance(exc, psycopg.OperationalError):
+        return False
+    return exc.sqlstate is None or exc.sqlstate.startswith("08") or exc.sqlstate in _UNAVAILABLE
+
+
 class AppError(Exception):
     """An error our Python code raises on purpose, carrying a registered name."""
 
@@ -47,6 +60,10 @@ def http_error(exc: BaseException) -> tuple[int, dict[str, object]]:
         if exc.details is not None:
             body["details"] = exc.details
         return exc.code.http_status, body
+    if database_unavailable(exc):
+        code = BY_NAME["database_unavailable"]
+        return code.http_status, {"code": code.sqlstate, "error": code.name,
+                                  "message": "the database cannot be reached right now; try again"}
     if isinstance(exc, psycopg.Error) and exc.sqlstate:
         known = ERROR_CODES.get(exc.sqlstate)
         message = exc.diag.message_primary or "database error"

@@ -22,7 +22,7 @@ from shared.worker import JobSkipped
 def _credentials() -> tuple[str, str, str]:
     s = get_settings()
     if not (s.livekit_api_key and s.livekit_api_secret and s.livekit_url):
-        raise AppError("setting_missing", "LIVEKIT_API_KEY, LIVEKIT_API_SECRET and LIVEKIT_URL are required")
+        raise AppError("livekit_not_configured", "LIVEKIT_API_KEY, LIVEKIT_API_SECRET and LIVEKIT_URL are required")
     return s.livekit_api_key, s.livekit_api_secret, s.livekit_url
 
 

@@ -11,9 +11,8 @@ from shared.http import Ctx, endpoint
 
 @endpoint(methods=("POST",), auth="none", max_body=256 * 1024)
 def livekit_webhook(ctx: Ctx) -> dict[str, Any]:
-    raw = ctx.request.get_data(cache=True)
     try:
-        body = raw.decode("utf-8")
+        body = ctx.raw.decode("utf-8")
     except UnicodeDecodeError:
         raise AppError("not_authenticated", "invalid webhook body") from None
     event = rooms.verify_webhook(body, ctx.request.headers.get("Authorization"))

@@ -10,6 +10,7 @@ from shared.http import Ctx, endpoint
 
 @endpoint(methods=("POST",), auth="none", max_body=512 * 1024)
 def stripe_webhook(ctx: Ctx) -> dict[str, Any]:
-    # The signature covers the raw bytes: never parse and re-serialize before verifying.
-    result = payments.handle_webhook(ctx.request.get_data(cache=True), ctx.request.headers.get("Stripe-Signature"))
+    # The signature covers the raw bytes (read by the wrapper, at most max_body): never parse and
+    # re-serialize before verifying.
+    result = payments.handle_webhook(ctx.raw, ctx.request.headers.get("Stripe-Signature"))
     return {"received": True, **result}

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import ipaddress
 import json
 import os
+import re
 import secrets
 import sys
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from shared.config import DEV_JWT_SECRET, get_settings, project_dir
@@ -16,41 +19,119 @@ from shared.config import DEV_JWT_SECRET, get_settings, project_dir
 
 def _admin_url(url: str) -> tuple[str, str]:
     """(URL of the `postgres` maintenance database on the same server, database name of `url`)."""
+    if "://" not in url:  # a key=value connection string
+        from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+        try:
+            return make_conninfo(url, dbname="postgres"), str(conninfo_to_dict(url).get("dbname") or "postgres")
+        except Exception as exc:
+            raise _connection_failed(url, exc) from None
     parts = urlsplit(url)
     name = parts.path.lstrip("/") or "postgres"
     return urlunsplit(parts._replace(path="/postgres")), name
 
 
-def _target_url(args: argparse.Namespace, *, start: bool = True) -> str:
-    """The database to work on: --database-url / DATABASE_URL, else the embedded one (started)."""
-    from shared.dev.embedded import default_embedded
-    from shared.dev.migrate import ensure_database
+class CliError(Exception):
+    """A failure told in one line (`error: …`), exit 2: no database to reach, a refused command."""
 
+
+def mask(url: str) -> str:
+    """The URL (or key=value connection string) with its password replaced by ***."""
+    parts = urlsplit(url)
+    if parts.scheme and "@" in parts.netloc:
+        userinfo, _, host = parts.netloc.rpartition("@")
+        if ":" in userinfo:
+            url = urlunsplit(parts._replace(netloc=f"{userinfo.split(':', 1)[0]}:***@{host}"))
+    return re.sub(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&']+)", r"\1***", url)
+
+
+_NOISE = re.compile(r"^(connection failed: |connection is bad: |connection to server at \"[^\"]*\", port \d+ "
+                    r"failed: |connection to server on socket \S+ failed: |FATAL: )+")
+
+
+def _reason(exc: BaseException) -> str:
+    """What failed, from a psycopg connection error, in a few words on one line."""
+    import psycopg
+
+    text = _NOISE.sub("", " ".join(str(exc).split("\n")[0].split()))
+    if text.startswith("Connection refused"):
+        return "connection refused (is the server running?)"
+    if isinstance(exc, psycopg.ProgrammingError):
+        return f"not a valid PostgreSQL URL ({text})"
+    if text.startswith("database") and text.endswith("does not exist"):
+        return f"{text} (`autodoctor db migrate` creates it)"
+    return text or exc.__class__.__name__
+
+
+def _connection_failed(url: str, exc: BaseException) -> CliError:
+    return CliError(f"cannot connect to {mask(url)}: {_reason(exc)}")
+
+
+def _probe(url: str) -> None:
+    """Connect once, so that an unreachable server, a missing database or a bad URL is one line."""
+    import psycopg
+
+    try:
+        psycopg.connect(url, connect_timeout=5).close()
+    except psycopg.Error as exc:
+        raise _connection_failed(url, exc) from None
+
+
+def _start_embedded() -> Any:
+    from shared.dev.embedded import default_embedded
+
+    embedded = default_embedded()
+    try:
+        embedded.start()
+    except (RuntimeError, OSError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+        raise CliError(f"{first.rstrip(':')} at {embedded.url()} (log: {embedded.logfile})") from None
+    return embedded
+
+
+def _resolve_url(args: argparse.Namespace, *, start: bool) -> str:
+    """The database to work on: --database-url / DATABASE_URL, else the embedded one (started when
+    `start`; otherwise it must be running already)."""
     if args.database_url:
         url: str = args.database_url
+    else:
+        from shared.dev.embedded import default_embedded
+
+        name = get_settings().database_name
+        if start:
+            url = _start_embedded().url(name)
+        else:
+            embedded = default_embedded()
+            url = embedded.url(name)
+            if not embedded.is_running():
+                raise CliError(f"cannot connect to {url}: the embedded PostgreSQL is not running "
+                               "(`autodoctor db start`)")
+    args.resolved_url = url
+    return url
+
+
+def _target_url(args: argparse.Namespace, *, start: bool = True, create: bool = False) -> str:
+    """The database to work on, checked to answer. Only `create` (db start, db migrate) creates a
+    missing database; everything else says it is missing."""
+    from shared.dev.migrate import ensure_database
+
+    url = _resolve_url(args, start=start)
+    if create:
         admin, name = _admin_url(url)
         if name != "postgres":
             try:  # a local server: create the named database if it is absent
                 ensure_database(admin, name)
             except Exception:  # noqa: S110 - no maintenance access (hosted): use the URL as given
                 pass
-        return url
-
-    embedded = default_embedded()
-    if start:
-        embedded.start()
-    elif not embedded.is_running():
-        raise SystemExit("the embedded database is not running: `autodoctor db start`")
-    name = get_settings().database_name
-    ensure_database(embedded.url(), name)
-    return embedded.url(name)
+    _probe(url)
+    return url
 
 
 def cmd_db_start(args: argparse.Namespace) -> int:
     if args.database_url:
         print("DATABASE_URL is set: nothing to start", file=sys.stderr)
         return 0
-    print(_target_url(args))
+    print(_target_url(args, create=True))
     return 0
 
 
@@ -65,22 +146,59 @@ def cmd_db_migrate(args: argparse.Namespace) -> int:
     from shared.dev.migrate import MigrationError, migrate
 
     try:
-        migrate(_target_url(args))
+        migrate(_target_url(args, create=True))
     except MigrationError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0
 
 
+def _is_loopback(url: str) -> bool:
+    """Every host of the connection string is this machine (loopback, or a Unix socket)."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    hosts = str(conninfo_to_dict(url).get("host") or "").split(",")
+    for host in hosts:
+        if not host or host.startswith("/") or host == "localhost":
+            continue
+        try:
+            if not ipaddress.ip_address(host.strip("[]")).is_loopback:
+                return False
+        except ValueError:  # a host name other than localhost
+            return False
+    return True
+
+
+def _confirm_reset(args: argparse.Namespace, url: str, name: str) -> None:
+    if args.yes:
+        return
+    if not sys.stdin.isatty():
+        raise CliError(f"db reset drops database {name} at {mask(url)}: confirm with --yes "
+                       "(stdin is not a terminal)")
+    answer = input(f"drop database {name} at {mask(url)} and recreate it? [y/N] ")
+    if answer.strip().lower() not in ("y", "yes"):
+        raise CliError("db reset: not confirmed, nothing dropped")
+
+
 def cmd_db_reset(args: argparse.Namespace) -> int:
+    from psycopg.conninfo import conninfo_to_dict
+
     from shared.dev.migrate import MigrationError, migrate, recreate_database, run_sql_file
 
-    url = _target_url(args)
+    url = _resolve_url(args, start=True)
+    try:
+        conninfo_to_dict(url)
+    except Exception as exc:
+        raise _connection_failed(url, exc) from None
     admin, name = _admin_url(url)
     if name in ("postgres", "template0", "template1"):
-        print(f"error: refusing to drop the maintenance database {name!r}; point DATABASE_URL at a "
-              "database of its own", file=sys.stderr)
-        return 1
+        raise CliError(f"refusing to drop the maintenance database {name!r}; point DATABASE_URL at a "
+                       "database of its own")
+    if not _is_loopback(url) and not args.force:
+        raise CliError(f"refusing to drop database {name} on another machine ({mask(url)}): pass --force "
+                       "to reset a database that is not on 127.0.0.1, ::1 or localhost")
+    _confirm_reset(args, url, name)
+    _probe(admin)
     recreate_database(admin, name)
     print(f"recreated database {name}")
     try:
@@ -98,7 +216,7 @@ def cmd_db_reset(args: argparse.Namespace) -> int:
 def cmd_db_status(args: argparse.Namespace) -> int:
     from shared.dev.migrate import status
 
-    rows = status(_target_url(args))
+    rows = status(_target_url(args, start=False))  # never creates the database nor starts a server
     for row in rows:
         print(f"{row.state:8} {row.kind:13} {row.file}")
     pending = sum(r.state != "applied" for r in rows)
@@ -156,12 +274,12 @@ def cmd_db_lint(args: argparse.Namespace) -> int:
 def _server_url(args: argparse.Namespace) -> str:
     """The maintenance database of the server to use: --database-url's, else the embedded one (started)."""
     if args.database_url:
-        return _admin_url(args.database_url)[0]
-    from shared.dev.embedded import default_embedded
-
-    embedded = default_embedded()
-    embedded.start()
-    return embedded.url()
+        url = _admin_url(args.database_url)[0]
+    else:
+        url = _start_embedded().url()
+    args.resolved_url = url
+    _probe(url)
+    return url
 
 
 def cmd_gen(args: argparse.Namespace) -> int:
@@ -256,8 +374,12 @@ def build_parser() -> argparse.ArgumentParser:
                   ).set_defaults(func=cmd_db_migrate)
     reset = db.add_parser("reset", parents=[common], help="drop, recreate, migrate, seed")
     reset.add_argument("--no-seed", action="store_true")
+    reset.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+    reset.add_argument("--force", action="store_true",
+                       help="allow a database that is not on this machine (loopback or Unix socket)")
     reset.set_defaults(func=cmd_db_reset)
-    db.add_parser("status", parents=[common], help="applied and pending files"
+    db.add_parser("status", parents=[common],
+                  help="applied and pending files (creates nothing, starts nothing)"
                   ).set_defaults(func=cmd_db_status)
     db.add_parser("shim", parents=[common], help="only the platform shim (before `supabase db push`)"
                   ).set_defaults(func=cmd_db_shim)
@@ -311,7 +433,17 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if getattr(args, "port", 0) is None:
         args.port = get_settings().port
-    code: int = args.func(args)
+    import psycopg
+
+    try:
+        code: int = args.func(args)
+    except CliError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except psycopg.OperationalError as exc:  # the server went away (or was never there) mid-command
+        url = getattr(args, "resolved_url", None) or args.database_url or "the database"
+        print(f"error: {_connection_failed(url, exc)}", file=sys.stderr)
+        return 2
     return code
 
 

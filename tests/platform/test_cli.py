@@ -56,6 +56,18 @@ def named_db(server_url: str) -> Iterator[str]:
 # ---------------------------------------------------------------------------------------------
 # autodoctor db migrate | status | reset
 # ---------------------------------------------------------------------------------------------
+def _create(url: str) -> None:
+    parts = urlsplit(url)
+    recreate_database(urlunsplit(parts._replace(path="/postgres")), parts.path.lstrip("/"))
+
+
+def _exists(url: str) -> bool:
+    parts = urlsplit(url)
+    with connect(urlunsplit(parts._replace(path="/postgres"))) as conn:
+        return conn.execute("select 1 from pg_database where datname = %s", (parts.path.lstrip("/"),)).fetchone() \
+            is not None
+
+
 def test_db_migrate_twice(named_db: str, capsys: pytest.CaptureFixture[str]) -> None:
     migrations = discover_migrations()
     assert main(["db", "migrate", "--database-url", named_db]) == 0
@@ -84,6 +96,7 @@ def test_serve_stops_on_a_migration_error(named_db: str, tmp_path: Path, monkeyp
     (tmp_path / "supabase" / "migrations").mkdir(parents=True)
     (tmp_path / "supabase" / "migrations" / "20260101000000_bad.sql").write_text("select nope;")
     monkeypatch.setenv("AUTODOCTOR_PROJECT_DIR", str(tmp_path))
+    _create(named_db)
     assert main(["serve", "--database-url", named_db, "--port", str(_free_port())]) == 1
     assert capsys.readouterr().err.startswith("error: migration 20260101000000_bad.sql")
 
@@ -101,6 +114,7 @@ def test_serve_runs_the_schedules_unless_told_not_to(named_db: str, monkeypatch:
     monkeypatch.setenv("CRON_SECRET", "x" * 16)
     monkeypatch.delenv("CRON_SECRET")  # restored (absent) afterwards: serve makes one up
     port = str(_free_port())
+    _create(named_db)
     try:
         assert main(["serve", "--database-url", named_db, "--port", port]) == 0
         assert served == [named_db] and len(os.environ["CRON_SECRET"]) >= 16
@@ -115,7 +129,8 @@ def test_serve_runs_the_schedules_unless_told_not_to(named_db: str, monkeypatch:
 
 def test_db_status(named_db: str, capsys: pytest.CaptureFixture[str]) -> None:
     migrations = discover_migrations()
-    assert main(["db", "status", "--database-url", named_db]) == 0  # creates the empty database
+    _create(named_db)
+    assert main(["db", "status", "--database-url", named_db]) == 0
     out = capsys.readouterr().out.splitlines()
     assert f"pending  migration     {migrations[0].path.name}" in out
     assert out[-1].startswith("0 applied, ")
@@ -129,8 +144,21 @@ def test_db_status(named_db: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert not any(line.startswith(("pending", "changed", "missing")) for line in out)
 
 
+def test_db_status_never_creates_the_database(named_db: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """A mistyped DATABASE_URL is an error naming the URL, not a new empty database."""
+    assert main(["db", "status", "--database-url", named_db]) == 2
+    out, err = capsys.readouterr()
+    name = urlsplit(named_db).path.lstrip("/")
+    assert out == ""
+    assert err == f'error: cannot connect to {named_db}: database "{name}" does not exist ' \
+                  "(`autodoctor db migrate` creates it)\n"
+    assert not _exists(named_db)
+    assert main(["db", "lint", "--database-url", named_db]) == 2
+    assert not _exists(named_db)
+
+
 def test_db_reset_refuses_the_maintenance_database(server_url: str, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["db", "reset", "--no-seed", "--database-url", server_url]) == 1
+    assert main(["db", "reset", "--no-seed", "--yes", "--database-url", server_url]) == 2
     assert "refusing to drop the maintenance database 'postgres'" in capsys.readouterr().err
     with psycopg.connect(server_url) as conn:  # still there
         assert conn.execute("select 1").fetchone() == (1,)
@@ -142,7 +170,7 @@ def test_db_reset_recreates_a_named_database(named_db: str, capsys: pytest.Captu
         conn.execute("create table public.scratch (id int primary key)")
     capsys.readouterr()
 
-    assert main(["db", "reset", "--no-seed", "--database-url", named_db]) == 0
+    assert main(["db", "reset", "--no-seed", "--yes", "--database-url", named_db]) == 0
     out = capsys.readouterr().out
     name = urlsplit(named_db).path.lstrip("/")
     assert f"recreated database {name}" in out
@@ -151,6 +179,92 @@ def test_db_reset_recreates_a_named_database(named_db: str, capsys: pytest.Captu
         assert conn.execute("select to_regclass('public.scratch')").fetchone() == (None,)
         recorded = conn.execute("select count(*) from autodoctor_meta.schema_migrations").fetchone()[0]
     assert recorded == len(discover_migrations())
+
+
+class _Terminal:
+    """A stdin that is a terminal (its answers come from the patched `input`)."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_db_reset_asks_on_a_terminal(named_db: str, monkeypatch: pytest.MonkeyPatch,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    _create(named_db)
+    with psycopg.connect(named_db, autocommit=True) as conn:
+        conn.execute("create table public.keep (id int)")
+    prompts: list[str] = []
+    monkeypatch.setattr("sys.stdin", _Terminal())
+    monkeypatch.setattr("builtins.input", lambda prompt: prompts.append(prompt) or "n")
+    assert main(["db", "reset", "--no-seed", "--database-url", named_db]) == 2
+    name = urlsplit(named_db).path.lstrip("/")
+    assert prompts == [f"drop database {name} at {named_db} and recreate it? [y/N] "]
+    assert capsys.readouterr().err == "error: db reset: not confirmed, nothing dropped\n"
+    with psycopg.connect(named_db) as conn:
+        assert conn.execute("select to_regclass('public.keep') is not null").fetchone() == (True,)
+
+    monkeypatch.setattr("builtins.input", lambda prompt: "y")
+    assert main(["db", "reset", "--no-seed", "--database-url", named_db]) == 0
+    with psycopg.connect(named_db) as conn:
+        assert conn.execute("select to_regclass('public.keep') is null").fetchone() == (True,)
+
+
+def test_db_reset_without_a_terminal_needs_yes(named_db: str, capsys: pytest.CaptureFixture[str]) -> None:
+    _create(named_db)
+    assert main(["db", "reset", "--no-seed", "--database-url", named_db]) == 2  # pytest's stdin: no terminal
+    name = urlsplit(named_db).path.lstrip("/")
+    assert capsys.readouterr().err == (f"error: db reset drops database {name} at {named_db}: confirm with --yes "
+                                       "(stdin is not a terminal)\n")
+    with psycopg.connect(named_db) as conn:
+        assert conn.execute("select to_regclass('autodoctor_meta.schema_migrations')").fetchone() == (None,)
+
+
+def test_db_reset_refuses_another_machine_unless_forced(capsys: pytest.CaptureFixture[str]) -> None:
+    url = "postgresql://admin:hunter2@db.example.invalid:5432/app"
+    assert main(["db", "reset", "--yes", "--database-url", url]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: refusing to drop database app on another machine "
+                          "(postgresql://admin:***@db.example.invalid:5432/app): pass --force")
+    assert "hunter2" not in err
+    assert main(["db", "reset", "--yes", "--force", "--database-url", url]) == 2  # past the refusal: no server
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot connect to postgresql://admin:***@db.example.invalid:5432/postgres: ")
+    assert len(err.splitlines()) == 1 and "hunter2" not in err
+
+
+@pytest.mark.parametrize("command", [["db", "status"], ["db", "migrate"], ["db", "lint"], ["db", "reset", "--yes"],
+                                     ["gen", "--check"], ["serve", "--no-schedules"]])
+def test_an_unreachable_server_is_one_line(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    port = _free_port()
+    url = f"postgresql://postgres:hunter2@127.0.0.1:{port}/app"
+    assert main([*command, "--database-url", url]) == 2
+    out, err = capsys.readouterr()
+    assert "hunter2" not in out + err
+    assert len(err.splitlines()) == 1
+    assert err.startswith(f"error: cannot connect to postgresql://postgres:***@127.0.0.1:{port}/")
+    assert err.endswith(": connection refused (is the server running?)\n")
+
+
+@pytest.mark.parametrize("url", ["not a url", "mysql://localhost/app", "postgresql://postgres@127.0.0.1:99999/app"])
+def test_a_bad_url_is_one_line(url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    for command in (["db", "status"], ["db", "migrate"], ["gen", "--check"]):
+        assert main([*command, "--database-url", url]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: cannot connect to ") and len(err.splitlines()) == 1
+
+
+def test_cli_errors_have_no_traceback_as_a_process(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    url = f"postgresql://postgres:hunter2@127.0.0.1:{_free_port()}/app"
+    env = {**os.environ, "DATABASE_URL": url, "AUTODOCTOR_HOME": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-m", "shared.dev.cli", "db", "status"], capture_output=True, text=True,
+                          env=env, timeout=60, check=False)
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr == (f"error: cannot connect to {url.replace('hunter2', '***')}: "
+                           "connection refused (is the server running?)\n")
 
 
 def test_db_start_with_a_database_url_starts_nothing(named_db: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -304,9 +418,15 @@ def test_cli_start_and_stop_the_embedded_database(
         assert url == f"postgresql://postgres@127.0.0.1:{port}/cli_test"
         with psycopg.connect(url) as conn:  # the named database was created
             assert conn.execute("select current_database()").fetchone() == ("cli_test",)
+        assert main(["db", "status"]) == 0
     finally:
         assert main(["db", "stop"]) == 0
-    assert capsys.readouterr().out.strip() == "stopped"
+    assert capsys.readouterr().out.strip().endswith("stopped")
+    # a stopped server stays stopped: status says so, starts nothing
+    assert main(["db", "status"]) == 2
+    assert capsys.readouterr().err == (f"error: cannot connect to {url}: the embedded PostgreSQL is not running "
+                                       "(`autodoctor db start`)\n")
+    assert not EmbeddedPostgres(home=tmp_path / "home", port=port).is_running()
     assert main(["db", "stop"]) == 0
     assert capsys.readouterr().out.strip() == "not running"
 
@@ -338,7 +458,7 @@ def test_health_ok(client_for, fresh_url: str) -> None:
 def test_health_wrong_method(client_for, fresh_url: str) -> None:
     response = client_for(fresh_url).post("/health", json={})
     assert response.status_code == 405
-    assert response.get_json()["code"] == "AD001"
+    assert response.get_json()["error"] == "method_not_allowed"
 
 
 def test_unknown_function_is_a_json_404(client_for, fresh_url: str) -> None:
@@ -354,7 +474,8 @@ def test_health_without_a_database(client_for, monkeypatch: pytest.MonkeyPatch) 
     started = time.monotonic()
     response = client_for(unreachable).get("/health")
     assert response.status_code == 503
-    assert response.get_json() == {"status": "unavailable", "database": False}
+    payload = response.get_json()
+    assert (payload["status"], payload["database"], payload["error"]) == ("unavailable", False, "database_unavailable")
     assert time.monotonic() - started < 10
 
 

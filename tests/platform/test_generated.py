@@ -8,7 +8,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-import shared.dev.gen
+import shared.dev.migrate
 from shared.config import project_dir
 from shared.dev.cli import main
 from shared.dev.gen import REGISTRIES, GenError, Row, differing, read_registries, render
@@ -99,7 +99,7 @@ def test_gen_check_and_write(server_url: str, checkout: Path, monkeypatch: pytes
         created.append(name)
         recreate_database(admin_url, name, template)
 
-    monkeypatch.setattr(shared.dev.gen, "recreate_database", recreate)
+    monkeypatch.setattr(shared.dev.migrate, "recreate_database", recreate)
     gen = ["gen", "--database-url", server_url]
 
     assert main([*gen, "--check"]) == 0
