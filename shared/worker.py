@@ -91,11 +91,18 @@ def work(now: dt.datetime | None = None, limit: int = 50, kinds: Iterable[str] |
     return result
 
 
+# Kinds already reported as waiting for their provider, so a long-running process says it once.
+_REPORTED_WAITING: set[str] = set()
+
+
 def _work_kind(kind: str, handler: Handler | None, now: dt.datetime | None, limit: int, result: RunResult) -> None:
     ready = getattr(handler, "ready", None)
     if ready is not None and not ready():
-        log("info", "jobs left waiting: provider not configured", kind=kind)
+        if kind not in _REPORTED_WAITING:
+            _REPORTED_WAITING.add(kind)
+            log("info", "jobs left waiting: provider not configured", kind=kind)
         return
+    _REPORTED_WAITING.discard(kind)
     with db.transaction() as conn:
         rows = conn.execute("select * from private.outbox_claim(coalesce(%s::timestamptz, now()), %s, %s)",
                             (now, limit, [kind])).fetchall()
