@@ -96,7 +96,7 @@ revoke execute on function public.admin_force_end_session(uuid, text) from publi
 grant execute on function public.admin_force_end_session(uuid, text) to authenticated, service_role;
 -- <<< functions_sql core/admin.sql
 
--- >>> functions_sql core/broadcasts.sql sha256=4273cae87264abe2ae314a241f5498dcf154f8a87832d657e0405886f5b673ce
+-- >>> functions_sql core/broadcasts.sql sha256=c93578c48e0d8c0c565a87dcb05642e2db63a0c8f168c31dee9dff2d1c798cec
 -- Core Realtime broadcasts of requests and sessions.
 
 -- ---------------------------------------------------------------------------------------------
@@ -107,11 +107,7 @@ create or replace function private.tg_session_requests__broadcast() returns trig
 language plpgsql security definer set search_path = ''
 as $$
 declare
-  v_card jsonb := jsonb_build_object(
-    'request_id', new.id, 'session_id', new.session_id, 'session_type', new.session_type,
-    'plan_code', new.plan_code, 'specialist', new.specialist, 'vehicle_make', new.vehicle_make,
-    'vehicle_model', new.vehicle_model, 'vehicle_year', new.vehicle_year, 'concern', left(new.concern, 140),
-    'preferred_mechanic_id', new.preferred_mechanic_id, 'created_at', new.created_at);
+  v_card jsonb := private.request_card(new);
 begin
   if (tg_op = 'INSERT' and coalesce(new.broadcast_at <= now(), true))  -- not during a preferred window
      or (tg_op = 'UPDATE' and old.status = 'accepted' and new.status = 'pending') then
@@ -184,7 +180,7 @@ grant select on public.mechanic_directory to anon, authenticated, service_role;
 comment on view public.mechanic_directory is 'Approved mechanics as customers (and anon) may see them.';
 -- <<< functions_sql core/directory.sql
 
--- >>> functions_sql core/helpers.sql sha256=3a77982775e195585c47d130d06d472ccdc57afd4496628b611918efbfa36ef8
+-- >>> functions_sql core/helpers.sql sha256=fa1872c37c33a27b6875c41ae6e7c365f5d0a366926f2c758b43d0f067205e2e
 -- Core helpers: who acts (for the audit), the caller's user id, checks of free text, updated_at.
 
 -- ---------------------------------------------------------------------------------------------
@@ -193,9 +189,13 @@ comment on view public.mechanic_directory is 'Approved mechanics as customers (a
 -- Who acts in this transaction, for the audit: set by RPCs (transaction-local). The lifecycle
 -- functions (core/lifecycle.sql) take the actor as a parameter and set it here themselves.
 create or replace function private.set_actor(p_role text, p_reason text default null) returns void
-language sql volatile set search_path = ''
+language plpgsql volatile set search_path = ''
 as $$
-  select set_config('autodoctor.actor_role', p_role, true), set_config('autodoctor.reason', coalesce(p_reason, ''), true);
+begin
+  -- PL/pgSQL: planned once per session (a SQL function with a fixed search_path is planned in
+  -- every transaction before PostgreSQL 18; every accept and lifecycle step calls this)
+  perform set_config('autodoctor.actor_role', p_role, true), set_config('autodoctor.reason', coalesce(p_reason, ''), true);
+end
 $$;
 revoke execute on function private.set_actor(text, text) from public;
 grant execute on function private.set_actor(text, text) to service_role;
@@ -299,7 +299,7 @@ end
 $$;
 -- <<< functions_sql core/helpers.sql
 
--- >>> functions_sql core/lifecycle.sql sha256=815b45d37248758734d48e8deb38a716f2235832343c8fafc41ee983ac3ef7f3
+-- >>> functions_sql core/lifecycle.sql sha256=085845aef043f282c520acbf6dd067d763d71d82b970c25e6286ab2db6ccd3d1
 -- Core: the lifecycles of a session, readable in one place. Completing a session, cancelling it
 -- and expiring its request are functions that change the status and then call each domain's step,
 -- in the order listed in their bodies (docs/lifecycles.md lists them too). Triggers on sessions and
@@ -332,6 +332,7 @@ grant execute on function private.lifecycle_allow(uuid) to service_role;
 
 -- Sessions: completed and cancelled; requests: expired and cancelled. Runs after the transition
 -- check (_100), so a forbidden change still fails with invalid_transition (AD006) first.
+-- Its WHEN clause calls it only for a change to a final status (never on an accept or a start).
 create or replace function private.tg__lifecycle_only() returns trigger
 language plpgsql set search_path = ''
 as $$
@@ -356,10 +357,14 @@ $$;
 revoke execute on function private.tg__lifecycle_only() from public;
 drop trigger if exists _105_lifecycle_only on public.sessions;
 create trigger _105_lifecycle_only before update of status on public.sessions
-  for each row execute function private.tg__lifecycle_only();
+  for each row
+  when (new.status is distinct from old.status and new.status::text in ('completed', 'cancelled', 'expired'))
+  execute function private.tg__lifecycle_only();
 drop trigger if exists _105_lifecycle_only on public.session_requests;
 create trigger _105_lifecycle_only before update of status on public.session_requests
-  for each row execute function private.tg__lifecycle_only();
+  for each row
+  when (new.status is distinct from old.status and new.status::text in ('completed', 'cancelled', 'expired'))
+  execute function private.tg__lifecycle_only();
 
 -- ---------------------------------------------------------------------------------------------
 -- The actor for the audit (read by private.tg__record_status_event)
@@ -533,7 +538,7 @@ revoke execute on function private.expire_request(uuid, text, timestamptz, text,
 grant execute on function private.expire_request(uuid, text, timestamptz, text, text) to service_role;
 -- <<< functions_sql core/lifecycle.sql
 
--- >>> functions_sql core/rpc.sql sha256=2876d36e295a06aea26ae1ddca03aa678fa2a4ba70eccc349d0267aca1b69427
+-- >>> functions_sql core/rpc.sql sha256=6a9f56292ebdcfa9c67e6a3e885c18eb185ee551917a9bae617854e49ef35dbb
 -- Core client RPCs. Every public RPC is security definer because it writes rows the caller may
 -- only read; each one checks who calls, what they may do and its input first, raises a registered
 -- error (docs/error_codes.md), and only then writes, all in the caller's one transaction.
@@ -642,7 +647,7 @@ begin
   if v_request.customer_id = v_uid then
     if v_request.status not in ('pending', 'unattended') then
       perform private.raise_error('invalid_transition',
-        format('a %s request cannot be cancelled by the customer', v_request.status));
+        format('the request is %s: it cannot be cancelled by the customer', v_request.status));
     end if;
     perform private.cancel_session(v_request.session_id, coalesce(v_reason, 'cancelled by the customer'), now(),
                                    'customer');
@@ -684,7 +689,7 @@ declare
 begin
   v_session := private.lock_session_as_participant(p_session_id, v_uid);
   if v_session.status <> 'waiting' then
-    perform private.raise_error('invalid_transition', format('a %s session cannot be started', v_session.status));
+    perform private.raise_error('invalid_transition', format('the session is %s: it cannot be started', v_session.status));
   end if;
   perform private.set_actor(case when v_session.customer_id = v_uid then 'customer' else 'mechanic' end);
   update public.sessions set status = 'live', started_at = now(), status_changed_at = now()
@@ -705,7 +710,7 @@ declare
 begin
   v_session := private.lock_session_as_participant(p_session_id, v_uid);
   if v_session.status <> 'live' then
-    perform private.raise_error('invalid_transition', format('a %s session cannot be ended', v_session.status));
+    perform private.raise_error('invalid_transition', format('the session is %s: it cannot be ended', v_session.status));
   end if;
   if v_session.mechanic_id = v_uid then
     return private.complete_session(p_session_id, v_notes, null, now(), 'mechanic');
@@ -1049,7 +1054,7 @@ create trigger _110_sync_admin after update of raw_app_meta_data on auth.users
   execute function private.tg_auth_users__sync_admin();
 -- <<< functions_sql core/signup.sql
 
--- >>> functions_sql core/transitions.sql sha256=e06258bb0ad614737d56808456f0a990ed475c1e053661e720540207767bed3c
+-- >>> functions_sql core/transitions.sql sha256=098fdf6854df746cfb9fab11e2976507138ad996dc669984166c96a30e18f979
 -- Core lifecycles: the allowed changes of status, initial states, and the append-only audit in
 -- session_events (every creation and change of status, with its actor).
 
@@ -1059,9 +1064,12 @@ create trigger _110_sync_admin after update of raw_app_meta_data on auth.users
 -- The allowed changes of status, one list for both lifecycles.
 create or replace function private.status_transition_allowed(p_entity text, p_from text, p_to text)
 returns boolean
-language sql immutable set search_path = ''
+language plpgsql immutable set search_path = ''
 as $$
-  select (p_entity, p_from, p_to) in (
+begin
+  -- PL/pgSQL: the list is parsed and planned once per session; as a SQL function with a fixed
+  -- search_path it was planned again in every transaction that changed a status (before PG 18)
+  return (p_entity, p_from, p_to) in (
     ('sessions', 'pending', 'waiting'), ('sessions', 'pending', 'scheduled'), ('sessions', 'pending', 'cancelled'),
     ('sessions', 'scheduled', 'waiting'), ('sessions', 'scheduled', 'cancelled'),
     ('sessions', 'waiting', 'live'), ('sessions', 'waiting', 'cancelled'),
@@ -1072,7 +1080,8 @@ as $$
     ('session_requests', 'unattended', 'accepted'), ('session_requests', 'unattended', 'expired'),
     ('session_requests', 'unattended', 'cancelled'),
     ('session_requests', 'accepted', 'pending'),  -- the mechanic released it: back to the others
-    ('session_requests', 'accepted', 'cancelled'))
+    ('session_requests', 'accepted', 'cancelled'));
+end
 $$;
 revoke execute on function private.status_transition_allowed(text, text, text) from public;
 grant execute on function private.status_transition_allowed(text, text, text) to authenticated, service_role;
@@ -1144,7 +1153,7 @@ begin
   if tg_table_name = 'sessions' then
     v_session_id := new.id;
   else
-    v_session_id := (to_jsonb(new) ->> 'session_id')::uuid;
+    v_session_id := new.session_id;  -- compiled per table: this branch only runs on requests
     v_request_id := new.id;
   end if;
   insert into public.session_events (session_id, request_id, entity, from_status, to_status, actor_id, actor_role, reason)
@@ -1181,7 +1190,7 @@ create trigger _101_append_only_truncate before truncate on public.session_event
   for each statement execute function private.tg__append_only();
 -- <<< functions_sql core/transitions.sql
 
--- >>> functions_sql jobs/admin.sql sha256=a4f0886a56193d41a2c45144a3b8b64fbf764a8df29314ce2e1add3575594675
+-- >>> functions_sql jobs/admin.sql sha256=a431c8c37cae7835a803b49b41130f31e66f3e6dc2910f9e6f350a8b69944b13
 -- Jobs: the admin view of the job queue (private.outbox) and a retry.
 
 -- ---------------------------------------------------------------------------------------------
@@ -1194,9 +1203,9 @@ language plpgsql stable security definer set search_path = ''
 as $$
 begin
   perform private.require_admin();
-  if p_status is null or p_status not in ('pending', 'processing', 'sent', 'dead')
+  if p_status is null or p_status not in ('pending', 'processing', 'sent', 'dead', 'skipped')
      or p_limit is null or p_limit < 1 or p_limit > 1000 then
-    perform private.raise_error('invalid_input', 'p_status must be pending/processing/sent/dead; p_limit 1..1000');
+    perform private.raise_error('invalid_input', 'p_status must be pending/processing/sent/dead/skipped; p_limit 1..1000');
   end if;
   return query
   select o.id, o.kind, o.dedupe_key, o.status::text, o.attempts, o.next_attempt_at, o.last_error, o.created_at,
@@ -1236,7 +1245,7 @@ revoke execute on function public.admin_retry_outbox(bigint) from public, anon;
 grant execute on function public.admin_retry_outbox(bigint) to authenticated, service_role;
 -- <<< functions_sql jobs/admin.sql
 
--- >>> functions_sql jobs/emails.sql sha256=f46bba0114bc68dbcc2d033d2e8ebc7f96ab5793ad23f8761cc2b64528cfc9de
+-- >>> functions_sql jobs/emails.sql sha256=6a1bfe3d3111c3552cfbbbd34001e834684b8997e98a0d24984646ed13770216
 -- Jobs: milestone emails, enqueued in the transaction of the change that causes them.
 
 -- ---------------------------------------------------------------------------------------------
@@ -1247,12 +1256,15 @@ grant execute on function public.admin_retry_outbox(bigint) to authenticated, se
 create or replace function private.enqueue_email(
   p_template text, p_user_id uuid, p_session_id uuid, p_data jsonb default '{}', p_key_suffix text default ''
 ) returns bigint
-language sql security definer set search_path = ''
+language plpgsql security definer set search_path = ''
 as $$
-  select private.enqueue(
+begin
+  -- PL/pgSQL, so the call is planned once per session (every accept enqueues one)
+  return private.enqueue(
     'email.send',
     format('email:%s:%s:%s%s', p_template, p_session_id, p_user_id, p_key_suffix),
-    jsonb_build_object('template', p_template, 'user_id', p_user_id, 'session_id', p_session_id, 'data', p_data))
+    jsonb_build_object('template', p_template, 'user_id', p_user_id, 'session_id', p_session_id, 'data', p_data));
+end
 $$;
 revoke execute on function private.enqueue_email(text, uuid, uuid, jsonb, text) from public;
 grant execute on function private.enqueue_email(text, uuid, uuid, jsonb, text) to service_role;
@@ -1408,7 +1420,7 @@ revoke execute on function private.email_context(uuid, uuid) from public;
 grant execute on function private.email_context(uuid, uuid) to service_role;
 -- <<< functions_sql jobs/nudges.sql
 
--- >>> functions_sql jobs/outbox.sql sha256=bf82864fb2cf3aaf6c77942185c4eebe60c03ddf8575a9446fdb5a79f09b2b13
+-- >>> functions_sql jobs/outbox.sql sha256=2b71c342ff6ea91cdda0c0de9cb671b3d678768aabd67044c635de6c5b65ba86
 -- Jobs: the one queue of side effects (enqueue, claim, settle, dead letter). Each kind's retry
 -- policy is a row of private.job_kinds; shared/worker.py runs the handlers.
 
@@ -1565,6 +1577,21 @@ end
 $$;
 revoke execute on function private.outbox_settle(bigint, boolean, text, timestamptz) from public;
 grant execute on function private.outbox_settle(bigint, boolean, text, timestamptz) to service_role;
+
+-- A job that cannot apply here (its provider is not configured): ended as `skipped`, once, with
+-- the reason; no retry and no on_failure hook (nothing failed).
+create or replace function private.outbox_skip(p_id bigint, p_reason text, p_now timestamptz default now())
+returns private.outbox_status
+language plpgsql security definer set search_path = ''
+as $$
+begin
+  update private.outbox set status = 'skipped', sent_at = p_now, locked_until = null, last_error = left(p_reason, 2000)
+  where id = p_id and status = 'processing';
+  return (select o.status from private.outbox o where o.id = p_id);
+end
+$$;
+revoke execute on function private.outbox_skip(bigint, text, timestamptz) from public;
+grant execute on function private.outbox_skip(bigint, text, timestamptz) to service_role;
 -- <<< functions_sql jobs/outbox.sql
 
 -- >>> functions_sql jobs/runs.sql sha256=22697585fd787eecd46440d55f7e68b6096ccbffae106360d2eca48014e3fd98
@@ -2041,7 +2068,7 @@ comment on view public.admin_matching_daily is
   'Per day: requests, share with a chosen mechanic, minutes to acceptance and to start, unattended rate.';
 -- <<< functions_sql matching/metrics.sql
 
--- >>> functions_sql matching/presence.sql sha256=3d650ac68e07a00f5897681cb1210dbc37b4b6501323330bebba7d3c72ace4c4
+-- >>> functions_sql matching/presence.sql sha256=421df5980727f44db43fb1f9d2d00e506c103f9cf5a1c41dc5bc75ed7ebdfac7
 -- Matching: presence (online, busy, offline) and its broadcasts.
 
 -- ---------------------------------------------------------------------------------------------
@@ -2051,12 +2078,16 @@ comment on view public.admin_matching_daily is
 create or replace function private.presence(
   p_is_available boolean, p_last_seen_at timestamptz, p_busy boolean, p_window interval, p_now timestamptz
 ) returns text
-language sql immutable parallel safe set search_path = ''
+language plpgsql immutable parallel safe set search_path = ''
 as $$
-  select case
+begin
+  -- PL/pgSQL: its one expression is planned once per session, where a SQL function with a fixed
+  -- search_path is planned again in every transaction (PostgreSQL before 18)
+  return case
     when p_busy then 'busy'
     when p_is_available and p_last_seen_at >= p_now - p_window then 'online'
-    else 'offline' end
+    else 'offline' end;
+end
 $$;
 revoke execute on function private.presence(boolean, timestamptz, boolean, interval, timestamptz) from public;
 grant execute on function private.presence(boolean, timestamptz, boolean, interval, timestamptz)
@@ -2500,7 +2531,7 @@ create trigger _500_route after insert on public.session_requests
   for each row execute function private.tg_session_requests__route();
 -- <<< functions_sql matching/routing.sql
 
--- >>> functions_sql micro/caps.sql sha256=d71b498252fab291a7ec7ac3bfa265c8a899b11190c7aba25ceb38c324988a32
+-- >>> functions_sql micro/caps.sql sha256=09d21b2135fa52edd7a9e0f23450755c2393a33a9ad0d19d54a0cc643a10a10a
 -- Micro-sessions: effective settings, minutes used per local day, can_accept_session, the
 -- accept-time check and reservation, settlement at the end.
 
@@ -2530,7 +2561,45 @@ $$;
 revoke execute on function private.micro_minutes_used(uuid, timestamptz) from public;
 grant execute on function private.micro_minutes_used(uuid, timestamptz) to authenticated, service_role;
 
--- The rules of seed 000, as data: {can_accept, reason, minutes_remaining}.
+-- The micro-session rules, once, on a mechanic's row: why it may not take a session of p_minutes
+-- (null: it may), and the micro minutes it has left on its local day (counted for a micro session,
+-- or for any when p_count). Read by micro_eligibility (ids) and by the accept (the locked row).
+create or replace function private.micro_refusal(
+  p_m public.mechanics, p_micro boolean, p_minutes int, p_now timestamptz, p_count boolean default false,
+  out reason text, out minutes_remaining int
+)
+language plpgsql stable security definer set search_path = ''
+as $$
+declare
+  v_o public.organizations;
+begin
+  if p_micro or p_count then
+    if p_m.organization_id is not null then
+      select * into v_o from public.organizations where id = p_m.organization_id;
+    end if;
+    -- the cap: the mechanic's own, else its workshop's default, else the platform's (micro_cap)
+    minutes_remaining := greatest(
+      coalesce(p_m.daily_micro_minutes_cap, v_o.default_daily_micro_cap, private.setting_int('micro.daily_cap_minutes'))
+      - (select coalesce(sum(coalesce(u.actual_minutes, u.reserved_minutes)), 0)::int
+         from public.micro_minute_usage u
+         where u.mechanic_id = p_m.id and u.local_day = (p_now at time zone p_m.timezone)::date), 0);
+  end if;
+  reason := case
+    when p_m.status <> 'approved' or not p_m.can_accept_sessions then 'not_approved'
+    when not p_micro then case when p_m.participation_mode = 'micro_only' then 'participation_mode' end
+    when p_m.participation_mode = 'full_only' then 'participation_mode'
+    when v_o.id is not null and not v_o.micro_sessions_enabled then 'workshop_micro_disabled'
+    -- Workshop mechanics take micro sessions only on shift; independent ones any time.
+    when p_m.mechanic_type = 'workshop_affiliated' and not p_m.currently_on_shift then 'not_on_shift'
+    when v_o.id is not null and p_minutes > v_o.micro_max_duration then 'longer_than_workshop_maximum'
+    when p_minutes > minutes_remaining then 'daily_cap_reached'
+  end;
+end
+$$;
+revoke execute on function private.micro_refusal(public.mechanics, boolean, int, timestamptz, boolean) from public;
+grant execute on function private.micro_refusal(public.mechanics, boolean, int, timestamptz, boolean) to service_role;
+
+-- The micro-session rules, as data: {can_accept, reason, minutes_remaining}.
 create or replace function private.micro_eligibility(
   p_mechanic_id uuid, p_duration_type text, p_minutes int, p_now timestamptz default now()
 ) returns jsonb
@@ -2538,51 +2607,21 @@ language plpgsql stable security definer set search_path = ''
 as $$
 declare
   v_m public.mechanics;
-  v_o public.organizations;
-  v_cap int;
-  v_used int;
-  v_remaining int;
+  v_r record;
 begin
   select * into v_m from public.mechanics where id = p_mechanic_id;
   if not found then
     return jsonb_build_object('can_accept', false, 'reason', 'not_a_mechanic', 'minutes_remaining', 0);
   end if;
-  select * into v_o from public.organizations where id = v_m.organization_id;
-  v_cap := private.micro_cap(p_mechanic_id);
-  v_used := private.micro_minutes_used(p_mechanic_id, p_now);
-  v_remaining := greatest(v_cap - v_used, 0);
-  if v_m.status <> 'approved' or not v_m.can_accept_sessions then
-    return jsonb_build_object('can_accept', false, 'reason', 'not_approved', 'minutes_remaining', v_remaining);
-  end if;
-  if p_duration_type = 'micro' then
-    if v_m.participation_mode = 'full_only' then
-      return jsonb_build_object('can_accept', false, 'reason', 'participation_mode', 'minutes_remaining', v_remaining);
-    end if;
-    if v_o.id is not null and not v_o.micro_sessions_enabled then
-      return jsonb_build_object('can_accept', false, 'reason', 'workshop_micro_disabled',
-                                'minutes_remaining', v_remaining);
-    end if;
-    -- Workshop mechanics take micro sessions only on shift; independent ones any time (seed 000).
-    if v_m.mechanic_type = 'workshop_affiliated' and not v_m.currently_on_shift then
-      return jsonb_build_object('can_accept', false, 'reason', 'not_on_shift', 'minutes_remaining', v_remaining);
-    end if;
-    if v_o.id is not null and p_minutes > v_o.micro_max_duration then
-      return jsonb_build_object('can_accept', false, 'reason', 'longer_than_workshop_maximum',
-                                'minutes_remaining', v_remaining);
-    end if;
-    if p_minutes > v_remaining then
-      return jsonb_build_object('can_accept', false, 'reason', 'daily_cap_reached', 'minutes_remaining', v_remaining);
-    end if;
-  elsif v_m.participation_mode = 'micro_only' then
-    return jsonb_build_object('can_accept', false, 'reason', 'participation_mode', 'minutes_remaining', v_remaining);
-  end if;
-  return jsonb_build_object('can_accept', true, 'reason', null, 'minutes_remaining', v_remaining);
+  select * into v_r from private.micro_refusal(v_m, p_duration_type = 'micro', p_minutes, p_now, true);
+  return jsonb_build_object('can_accept', v_r.reason is null, 'reason', v_r.reason,
+                            'minutes_remaining', v_r.minutes_remaining);
 end
 $$;
 revoke execute on function private.micro_eligibility(uuid, text, int, timestamptz) from public;
 grant execute on function private.micro_eligibility(uuid, text, int, timestamptz) to service_role;
 
--- can_accept_session (seed 000's contract): p_session_type is a duration type (micro / standard /
+-- can_accept_session: p_session_type is a duration type (micro / standard /
 -- extended) or a session type (chat / video / diagnostic, which are full sessions). The mechanic
 -- itself, its workshop's owners and admins, and platform admins may ask.
 create or replace function public.can_accept_session(
@@ -2611,43 +2650,23 @@ $$;
 revoke execute on function public.can_accept_session(uuid, text, int) from public, anon;
 grant execute on function public.can_accept_session(uuid, text, int) to authenticated, service_role;
 
--- Called by private.assign_request with the mechanic's row locked and the rows it already holds:
--- refuses what seed 000 forbids and reserves the planned minutes of a micro session on the
--- mechanic's local day (so concurrent accepts can never exceed the cap). The rules are
--- micro_eligibility's, tested on the rows in hand; only a refusal asks micro_eligibility, for the
--- same reason and detail. The caller records on_shift in its own update of the session.
+-- Called by private.assign_request with the mechanic's row locked and the session row its update
+-- returned: refuses what the micro rules forbid (micro_refusal, on the rows in hand) and reserves the
+-- planned minutes of a micro session on the mechanic's local day (so concurrent accepts can never
+-- exceed the cap). A refusal carries micro_eligibility's answer as its detail. The caller records
+-- on_shift in its own update of the session.
 create or replace function private.check_and_reserve_accept_rows(
   p_m public.mechanics, p_s public.sessions, p_now timestamptz
 ) returns void
 language plpgsql security definer set search_path = ''
 as $$
 declare
-  v_ok boolean := p_m.status = 'approved' and p_m.can_accept_sessions;
-  v_o public.organizations;
-  v_check jsonb;
+  v_reason text := (private.micro_refusal(p_m, p_s.duration_type = 'micro', p_s.planned_minutes, p_now)).reason;
 begin
-  if p_s.duration_type = 'micro' then
-    v_ok := v_ok and p_m.participation_mode <> 'full_only'
-            and not (p_m.mechanic_type = 'workshop_affiliated' and not p_m.currently_on_shift);
-    if v_ok and p_m.organization_id is not null then
-      select * into v_o from public.organizations where id = p_m.organization_id;
-      v_ok := v_o.id is null or (v_o.micro_sessions_enabled and p_s.planned_minutes <= v_o.micro_max_duration);
-    end if;
-    v_ok := v_ok and p_s.planned_minutes <= greatest(
-      coalesce(p_m.daily_micro_minutes_cap, v_o.default_daily_micro_cap, private.setting_int('micro.daily_cap_minutes'))
-      - (select coalesce(sum(coalesce(u.actual_minutes, u.reserved_minutes)), 0)::int
-         from public.micro_minute_usage u
-         where u.mechanic_id = p_m.id and u.local_day = (p_now at time zone p_m.timezone)::date), 0);
-  else
-    v_ok := v_ok and p_m.participation_mode <> 'micro_only';
-  end if;
-  if not coalesce(v_ok, false) then
-    v_check := private.micro_eligibility(p_m.id, case when p_s.duration_type = 'micro' then 'micro' else 'full' end,
-                                         p_s.planned_minutes, p_now);
-    if not (v_check ->> 'can_accept')::boolean then
-      perform private.raise_error('session_not_eligible', format('cannot take this session: %s', v_check ->> 'reason'),
-                                  v_check::text);
-    end if;
+  if v_reason is not null then
+    perform private.raise_error('session_not_eligible', format('cannot take this session: %s', v_reason),
+      private.micro_eligibility(p_m.id, case when p_s.duration_type = 'micro' then 'micro' else 'full' end,
+                                p_s.planned_minutes, p_now)::text);
   end if;
   if p_s.duration_type = 'micro' then
     insert into public.micro_minute_usage (session_id, mechanic_id, local_day, reserved_minutes)
@@ -2662,25 +2681,6 @@ revoke execute on function private.check_and_reserve_accept_rows(public.mechanic
   from public;
 grant execute on function private.check_and_reserve_accept_rows(public.mechanics, public.sessions, timestamptz)
   to service_role;
-
--- The same by ids, for callers without the rows: also records whether the session was taken on shift.
-create or replace function private.check_and_reserve_accept(
-  p_mechanic_id uuid, p_session_id uuid, p_now timestamptz
-) returns void
-language plpgsql security definer set search_path = ''
-as $$
-declare
-  v_s public.sessions;
-  v_m public.mechanics;
-begin
-  select * into v_s from public.sessions where id = p_session_id;
-  select * into v_m from public.mechanics where id = p_mechanic_id;
-  perform private.check_and_reserve_accept_rows(v_m, v_s, p_now);
-  update public.sessions set on_shift = v_m.currently_on_shift where id = p_session_id;
-end
-$$;
-revoke execute on function private.check_and_reserve_accept(uuid, uuid, timestamptz) from public;
-grant execute on function private.check_and_reserve_accept(uuid, uuid, timestamptz) to service_role;
 
 -- Lifecycle step (core/lifecycle.sql, and the release in public.cancel_request): a completed micro
 -- session counts its actual minutes (never more than it was allowed, planned + extensions); a
@@ -3111,7 +3111,7 @@ comment on function public.admin_refund(uuid, int, text) is
   'Admin: refund a session''s payment fully or partly; reverses payouts proportionally after payout.';
 -- <<< functions_sql payments/admin.sql
 
--- >>> functions_sql payments/checkout.sql sha256=816b01d9ac96747ba491e3aef36f92c7f70988e1cecb02b68d727e211bd25160
+-- >>> functions_sql payments/checkout.sql sha256=b1bed8c6bff974894bb274b364622547b672c43a2ef9a2ca0b964862dcf7d04c
 -- Payments: checkout (card or credit) of sessions and extensions.
 
 -- ---------------------------------------------------------------------------------------------
@@ -3248,7 +3248,7 @@ begin
   end if;
   if v_session.status <> 'live' then
     perform private.raise_error('extension_not_allowed',
-      format('a %s session cannot be extended', v_session.status));
+      format('the session is %s: it cannot be extended', v_session.status));
   end if;
   if v_ext.price_cents <= 0 then
     perform private.raise_error('invalid_input', 'this extension has no price');
@@ -4837,7 +4837,7 @@ revoke execute on function private.room_grant(uuid, uuid, timestamptz) from publ
 grant execute on function private.room_grant(uuid, uuid, timestamptz) to service_role;
 -- <<< functions_sql rooms/access.sql
 
--- >>> functions_sql rooms/extensions.sql sha256=1b876e75a5550a87cb0fb6faf27a3554da0cd294647baccaa9c6df91b3f18939
+-- >>> functions_sql rooms/extensions.sql sha256=77c1726910f36d5ac38ac3d30d499d9b9b90c8a67a1599562049464201d9328a
 -- Rooms: extensions of a live session.
 
 -- ---------------------------------------------------------------------------------------------
@@ -4887,7 +4887,7 @@ begin
   perform private.require_arg('p_minutes', p_minutes);
   v_session := private.lock_session_as_participant(p_session_id, v_uid);
   if v_session.status <> 'live' then
-    perform private.raise_error('extension_not_allowed', format('a %s session cannot be extended', v_session.status));
+    perform private.raise_error('extension_not_allowed', format('the session is %s: it cannot be extended', v_session.status));
   end if;
   if v_session.duration_type = 'micro' then
     -- the workshop's extension rules apply to its mechanics (micro-sessions domain)
@@ -5081,7 +5081,7 @@ revoke execute on function private.reconcile_room(uuid, boolean, text[], timesta
 grant execute on function private.reconcile_room(uuid, boolean, text[], timestamptz) to service_role;
 -- <<< functions_sql rooms/livekit_events.sql
 
--- >>> functions_sql rooms/timers.sql sha256=d455d91be44498b485a847af7ecfec899f0360e1436b85f3c40e43406d4d460b
+-- >>> functions_sql rooms/timers.sql sha256=5265ead1f8b4bfd63c4236d6fc0d07afe4bc0053d21060682f6d557b921261c8
 -- Rooms: deadlines and timers.
 
 -- ---------------------------------------------------------------------------------------------
@@ -5091,6 +5091,8 @@ grant execute on function private.reconcile_room(uuid, boolean, text[], timestam
 -- consequence of the status, started_at and extension_minutes columns, and every path that starts
 -- a session or grants an extension (RPC, LiveKit webhook, reconcile, payments) would otherwise
 -- have to repeat the formula.
+-- The triggers' WHEN clauses repeat their functions' conditions, so PostgreSQL does not call
+-- them on the other changes of status (an accept, a release, an end).
 create or replace function private.tg_sessions__deadline() returns trigger
 language plpgsql set search_path = ''
 as $$
@@ -5105,7 +5107,9 @@ $$;
 revoke execute on function private.tg_sessions__deadline() from public;
 drop trigger if exists _110_deadline on public.sessions;
 create trigger _110_deadline before update of status, extension_minutes on public.sessions
-  for each row execute function private.tg_sessions__deadline();
+  for each row
+  when (new.status = 'live' and (old.status is distinct from 'live' or new.extension_minutes <> old.extension_minutes))
+  execute function private.tg_sessions__deadline();
 
 -- A change of deadline is announced as `timer` to the session's participants. A trigger: it is a
 -- pure consequence of the column (set by _110_deadline, or by an extension), whoever changed it.
@@ -5128,7 +5132,9 @@ $$;
 revoke execute on function private.tg_sessions__timer() from public;
 drop trigger if exists _310_timer on public.sessions;
 create trigger _310_timer after update of status, deadline_at on public.sessions
-  for each row execute function private.tg_sessions__timer();
+  for each row
+  when (new.deadline_at is distinct from old.deadline_at and new.deadline_at is not null)
+  execute function private.tg_sessions__timer();
 
 -- Lifecycle step (core/lifecycle.sql): a session that had a room (it was waiting or live) and
 -- ended: close the room, through the outbox, once.
@@ -5720,7 +5726,7 @@ revoke execute on function private.session_calendar_data(uuid, uuid) from public
 grant execute on function private.session_calendar_data(uuid, uuid) to service_role;
 -- <<< functions_sql scheduling/calendar.sql
 
--- >>> functions_sql scheduling/changes.sql sha256=65b5f8b1f79d134e4a1afbf22d4c5f9956acdb7530b68fbd44585499e6bb598e
+-- >>> functions_sql scheduling/changes.sql sha256=ea0d2fbf56d319a0e7d6bcdd2595e1f6323bb0bb7804a35103f07c1f1c7bda5e
 -- Scheduling: reschedule and cancel.
 
 -- ---------------------------------------------------------------------------------------------
@@ -5750,7 +5756,7 @@ begin
   perform private.lock_mechanic(v_session.mechanic_id);  -- lock order: mechanic, then session
   select * into v_session from public.sessions where id = p_session_id for update;
   if v_session.status <> 'scheduled' then
-    perform private.raise_error('invalid_transition', format('a %s session cannot be rescheduled', v_session.status));
+    perform private.raise_error('invalid_transition', format('the session is %s: it cannot be rescheduled', v_session.status));
   end if;
   if v_session.scheduled_for - p_now < private.setting_interval('scheduling.change_cutoff') and not v_is_admin then
     perform private.raise_error('change_cutoff_passed',
@@ -5810,7 +5816,7 @@ begin
   perform 1 from public.session_requests where session_id = p_session_id for update;
   select * into v_session from public.sessions where id = p_session_id for update;
   if v_session.status <> 'scheduled' then
-    perform private.raise_error('invalid_transition', format('a %s session cannot be cancelled here', v_session.status));
+    perform private.raise_error('invalid_transition', format('the session is %s: it cannot be cancelled here', v_session.status));
   end if;
   if v_side = 'customer'
      and v_session.scheduled_for - p_now < private.setting_interval('scheduling.change_cutoff') then
@@ -6746,18 +6752,18 @@ reset check_function_bodies;
 
 -- functions_sql-manifest: the state of supabase/functions_sql/ after this migration
 -- functions_sql-manifest core/admin.sql sha256=3ffcd3451d9f9aa0ebd9a8065c10592403dd1886d07e32da52a70c4f31ce01d0
--- functions_sql-manifest core/broadcasts.sql sha256=4273cae87264abe2ae314a241f5498dcf154f8a87832d657e0405886f5b673ce
+-- functions_sql-manifest core/broadcasts.sql sha256=c93578c48e0d8c0c565a87dcb05642e2db63a0c8f168c31dee9dff2d1c798cec
 -- functions_sql-manifest core/directory.sql sha256=bc92ebaf83f9d3782a918145c2a44fd3995622dff057f908249c81dd7289c92f
--- functions_sql-manifest core/helpers.sql sha256=3a77982775e195585c47d130d06d472ccdc57afd4496628b611918efbfa36ef8
--- functions_sql-manifest core/lifecycle.sql sha256=815b45d37248758734d48e8deb38a716f2235832343c8fafc41ee983ac3ef7f3
--- functions_sql-manifest core/rpc.sql sha256=2876d36e295a06aea26ae1ddca03aa678fa2a4ba70eccc349d0267aca1b69427
+-- functions_sql-manifest core/helpers.sql sha256=fa1872c37c33a27b6875c41ae6e7c365f5d0a366926f2c758b43d0f067205e2e
+-- functions_sql-manifest core/lifecycle.sql sha256=085845aef043f282c520acbf6dd067d763d71d82b970c25e6286ab2db6ccd3d1
+-- functions_sql-manifest core/rpc.sql sha256=6a9f56292ebdcfa9c67e6a3e885c18eb185ee551917a9bae617854e49ef35dbb
 -- functions_sql-manifest core/sessions.sql sha256=793771d65d0dd71f2e2b9ecb89d90fd77d805cdde6093462533459b5d2484c16
 -- functions_sql-manifest core/signup.sql sha256=c1eaadc2d934df2bed3300c53885004a45fe59fb472bdbece20a33b0f704bd17
--- functions_sql-manifest core/transitions.sql sha256=e06258bb0ad614737d56808456f0a990ed475c1e053661e720540207767bed3c
--- functions_sql-manifest jobs/admin.sql sha256=a4f0886a56193d41a2c45144a3b8b64fbf764a8df29314ce2e1add3575594675
--- functions_sql-manifest jobs/emails.sql sha256=f46bba0114bc68dbcc2d033d2e8ebc7f96ab5793ad23f8761cc2b64528cfc9de
+-- functions_sql-manifest core/transitions.sql sha256=098fdf6854df746cfb9fab11e2976507138ad996dc669984166c96a30e18f979
+-- functions_sql-manifest jobs/admin.sql sha256=a431c8c37cae7835a803b49b41130f31e66f3e6dc2910f9e6f350a8b69944b13
+-- functions_sql-manifest jobs/emails.sql sha256=6a1bfe3d3111c3552cfbbbd34001e834684b8997e98a0d24984646ed13770216
 -- functions_sql-manifest jobs/nudges.sql sha256=c0b8d99bdc129ca4cbc3b46334391a788fcad25bce5fb0c06b4b3a775ffad85a
--- functions_sql-manifest jobs/outbox.sql sha256=bf82864fb2cf3aaf6c77942185c4eebe60c03ddf8575a9446fdb5a79f09b2b13
+-- functions_sql-manifest jobs/outbox.sql sha256=2b71c342ff6ea91cdda0c0de9cb671b3d678768aabd67044c635de6c5b65ba86
 -- functions_sql-manifest jobs/runs.sql sha256=22697585fd787eecd46440d55f7e68b6096ccbffae106360d2eca48014e3fd98
 -- functions_sql-manifest jobs/schedules.sql sha256=092f997db095e599bef8a1b5f156c41e6bd61e1180e33d07c0d3e4f291b2391f
 -- functions_sql-manifest jobs/sweep_requests.sql sha256=b71a7b97d2dec4579abcbd95477cd30cdcb2e1eb45123abd343bd2aaf4b2d948
@@ -6765,15 +6771,15 @@ reset check_function_bodies;
 -- functions_sql-manifest matching/keywords.sql sha256=152d4fe0de3480e326b93190271c153a66f37f4f4cbf3b64bcc90821769a37a6
 -- functions_sql-manifest matching/listing.sql sha256=1c4eb1fc60a30bc8a6473d2f601769d85979620a89d344f9a4ffa9e93e5186ed
 -- functions_sql-manifest matching/metrics.sql sha256=16e0bfa047e423ebe70c19b3ca3e25ca809a7c0649361b46516eccb088b98145
--- functions_sql-manifest matching/presence.sql sha256=3d650ac68e07a00f5897681cb1210dbc37b4b6501323330bebba7d3c72ace4c4
+-- functions_sql-manifest matching/presence.sql sha256=421df5980727f44db43fb1f9d2d00e506c103f9cf5a1c41dc5bc75ed7ebdfac7
 -- functions_sql-manifest matching/ranking.sql sha256=02e0875522aa2a246c45717eb04ed2a31d77c41ab1a206e6e729d28e42fcb873
 -- functions_sql-manifest matching/routing.sql sha256=b3a2f3e4e7eeed9b1c5a4d10136809fb13dd99f0d72fa5018c2384fc8a52a7cf
--- functions_sql-manifest micro/caps.sql sha256=d71b498252fab291a7ec7ac3bfa265c8a899b11190c7aba25ceb38c324988a32
+-- functions_sql-manifest micro/caps.sql sha256=09d21b2135fa52edd7a9e0f23450755c2393a33a9ad0d19d54a0cc643a10a10a
 -- functions_sql-manifest micro/clock.sql sha256=3ed971a87065095252709e7157e2617fbcae92b5878ad82d9f0e098532569bc1
 -- functions_sql-manifest micro/dashboards.sql sha256=87de41f51896fe6618f4546f3232db8ebc05fe1321b1368be3738ed7ec7adfa9
 -- functions_sql-manifest micro/settings.sql sha256=493874142af29110c71f935052e330a06823ec4d0a1eaa08b0c273666ea539fd
 -- functions_sql-manifest payments/admin.sql sha256=1e117ff190427ab5d40ab22de5fc00ab39dc4e8c7ae9c0f8063d3463907e2f1a
--- functions_sql-manifest payments/checkout.sql sha256=816b01d9ac96747ba491e3aef36f92c7f70988e1cecb02b68d727e211bd25160
+-- functions_sql-manifest payments/checkout.sql sha256=b1bed8c6bff974894bb274b364622547b672c43a2ef9a2ca0b964862dcf7d04c
 -- functions_sql-manifest payments/connect.sql sha256=a8b79815e5f06ce6f00f3f5f82767bb9579e5e9c5f750338fc5c905c866b306d
 -- functions_sql-manifest payments/credit.sql sha256=46ca316d088673f86ba57da14e97a14d761a4570debc1f3ad5d74e2538deb54f
 -- functions_sql-manifest payments/helpers.sql sha256=564335851c5012a83791aa07b04ab1e2be627799d5b7fb91e995d57776037964
@@ -6783,13 +6789,13 @@ reset check_function_bodies;
 -- functions_sql-manifest payments/stripe_events.sql sha256=e9afa113c50d272f865dcc0fb91ab7698503b2241c4381c27b94dd8de600e7bd
 -- functions_sql-manifest payments/stripe_worker.sql sha256=1782c4903cee22796340dbe8043d1ae0f3b1446280d7d4259f6bda91cc80fe6c
 -- functions_sql-manifest rooms/access.sql sha256=a07718bc391f20859bd2562f9ed876e7465f94d1363c6673677a15292db0ce36
--- functions_sql-manifest rooms/extensions.sql sha256=1b876e75a5550a87cb0fb6faf27a3554da0cd294647baccaa9c6df91b3f18939
+-- functions_sql-manifest rooms/extensions.sql sha256=77c1726910f36d5ac38ac3d30d499d9b9b90c8a67a1599562049464201d9328a
 -- functions_sql-manifest rooms/livekit_events.sql sha256=b63917c708016a2c5b78a960c3e9bbce14be641ad2a8278f0f213df60c70fe78
--- functions_sql-manifest rooms/timers.sql sha256=d455d91be44498b485a847af7ecfec899f0360e1436b85f3c40e43406d4d460b
+-- functions_sql-manifest rooms/timers.sql sha256=5265ead1f8b4bfd63c4236d6fc0d07afe4bc0053d21060682f6d557b921261c8
 -- functions_sql-manifest scheduling/availability_rpc.sql sha256=6ba1e8bdbaf284ff3c92a76157bc70f073d3a842761f80369e14aa6cebf35514
 -- functions_sql-manifest scheduling/booking_rpc.sql sha256=e5ff81674f7b6982fc33b2124ebe6ca52d85fd1deb3c169b31ebdcbb7b887b1c
 -- functions_sql-manifest scheduling/calendar.sql sha256=6100fcc60a2a22bf1e09c2b682833fb40ba154ad5e9064b7c0bcd8c53b3a8324
--- functions_sql-manifest scheduling/changes.sql sha256=65b5f8b1f79d134e4a1afbf22d4c5f9956acdb7530b68fbd44585499e6bb598e
+-- functions_sql-manifest scheduling/changes.sql sha256=ea0d2fbf56d319a0e7d6bcdd2595e1f6323bb0bb7804a35103f07c1f1c7bda5e
 -- functions_sql-manifest scheduling/committed_time.sql sha256=ddd38c89b02e59607f7f40768eae0c22b177f351729f61bf8b9c6c5b3784f553
 -- functions_sql-manifest scheduling/holds.sql sha256=b5c8d45faa65a01d118217605eaa7aeb6d386c0a8c1d9377135c2610cfe43b1f
 -- functions_sql-manifest scheduling/jobs.sql sha256=0e6312d573231b426c54900221c5b0ecbf53894ff7a9f634acf5d59fec14b64a
