@@ -17,11 +17,15 @@ as $$
 declare
   v_uid uuid := private.require_user();
   v_price int;
+  -- a brand specialist chosen any way (p_specialist, or a preferred mechanic who is one for the
+  -- vehicle's make) adds the surcharge, and the request records it (trust/pricing.sql)
+  v_specialist boolean;
 begin
   if p_plan_code is null or p_intake_id is null then
     perform private.raise_error('invalid_input', 'p_plan_code and p_intake_id are required');
   end if;
-  v_price := private.plan_price_cents(p_plan_code, p_specialist);
+  v_specialist := private.specialist_applies(v_uid, p_intake_id, p_vehicle_id, p_preferred_mechanic_id, p_specialist);
+  v_price := private.plan_price_cents(p_plan_code, v_specialist);
   if v_price is null then
     perform private.raise_error('not_found', format('no active plan %L', left(p_plan_code, 60)));
   end if;
@@ -32,11 +36,12 @@ begin
       perform private.raise_error('not_found', 'no such intake');
     end if;
     perform private.raise_error('payment_required',
-      format('plan %s costs %s cents: book it through create_checkout', p_plan_code, v_price));
+      format('plan %s costs %s cents%s: book it through create_checkout', p_plan_code, v_price,
+             case when v_specialist then ' with a brand specialist' else '' end));
   end if;
   perform private.set_actor('customer');
   return private.create_session_request(v_uid, p_plan_code, p_intake_id, p_vehicle_id, p_preferred_mechanic_id,
-                                        p_specialist, 0, now());
+                                        v_specialist, 0, now());
 end
 $$;
 revoke execute on function public.request_session(text, uuid, uuid, uuid, boolean) from public, anon;

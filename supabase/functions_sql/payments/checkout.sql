@@ -5,7 +5,8 @@
 -- ---------------------------------------------------------------------------------------------
 -- Validates a paid booking and either pays it with the customer's credit at once (session and
 -- request created, credit debited) or records a pending card booking for a Checkout Session. The
--- price always comes from our catalog (plan price + specialist surcharge).
+-- price always comes from our catalog (plan price + specialist surcharge, which applies when a
+-- brand specialist for the vehicle's make is chosen any way: private.specialist_applies).
 create or replace function private.prepare_checkout(
   p_customer_id uuid,
   p_plan_code text,
@@ -22,7 +23,7 @@ declare
   v_price int;
   v_intake public.intakes;
   v_vehicle_id uuid;
-  v_specialist boolean := coalesce(p_specialist, false);
+  v_specialist boolean;
   v_booking public.bookings;
   v_balance int;
   v_ids jsonb;
@@ -35,6 +36,8 @@ begin
   if not found then
     perform private.raise_error('not_found', format('no active plan %L', left(p_plan_code, 60)));
   end if;
+  v_specialist := private.specialist_applies(p_customer_id, p_intake_id, p_vehicle_id, p_preferred_mechanic_id,
+                                             p_specialist);
   v_price := private.plan_price_cents(v_plan.code, v_specialist);
   if v_price <= 0 then
     perform private.raise_error('invalid_input', format('plan %s is free: book it with request_session', v_plan.code));

@@ -138,7 +138,9 @@ $$;
 -- Records a refund of `p_payment_id` (null amount: all that remains). A card refund is queued for
 -- a stripe.refund job (or, from Stripe, recorded as Stripe reports it); a credit refund goes back to the
 -- customer's credit at once. A payment that is then fully refunded cancels its session if the
--- session has not started (nobody should serve a refunded request).
+-- session has not started (nobody should serve a refunded request), unless p_keep_session (a
+-- booking re-priced to a lower price keeps its session: trust/pricing.sql).
+drop function if exists private.request_refund(uuid, int, text, text, uuid, text, public.refund_status, timestamptz);
 create or replace function private.request_refund(
   p_payment_id uuid,
   p_amount_cents int,
@@ -147,7 +149,8 @@ create or replace function private.request_refund(
   p_requested_by uuid default null,
   p_stripe_refund_id text default null,
   p_status public.refund_status default null,
-  p_now timestamptz default now()
+  p_now timestamptz default now(),
+  p_keep_session boolean default false
 ) returns public.refunds
 language plpgsql security definer set search_path = ''
 as $$
@@ -205,7 +208,7 @@ begin
     if v_payment.settled_at is not null then
       perform private.allocate_refund(v_payment, v_refund, v_amount >= v_refundable, p_now);
     end if;
-    if v_amount >= v_refundable and v_payment.session_id is not null then
+    if v_amount >= v_refundable and v_payment.session_id is not null and not coalesce(p_keep_session, false) then
       -- Callers that may get here took the request and session locks first
       -- (private.lock_session_for_refund, or the lifecycle update that fired the trigger).
       select status into v_session_status from public.sessions where id = v_payment.session_id;
@@ -218,8 +221,10 @@ begin
   return v_refund;
 end
 $$;
-revoke execute on function private.request_refund(uuid, int, text, text, uuid, text, public.refund_status, timestamptz) from public;
-grant execute on function private.request_refund(uuid, int, text, text, uuid, text, public.refund_status, timestamptz) to service_role;
+revoke execute on function private.request_refund(uuid, int, text, text, uuid, text, public.refund_status, timestamptz, boolean)
+  from public;
+grant execute on function private.request_refund(uuid, int, text, text, uuid, text, public.refund_status, timestamptz, boolean)
+  to service_role;
 
 -- A paid session cancelled before any mechanic took it (or whose request expired) is refunded in
 -- full, whatever path cancelled it.

@@ -269,6 +269,8 @@ declare
   v_plan public.service_plans;
   v_booking_id uuid;
   v_result jsonb;
+  v_price int;
+  v_specialist boolean;
 begin
   if p_hold_id is null or p_intake_id is null then
     perform private.raise_error('invalid_input', 'p_hold_id and p_intake_id are required');
@@ -277,23 +279,27 @@ begin
   if not found or v_hold.customer_id is distinct from p_customer_id then
     perform private.raise_error('not_found', 'no such hold');
   end if;
-  if v_hold.price_cents = 0 then
+  select h.price_cents, h.specialist into v_price, v_specialist
+  from private.hold_booking_price(v_hold, p_customer_id, p_intake_id, p_vehicle_id) h;
+  if v_price = 0 then
     return private.confirm_hold(p_hold_id, p_customer_id, p_intake_id, p_vehicle_id, 0, false, p_now);
   end if;
   -- lock order: mechanic (inside confirm_hold, first), then the customer's credit
   perform private.lock_mechanic(v_hold.mechanic_id);
   perform private.lock_credit(p_customer_id);
-  if private.credit_balance(p_customer_id) < v_hold.price_cents then
+  if private.credit_balance(p_customer_id) < v_price then
     perform private.raise_error('payment_required',
-      format('this slot costs %s cents: pay through create_checkout with hold_id', v_hold.price_cents));
+      format('this slot costs %s cents%s: pay through create_checkout with hold_id', v_price,
+             case when v_specialist then ' with the brand specialist surcharge' else '' end));
   end if;
   select * into v_plan from public.service_plans where code = v_hold.plan_code;
-  v_result := private.confirm_hold(p_hold_id, p_customer_id, p_intake_id, p_vehicle_id, v_hold.price_cents, false, p_now);
-  insert into public.bookings (customer_id, plan_code, intake_id, vehicle_id, preferred_mechanic_id, price_cents,
-                               currency, method, status, status_changed_at, hold_id, session_id)
+  v_result := private.confirm_hold(p_hold_id, p_customer_id, p_intake_id, p_vehicle_id, v_price, false, p_now);
+  update public.sessions set specialist = v_specialist where id = (v_result ->> 'session_id')::uuid;
+  insert into public.bookings (customer_id, plan_code, intake_id, vehicle_id, preferred_mechanic_id, specialist,
+                               price_cents, currency, method, status, status_changed_at, hold_id, session_id)
   values (p_customer_id, v_plan.code, p_intake_id,
           (select s.vehicle_id from public.sessions s where s.id = (v_result ->> 'session_id')::uuid),
-          v_hold.mechanic_id, v_hold.price_cents, v_plan.currency, 'credit', 'paid', p_now, p_hold_id,
+          v_hold.mechanic_id, v_specialist, v_price, v_plan.currency, 'credit', 'paid', p_now, p_hold_id,
           (v_result ->> 'session_id')::uuid)
   returning id into v_booking_id;
   perform private.pay_booking_with_credit(v_booking_id, format('%s booking', v_plan.code), p_now);
@@ -316,6 +322,8 @@ declare
   v_intake public.intakes;
   v_booking public.bookings;
   v_result jsonb;
+  v_price int;
+  v_specialist boolean;
 begin
   if p_customer_id is null or p_hold_id is null or p_intake_id is null then
     perform private.raise_error('invalid_input', 'hold_id and intake_id are required');
@@ -328,25 +336,30 @@ begin
     perform private.raise_error('hold_expired', 'the hold expired: hold the slot again');
   end if;
   select * into v_plan from public.service_plans where code = v_hold.plan_code;
-  if v_hold.price_cents = 0 then
-    perform private.raise_error('invalid_input', 'this slot is free: book it with book_slot');
-  end if;
   select * into v_intake from public.intakes where id = p_intake_id and customer_id = p_customer_id;
   if not found then
     perform private.raise_error('not_found', 'no such intake');
   end if;
+  select h.price_cents, h.specialist into v_price, v_specialist
+  from private.hold_booking_price(v_hold, p_customer_id, p_intake_id, p_vehicle_id) h;
+  if v_price = 0 then
+    perform private.raise_error('invalid_input', 'this slot is free: book it with book_slot');
+  end if;
   if v_intake.status <> 'new' then
     perform private.raise_error('conflict', format('the intake is %s, not new', v_intake.status));
   end if;
-  if private.credit_balance(p_customer_id) >= v_hold.price_cents then
+  if private.credit_balance(p_customer_id) >= v_price then
     v_result := private.book_slot(p_customer_id, p_hold_id, p_intake_id, p_vehicle_id, p_now);
     return jsonb_build_object('mode', 'credit', 'booking_id', v_result ->> 'booking_id',
                               'session_id', v_result ->> 'session_id', 'request_id', null,
-                              'price_cents', v_hold.price_cents, 'currency', v_plan.currency,
+                              'price_cents', v_price, 'currency', v_plan.currency,
                               'credit_balance_cents', private.credit_balance(p_customer_id));
   end if;
+  -- the same open checkout again (same hold, intake, vehicle and so the same price)
   select * into v_booking from public.bookings b
   where b.hold_id = p_hold_id and b.status = 'pending' and b.method = 'card' and b.checkout_url is not null
+    and b.intake_id = v_intake.id and b.vehicle_id is not distinct from coalesce(p_vehicle_id, v_intake.vehicle_id)
+    and b.price_cents = v_price and b.specialist = v_specialist
     and b.expires_at > p_now + interval '5 minutes'
   order by b.created_at desc limit 1;
   if found then
@@ -355,16 +368,16 @@ begin
   end if;
   -- Stripe's shortest Checkout lifetime is 30 minutes: a payment after the hold's end takes the
   -- re-hold-or-refund path (private.confirm_hold with p_rehold).
-  insert into public.bookings (customer_id, plan_code, intake_id, vehicle_id, preferred_mechanic_id, price_cents,
-                               currency, method, status, status_changed_at, expires_at, hold_id)
+  insert into public.bookings (customer_id, plan_code, intake_id, vehicle_id, preferred_mechanic_id, specialist,
+                               price_cents, currency, method, status, status_changed_at, expires_at, hold_id)
   values (p_customer_id, v_plan.code, v_intake.id, coalesce(p_vehicle_id, v_intake.vehicle_id), v_hold.mechanic_id,
-          v_hold.price_cents, v_plan.currency, 'card', 'pending', p_now,
+          v_specialist, v_price, v_plan.currency, 'card', 'pending', p_now,
           greatest(v_hold.expires_at, p_now + interval '30 minutes') + interval '1 minute', p_hold_id)
   returning * into v_booking;
   return jsonb_build_object('mode', 'stripe', 'reused', false, 'booking_id', v_booking.id,
                             'price_cents', v_booking.price_cents, 'currency', v_plan.currency,
-                            'product_name', v_plan.name || ' at ' ||
-                              to_char(lower(v_hold.during) at time zone 'UTC', 'YYYY-MM-DD HH24:MI "UTC"'),
+                            'product_name', v_plan.name || case when v_specialist then ' + brand specialist' else '' end
+                              || ' at ' || to_char(lower(v_hold.during) at time zone 'UTC', 'YYYY-MM-DD HH24:MI "UTC"'),
                             'plan_code', v_plan.code, 'customer_id', p_customer_id,
                             'customer_email', (select u.email from auth.users u where u.id = p_customer_id),
                             'expires_at', floor(extract(epoch from v_booking.expires_at))::bigint);
@@ -380,10 +393,14 @@ language plpgsql security definer set search_path = ''
 as $$
 declare
   v_booking public.bookings;
+  v_result jsonb;
 begin
   select * into v_booking from public.bookings where id = p_booking_id;
-  return private.confirm_hold(v_booking.hold_id, v_booking.customer_id, v_booking.intake_id, v_booking.vehicle_id,
-                              p_amount_cents, true, p_now);
+  v_result := private.confirm_hold(v_booking.hold_id, v_booking.customer_id, v_booking.intake_id, v_booking.vehicle_id,
+                                   p_amount_cents, true, p_now);
+  -- the session records what was charged: the booking's specialist flag (priced at checkout)
+  update public.sessions set specialist = v_booking.specialist where id = (v_result ->> 'session_id')::uuid;
+  return v_result;
 end
 $$;
 revoke execute on function private.book_paid_hold(uuid, int, timestamptz) from public;
