@@ -230,3 +230,40 @@ def test_a_hold_checkout_is_priced_for_its_intake_and_never_reused_for_another(d
     paid_free = db.scalar("select private.prepare_hold_checkout(%s, %s, %s, null)",
                           (customer, free_hold["hold_id"], honda))
     assert paid_free["price_cents"] == SURCHARGE
+
+
+def test_switching_the_preferred_mechanic_never_reuses_a_checkout_priced_for_another(db: Db) -> None:
+    """A checkout opened with a specialist as preferred mechanic is not the one handed out for a
+    non-specialist (and back): each is priced for the mechanic it names, and records it."""
+    ms = _mechanics(db)
+    customer = make_customer(db)
+    intake = make_intake(db, customer)
+    first = _prepare(db, customer, "chat10", intake, ms["toyota"])
+    db.execute("select private.record_checkout_session(%s, 'cs_test_a', 'https://checkout.example.test/a')",
+               (first["booking_id"],))
+    second = _prepare(db, customer, "chat10", intake, ms["honda"])
+    assert (second["reused"], second["price_cents"]) == (False, 999 + SURCHARGE)
+    assert second["booking_id"] != first["booking_id"]
+    again = _prepare(db, customer, "chat10", intake, ms["toyota"])
+    assert (again["reused"], again["booking_id"], again["price_cents"]) == (True, first["booking_id"], 999)
+    rows = db.all("select preferred_mechanic_id, specialist, price_cents from public.bookings"
+                  " where customer_id = %s order by price_cents", (customer,))
+    assert [(r["preferred_mechanic_id"], r["specialist"], r["price_cents"]) for r in rows] == [
+        (ms["toyota"], False, 999), (ms["honda"], True, 1999)]
+
+
+def test_book_slot_with_someone_elses_intake_learns_nothing_and_writes_nothing(db: Db) -> None:
+    m = priced_mechanic(db, is_brand_specialist=True, brand_specializations=["Honda"])
+    customer, other = make_customer(db), make_customer(db)
+    their_honda = make_intake(db, other)
+    d = day()
+    with db.as_user(customer):
+        h = db.rpc("hold_slot", p_mechanic_id=m, p_start=slot(d, "13:00"), p_plan_code="free")
+        # priced as no specialist (the foreign intake's make is not read), then refused as not found
+        assert db.rpc_error("book_slot", p_hold_id=h["hold_id"], p_intake_id=their_honda) == "AD004"
+        assert db.rpc_error("book_slot", p_hold_id=h["hold_id"], p_intake_id=None) == "AD001"
+        assert db.rpc_error("book_slot", p_hold_id=str(uuid.uuid4()), p_intake_id=their_honda) == "AD004"
+    with db.as_user(other):
+        assert db.rpc_error("book_slot", p_hold_id=h["hold_id"], p_intake_id=their_honda) == "AD004"
+    assert _sessions_of(db, customer) == 0 and _sessions_of(db, other) == 0
+    assert db.scalar("select count(*) from public.bookings where customer_id in (%s, %s)", (customer, other)) == 0
