@@ -87,5 +87,7 @@ ERROR_CODES: dict[str, ErrorCode] = {
                   "The database cannot be reached right now; try again."),
         ErrorCode("AD094", "auth_not_configured", 503,
                   "Access token verification is not configured on this server (Supabase Auth)."),
+        ErrorCode("AD140", "price_changed", 409,
+                  "The new slot costs more than the booking was paid for: book the new slot and cancel the old booking instead."),
     )
 }
