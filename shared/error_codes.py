@@ -87,5 +87,17 @@ ERROR_CODES: dict[str, ErrorCode] = {
                   "The database cannot be reached right now; try again."),
         ErrorCode("AD094", "auth_not_configured", 503,
                   "Access token verification is not configured on this server (Supabase Auth)."),
+        ErrorCode("AD110", "session_not_delivered", 409,
+                  "The session was not completed as delivered: it cannot be reviewed."),
+        ErrorCode("AD111", "review_window_closed", 409,
+                  "The time to review this session is over."),
+        ErrorCode("AD112", "review_edit_window_closed", 409,
+                  "The review can no longer be edited."),
+        ErrorCode("AD113", "review_already_replied", 409,
+                  "The mechanic already replied to this review."),
+        ErrorCode("AD114", "review_already_hidden", 409,
+                  "The review is already hidden."),
+        ErrorCode("AD115", "review_hidden", 409,
+                  "The review was hidden by an admin: it can no longer be edited or replied to."),
     )
 }
