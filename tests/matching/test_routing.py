@@ -13,8 +13,8 @@ import pytest
 
 from tests.support.factories import accept, make_customer, make_intake, make_mechanic, request_free
 from tests.support.harness import Db
-from tests.support.reviews import set_reputation
 from tests.support.personas import request_as_user
+from tests.support.reviews import set_reputation
 
 
 def route(db, request_id, now=None):

@@ -148,7 +148,7 @@ def test_submit_per_persona(db, cast):
     ({"p_tags": ["friendly", "friendly"]}, "AD001"),
     ({"p_tags": ["friendly", None]}, "AD001"),
     ({"p_tags": ["FRIENDLY"]}, "AD001"),
-    ({"p_tags": TAGS + ["friendly"]}, "AD001"),
+    ({"p_tags": [*TAGS, "friendly"]}, "AD001"),
     ({"p_session_id": "random"}, "AD004"),
 ])
 def test_submit_hostile_input(db, cast, params, code):
@@ -342,7 +342,7 @@ def test_aggregates_stay_exact_through_random_submits_edits_and_hides(db):
     for step in range(60):
         op = rnd.random()
         if op < 0.7:
-            customer, mechanic, sid = rnd.choice(sessions)
+            customer, _mechanic, sid = rnd.choice(sessions)
             rating = rnd.randint(1, 5)
             tags = rnd.sample(TAGS, rnd.randint(0, 3))
             with db.as_user(customer):
