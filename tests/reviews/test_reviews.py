@@ -21,10 +21,12 @@ from tests.support.reviews import (
     aggregates,
     recomputed,
     session_between,
+    set_reputation,
     submit,
     submit_args,
     submit_error,
 )
+from tests.support.scheduling import at, every_day, future_day, scheduled_mechanic
 
 SUBMIT = "select public.submit_review(%s, %s, %s, %s::text[])"
 
@@ -453,3 +455,20 @@ def test_two_parallel_first_submits_for_one_session(fresh_url):
         for c in conns:
             c.close()
         setup.close()
+
+
+def test_booking_candidates_follow_the_bayesian_rating_then_customers_served(db):
+    day = future_day(8)
+    steady, lucky, known, unknown, low = (scheduled_mechanic(db, "UTC", every_day("08:00", "12:00"))
+                                          for _ in range(5))
+    set_reputation(db, steady, 4.8, 200)  # 4.79
+    set_reputation(db, lucky, 5.0, 1)  # 4.55
+    set_reputation(db, low, 3.0, 50)  # 3.25
+    db.execute("update public.mechanics set customers_served = 5, completed_sessions = 1 where id = %s", (known,))
+    db.execute("update public.mechanics set customers_served = 0, completed_sessions = 40 where id = %s", (unknown,))
+    customer = make_customer(db)
+    with db.as_user(customer):
+        rows = db.all("select mechanic_id from public.mechanics_free_at(%s, 'free')", (at(day, "10:00"),))
+        assert [r["mechanic_id"] for r in rows] == [steady, lucky, known, unknown, low]
+        top = db.all("select mechanic_id from public.mechanics_free_at(%s, 'free', p_limit => 2)", (at(day, "10:00"),))
+        assert [r["mechanic_id"] for r in top] == [steady, lucky]
