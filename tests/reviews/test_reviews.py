@@ -200,6 +200,8 @@ def test_reply_per_persona_and_hostile_input(db, cast):
     rid = submit(db, cast.customer, cast.session, 3, "Fine")["review_id"]
     with db.as_anon():
         assert db.rpc_error("reply_to_review", p_review_id=rid, p_text="hi") == "42501"
+    with db.as_service():  # no user to reply as
+        assert db.rpc_error("reply_to_review", p_review_id=rid, p_text="hi") == "AD002"
     for who, code in ((cast.customer, "AD003"), (cast.admin, "AD003"), (cast.other_customer, "AD004"),
                       (cast.other_mechanic, "AD004")):
         with db.as_user(who):
@@ -251,6 +253,8 @@ def test_hide_per_persona_and_hostile_input(db, cast):
     rid = submit(db, cast.customer, cast.session, 1, "bad")["review_id"]
     with db.as_anon():
         assert db.rpc_error("admin_hide_review", p_review_id=rid, p_reason="x") == "42501"
+    with db.as_service():
+        assert db.rpc_error("admin_hide_review", p_review_id=rid, p_reason="x") == "AD002"
     # the mechanic cannot hide a review about itself, nor can anyone else but an admin
     for who in (cast.mechanic, cast.customer, cast.other_customer, cast.other_mechanic):
         with db.as_user(who):
@@ -308,8 +312,10 @@ def test_public_view_shows_visible_reviews_only_and_no_identity(db, cast):
     assert review_count(db) == 2  # the hidden one exists
     expected_cols = {"mechanic_id", "rating", "text", "tags", "reply", "replied_at", "created_at",
                      "reviewer_first_name"}
-    for persona in ("anon", cast.customer, cast.other_customer, cast.mechanic, cast.other_mechanic, cast.admin):
-        with (db.as_anon() if persona == "anon" else db.as_user(persona)):
+    for persona in ("anon", "service", cast.customer, cast.other_customer, cast.mechanic, cast.other_mechanic,
+                    cast.admin):
+        with (db.as_anon() if persona == "anon" else db.as_service() if persona == "service" else
+              db.as_user(persona)):
             cur = db.conn.execute("select * from public.mechanic_reviews_public")
             cols = {d.name for d in cur.description}
             rows = cur.fetchall()
