@@ -151,6 +151,7 @@ def test_submit_per_persona(db, cast):
     ({"p_tags": ["friendly", None]}, "AD001"),
     ({"p_tags": ["FRIENDLY"]}, "AD001"),
     ({"p_tags": [*TAGS, "friendly"]}, "AD001"),
+    ({"p_tags": [["friendly", "on_time"]]}, "AD001"),  # a two-dimensional array
     ({"p_session_id": "random"}, "AD004"),
 ])
 def test_submit_hostile_input(db, cast, params, code):

@@ -56,6 +56,9 @@ begin
   if p_tags is null then
     return '{}';
   end if;
+  if array_ndims(p_tags) > 1 then
+    perform private.raise_error('invalid_input', 'p_tags must be a list of tags');
+  end if;
   if array_position(p_tags, null) is not null then
     perform private.raise_error('invalid_input', 'p_tags cannot contain null');
   end if;
