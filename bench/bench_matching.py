@@ -34,8 +34,7 @@ def setup(url: str) -> tuple[uuid.UUID, uuid.UUID]:
               is_available = random() < 0.3,
               last_seen_at = now() - (random() * interval '3 days'),
               years_experience = (random() * 25)::int,
-              rating_avg = case when random() < 0.8 then round((3 + random() * 2)::numeric, 2) end,
-              completed_sessions = (random() * 300)::int,
+              completed_sessions = (random() * 300)::int, customers_served = (random() * 150)::int,
               is_brand_specialist = random() < 0.2,
               brand_specializations = (case (random() * 3)::int when 0 then array['Honda'] when 1
                                        then array['Toyota', 'Lexus'] when 2 then array['BMW'] else array['Ford'] end),
@@ -44,6 +43,10 @@ def setup(url: str) -> tuple[uuid.UUID, uuid.UUID]:
                                   then array['check engine', 'engine', 'obd'] else array['suspension', 'steering'] end),
               city = (array['Toronto','Montreal','Vancouver','Calgary','Ottawa'])[1 + (random() * 4)::int],
               postal_code = (array['M4C 1B5','H2X 1Y4','V6B 1A1','T2P 2M5','K1P 5J2'])[1 + (random() * 4)::int]""")
+        # reviews' aggregates (the trigger derives rating_avg and the Bayesian rating_score)
+        conn.execute("update public.mechanics m set rating_count = x.c,"
+                     " rating_sum = round(x.c * (3 + random() * 2))::int"
+                     " from (select id, (random() * 200)::int as c from public.mechanics) x where x.id = m.id")
         customer = uuid.uuid4()
         conn.execute("insert into auth.users (id, email, created_at) values (%s, 'c@bench.test', now())", (customer,))
         conn.execute("update public.profiles set city = 'Toronto', postal_code = 'M4C 2A1' where id = %s", (customer,))
@@ -82,8 +85,8 @@ def naive_rank(conn: psycopg.Connection, request: uuid.UUID, now: dt.datetime) -
             s += WEIGHTS["same_fsa"]
         elif m["city"] == req["city"]:
             s += WEIGHTS["same_city"]
-        r = m["rating_avg"] or 0
-        s += 20 if r >= 5 else 15 if r >= 4.5 else 10 if r >= 4 else 5 if r >= 3.5 else 0
+        r = m["rating_score"]
+        s += 20 if r >= 4.75 else 15 if r >= 4.5 else 10 if r >= 4 else 5 if r >= 3.5 else 0
         scored.append((s, str(m["id"])))
     scored.sort(reverse=True)
     return scored[:10]

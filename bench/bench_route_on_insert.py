@@ -30,8 +30,11 @@ def main() -> None:
             conn.execute("""
                 update public.mechanics set status = 'approved', is_available = random() < 0.3,
                   last_seen_at = now() - (random() * interval '3 days'), years_experience = (random() * 25)::int,
-                  rating_avg = round((3 + random() * 2)::numeric, 2), completed_sessions = (random() * 300)::int,
+                  completed_sessions = (random() * 300)::int,
+                  customers_served = (random() * 150)::int,
                   service_keywords = array['brakes', 'noise']""")
+            conn.execute("update public.mechanics set rating_count = 100,"
+                         " rating_sum = round(100 * (3 + random() * 2))::int")
             customers = []
             for i in range(2 * calls):
                 customer = uuid.uuid4()

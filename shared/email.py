@@ -24,6 +24,7 @@ from shared.config import get_settings
 from shared.email_registry import EMAIL_TEMPLATES
 from shared.errors import AppError
 from shared.logs import log
+from shared.worker import JobSkipped
 from shared.worker import outcomes as worker_outcomes
 
 TEMPLATES = PACKAGE_DIR / "email_templates"
@@ -32,6 +33,8 @@ SUBJECTS = {
     "mechanic_assigned": "{{ session.mechanic_name }} is ready for your session",
     "session_starting": "Your session starts in 5 minutes",
     "session_ended": "How was your session with {{ session.mechanic_name }}?",
+    # reviews (docs/trust.md)
+    "review_prompt": "Rate your session with {{ session.mechanic_name }}",
     "summary_delivered": "Your session summary from {{ session.mechanic_name }}",
     "mechanic_nudge": "A customer is waiting for you",
     "support_alert": "Alert: session {{ session_id }} accepted but not started",
@@ -155,8 +158,14 @@ def deliver(to: str, message: Rendered, key: str) -> None:
 
 @worker_outcomes(retry="emails_retried", dead="emails_dead", ready=email_ready)
 def send_outbox_email(payload: dict[str, Any]) -> None:
-    """Job handler for `email.send`: {template, user_id, session_id, data, _dedupe_key}."""
+    """Job handler for `email.send`: {template, user_id, session_id, data, _dedupe_key}. A review
+    prompt whose review was written by now (or whose window closed) is skipped, not sent."""
     with db.transaction() as conn:
+        if payload["template"] == "review_prompt":
+            reason = db.one(conn, "select private.review_prompt_skip_reason(%s, coalesce(%s::timestamptz, now())) as r",
+                            (payload.get("session_id"), payload.get("_now")))["r"]
+            if reason is not None:
+                raise JobSkipped(reason)
         ctx = db.one(conn, "select private.email_context(%s, %s) as c",
                      (payload["user_id"], payload.get("session_id")))["c"]
     if ctx is None or not ctx.get("to"):

@@ -20,6 +20,7 @@ EMAIL_TEMPLATES: dict[str, EmailTemplate] = {
     "booking_slot_lost": EmailTemplate("booking_slot_lost", has_html=True, transactional=True),
     "mechanic_assigned": EmailTemplate("mechanic_assigned", has_html=True, transactional=True),
     "mechanic_nudge": EmailTemplate("mechanic_nudge", has_html=True, transactional=True),
+    "review_prompt": EmailTemplate("review_prompt", has_html=True, transactional=False),
     "session_ended": EmailTemplate("session_ended", has_html=True, transactional=False),
     "session_reminder": EmailTemplate("session_reminder", has_html=True, transactional=True),
     "session_starting": EmailTemplate("session_starting", has_html=True, transactional=True),

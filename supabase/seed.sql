@@ -42,7 +42,7 @@ on conflict do nothing;
 update public.mechanics set status = 'approved', approved_at = now(), years_experience = 12,
   specialties = '{brakes,suspension,diagnostics}', brand_specializations = '{Honda,Toyota}', is_brand_specialist = true,
   service_keywords = '{brakes,abs,suspension,check engine}', city = 'Toronto', postal_code = 'M4C 1B5', country = 'CA',
-  bio = 'Twelve years on Japanese imports; brakes and drivability.', rating_avg = 4.8, rating_count = 37
+  bio = 'Twelve years on Japanese imports; brakes and drivability.'
 where id = '00000000-0000-4000-8000-000000000003';
 update public.mechanics set status = 'approved', approved_at = now(), years_experience = 6,
   specialties = '{electrical,battery}', service_keywords = '{electrical,battery,alternator}', city = 'Toronto',

@@ -10,7 +10,7 @@ from tests.support.factories import make_intake, make_world
 
 BIG = "x" * 1_000_000
 TABLES = ["sessions", "session_requests", "session_offers", "session_participants", "session_events",
-          "mechanic_commitments", "mechanics", "intakes", "profiles"]
+          "mechanic_commitments", "mechanics", "intakes", "profiles", "mechanic_reviews"]
 
 
 def snapshot(db) -> dict[str, str]:
@@ -255,6 +255,23 @@ def scheduling_cases(w, unknown):
         (om, "mechanic_calendar", {"p_from": "2030-01-02", "p_to": "2030-01-01"}, "AD001"),
         (om, "mechanic_calendar", {"p_from": "2030-01-01", "p_to": "2030-01-02", "p_mechanic_id": m}, "AD003"),
         (om, "mechanic_calendar", {"p_from": "2030-01-01", "p_to": "2030-01-02", "p_mechanic_id": unknown}, "AD004"),
+        # reviews (tests/reviews/ has every persona and tag case)
+        (c, "submit_review", {"p_session_id": None, "p_rating": 5}, "AD001"),
+        (c, "submit_review", {"p_session_id": w.session, "p_rating": 9}, "AD001"),
+        (c, "submit_review", {"p_session_id": w.session, "p_rating": 5, "p_text": BIG}, "AD001"),
+        (c, "submit_review", {"p_session_id": unknown, "p_rating": 5}, "AD004"),
+        (c, "submit_review", {"p_session_id": "not-a-uuid", "p_rating": 5}, "22P02"),
+        (w.other_customer, "submit_review", {"p_session_id": w.session, "p_rating": 5}, "AD004"),
+        (c, "submit_review", {"p_session_id": w.session, "p_rating": 5}, "AD110"),  # pending, not delivered
+        (None, "submit_review", {"p_session_id": w.session, "p_rating": 5}, "AD002"),
+        (m, "reply_to_review", {"p_review_id": None, "p_text": "thanks"}, "AD001"),
+        (m, "reply_to_review", {"p_review_id": unknown, "p_text": BIG}, "AD001"),
+        (m, "reply_to_review", {"p_review_id": unknown, "p_text": "thanks"}, "AD004"),
+        (None, "reply_to_review", {"p_review_id": unknown, "p_text": "thanks"}, "AD002"),
+        (w.admin, "admin_hide_review", {"p_review_id": None, "p_reason": "abuse"}, "AD001"),
+        (w.admin, "admin_hide_review", {"p_review_id": unknown, "p_reason": BIG}, "AD001"),
+        (w.admin, "admin_hide_review", {"p_review_id": unknown, "p_reason": "abuse"}, "AD004"),
+        (m, "admin_hide_review", {"p_review_id": unknown, "p_reason": "abuse"}, "AD003"),
     ]
 
 

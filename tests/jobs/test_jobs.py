@@ -189,12 +189,13 @@ CONTEXT = {
                 "started_at": None, "ended_at": None, "duration_minutes": 42, "price_cents": 2999,
                 "currency": "usd", "mechanic_name": "Morgan & Sons", "vehicle": "2018 Honda Civic",
                 "mechanic_notes": "Replace pads <soon>\nCheck rotors.",
-                "concern": "<script>alert('x')</script> grinding noise"},
+                "concern": "<script>alert('x')</script> grinding noise", "delivery": "delivered",
+                "review_until": "2026-03-22T06:30:00+00:00"},
 }
 
 
 @pytest.mark.parametrize("template", ["booking_confirmed", "mechanic_assigned", "session_starting",
-                                      "session_ended", "summary_delivered", "mechanic_nudge"])
+                                      "session_ended", "summary_delivered", "mechanic_nudge", "review_prompt"])
 def test_templates_match_golden_files(template, monkeypatch):
     monkeypatch.setenv("APP_URL", "https://app.autodoctor.test")
     get_settings.cache_clear()

@@ -8,6 +8,7 @@ import uuid
 import pytest
 
 from tests.support.factories import accept, make_customer, make_intake, make_mechanic, request_free
+from tests.support.reviews import set_reputation
 
 NOW = dt.datetime(2026, 11, 20, 18, 0, tzinfo=dt.UTC)
 
@@ -16,9 +17,13 @@ def ago(**kw) -> dt.datetime:
     return NOW - dt.timedelta(**kw)
 
 
-def mech(db, name, **fields):
+def mech(db, name, reputation=None, **fields):
+    """A mechanic; `reputation` (average, number of reviews): its visible reviews' aggregates."""
     base = {"timezone": "UTC", "last_seen_at": None, "is_available": False}
-    return make_mechanic(db, name=name, **{**base, **fields})
+    m = make_mechanic(db, name=name, **{**base, **fields})
+    if reputation is not None:
+        set_reputation(db, m, *reputation)
+    return m
 
 
 def rank(db, request_id, limit=50, now=NOW):
@@ -52,43 +57,46 @@ def test_keyword_extraction(db):
 def test_every_weight_and_reason(db, customer):
     a = mech(db, "A", is_available=True, last_seen_at=ago(seconds=30), service_keywords=["Brakes", "noise"],
              is_brand_specialist=True, brand_specializations=["honda"], years_experience=12,
-             postal_code="M4C 2Z9", city="Toronto", rating_avg=5.0)
+             postal_code="M4C 2Z9", city="Toronto", reputation=(5.0, 100))
     b = mech(db, "B", last_seen_at=ago(minutes=20), service_keywords=["check engine"], years_experience=7,
-             postal_code="M5V 1A1", city="toronto", rating_avg=4.6)
-    c = mech(db, "C", last_seen_at=ago(minutes=45), rating_avg=4.2, years_experience=4)
-    d = mech(db, "D", last_seen_at=ago(hours=3), rating_avg=3.7)
-    e = mech(db, "E")
+             postal_code="M5V 1A1", city="toronto", reputation=(4.6, 100))
+    c = mech(db, "C", last_seen_at=ago(minutes=45), reputation=(4.2, 100), years_experience=4)
+    d = mech(db, "D", last_seen_at=ago(hours=3), reputation=(3.7, 100))
+    e = mech(db, "E")  # no reviews: the prior mean (4.5)
     # specialist of another make, available but its heartbeat is stale: not online, seen within the hour
     f = mech(db, "F", is_available=True, last_seen_at=ago(minutes=50), is_brand_specialist=True,
-             brand_specializations=["BMW"], rating_avg=3.4)
+             brand_specializations=["BMW"], reputation=(3.4, 200))
     request = new_request(db, customer)
     rows = {r["mechanic_id"]: r for r in rank(db, request)}
-    assert {k: v["score"] for k, v in rows.items()} == {a: 160, b: 75, c: 30, d: 15, e: 0, f: 20}
+    # Bayesian ratings: a (45 + 500) / 110 = 4.95, b 4.59, c 4.23, d 3.77, e 4.50 (prior), f 3.45
+    assert {k: v["score"] for k, v in rows.items()} == {a: 160, b: 75, c: 30, d: 15, e: 15, f: 20}
     assert rows[a]["reasons"] == [
         {"reason": "online_now", "points": 50}, {"reason": "keywords_matched:2", "points": 30},
         {"reason": "brand_specialist:honda", "points": 30}, {"reason": "experience_years:12", "points": 20},
-        {"reason": "same_postal_area", "points": 10}, {"reason": "rating:5.00", "points": 20}]
+        {"reason": "same_postal_area", "points": 10}, {"reason": "rating:4.95", "points": 20}]
     assert rows[b]["reasons"] == [
         {"reason": "seen_within_30_minutes", "points": 30}, {"reason": "keywords_matched:1", "points": 15},
         {"reason": "experience_years:7", "points": 10}, {"reason": "same_city", "points": 5},
-        {"reason": "rating:4.60", "points": 15}]
-    assert rows[c]["reasons"] == [{"reason": "seen_within_1_hour", "points": 20}, {"reason": "rating:4.20", "points": 10}]
-    assert rows[d]["reasons"] == [{"reason": "seen_today", "points": 10}, {"reason": "rating:3.70", "points": 5}]
-    assert rows[e]["reasons"] == []
-    assert [r["mechanic_id"] for r in rank(db, request)][:3] == [a, b, c]
+        {"reason": "rating:4.59", "points": 15}]
+    assert rows[c]["reasons"] == [{"reason": "seen_within_1_hour", "points": 20}, {"reason": "rating:4.23", "points": 10}]
+    assert rows[d]["reasons"] == [{"reason": "seen_today", "points": 10}, {"reason": "rating:3.77", "points": 5}]
+    assert rows[e]["reasons"] == [{"reason": "rating_prior:4.50", "points": 15}]
+    assert rows[f]["reasons"] == [{"reason": "seen_within_1_hour", "points": 20}]
+    # e and d tie on 15 points: the higher rating (the prior 4.50 over 3.77) goes first
+    assert [r["mechanic_id"] for r in rank(db, request)] == [a, b, c, f, e, d]
     assert [r["rank"] for r in rank(db, request)] == list(range(1, 7))
 
 
 def test_weights_come_from_settings(db, customer):
-    a = mech(db, "A", years_experience=12)
-    b = mech(db, "B", rating_avg=5.0)
+    a = mech(db, "A", years_experience=12, reputation=(4.2, 100))
+    b = mech(db, "B", years_experience=7, reputation=(5.0, 100))
     request = new_request(db, customer)
     rows = rank(db, request)
-    assert [(r["mechanic_id"], r["score"]) for r in rows] == [(b, 20), (a, 20)]  # tie: the rating decides
+    assert [(r["mechanic_id"], r["score"]) for r in rows] == [(b, 30), (a, 30)]  # tie: the rating decides
     db.execute("update private.settings set value = jsonb_set(value, '{experience_10}', '1') "
                "where key = 'matching.weights'")
     rows = rank(db, request)
-    assert rows[0]["mechanic_id"] == b and {r["mechanic_id"]: r["score"] for r in rows}[a] == 1
+    assert rows[0]["mechanic_id"] == b and {r["mechanic_id"]: r["score"] for r in rows}[a] == 11
 
 
 def test_seen_today_uses_the_mechanics_local_day(db, customer):
@@ -97,15 +105,17 @@ def test_seen_today_uses_the_mechanics_local_day(db, customer):
     yesterday = mech(db, "Y", timezone="America/Toronto", last_seen_at=NOW.replace(hour=4))  # 23:00 local, day before
     request = new_request(db, customer)
     scores = {r["mechanic_id"]: r["score"] for r in rank(db, request)}
-    assert scores == {today: 10, yesterday: 0}
+    assert scores == {today: 10 + 15, yesterday: 0 + 15}  # + the prior rating's points (no reviews)
 
 
-def test_ties_break_on_rating_then_history_then_experience(db, customer):
-    x = mech(db, "X", rating_avg=4.1, completed_sessions=3)
-    y = mech(db, "Y", rating_avg=4.2, completed_sessions=1)  # same points (10), higher rating
-    z = mech(db, "Z", rating_avg=4.1, completed_sessions=9)  # same points and rating, more sessions
+def test_ties_break_on_rating_then_customers_served_then_experience(db, customer):
+    # x has many sessions but with few customers: distinct customers served count, not sessions
+    x = mech(db, "X", reputation=(4.1, 100), completed_sessions=50, customers_served=3)
+    y = mech(db, "Y", reputation=(4.2, 100), customers_served=1)  # same points (10), higher rating
+    z = mech(db, "Z", reputation=(4.1, 100), completed_sessions=9, customers_served=9)  # same rating, more customers
+    w = mech(db, "W", reputation=(4.1, 100), completed_sessions=9, customers_served=9, years_experience=3)
     request = new_request(db, customer)
-    assert [r["mechanic_id"] for r in rank(db, request)] == [y, z, x]
+    assert [r["mechanic_id"] for r in rank(db, request)] == [y, w, z, x]
 
 
 def test_eligibility_exclusions(db, customer):
@@ -149,7 +159,7 @@ def test_rank_input_errors(db, customer):
 
 
 def test_admin_rank_request(db, customer):
-    a = mech(db, "A", rating_avg=5.0)
+    a = mech(db, "A", reputation=(5.0, 100))
     admin = db.make_user(app_metadata={"role": "admin"})
     request = new_request(db, customer)
     with db.as_user(admin):
@@ -158,12 +168,12 @@ def test_admin_rank_request(db, customer):
 
 
 def test_available_mechanics_listing(db, customer):
-    online = mech(db, "Online", is_available=True, last_seen_at=dt.datetime.now(dt.UTC), rating_avg=3.0,
+    online = mech(db, "Online", is_available=True, last_seen_at=dt.datetime.now(dt.UTC), reputation=(3.0, 100),
                   city="Toronto")
-    best_offline = mech(db, "Offline 5.0", rating_avg=5.0, city="Toronto")
-    other_city = mech(db, "Montreal", rating_avg=4.9, city="Montreal", is_brand_specialist=True,
+    best_offline = mech(db, "Offline 5.0", reputation=(5.0, 100), city="Toronto")
+    other_city = mech(db, "Montreal", reputation=(4.9, 100), city="Montreal", is_brand_specialist=True,
                       brand_specializations=["Honda"])
-    busy = mech(db, "Busy", is_available=True, last_seen_at=dt.datetime.now(dt.UTC), rating_avg=4.0)
+    busy = mech(db, "Busy", is_available=True, last_seen_at=dt.datetime.now(dt.UTC), reputation=(4.0, 100))
     accept(db, busy, request_free(db, make_customer(db))["request_id"])
     with db.as_user(customer):
         rows = db.all("select * from public.available_mechanics()")
@@ -236,10 +246,10 @@ def test_admin_metrics_view(db, customer):
 def test_vocabulary_changes_reach_existing_mechanics(db, customer):
     m = mech(db, "Wipers", service_keywords=["Wiper blades"])  # not a vocabulary word yet
     request = new_request(db, customer, concern="My wiper blades squeak")
-    assert {r["mechanic_id"]: r["score"] for r in rank(db, request)}[m] == 0
+    assert {r["mechanic_id"]: r["score"] for r in rank(db, request)}[m] == 15  # the prior rating only
     db.execute("insert into public.automotive_keywords (keyword, category, patterns)"
                " values ('wiper blades', 'body', array['\\mwiper blades?\\M'])")
     later = new_request(db, customer, concern="My wiper blades squeak again")
     assert "wiper blades" in db.scalar("select keywords from public.session_requests where id = %s", (later,))
     assert {r["mechanic_id"]: r["reasons"] for r in rank(db, later)}[m] == [
-        {"reason": "keywords_matched:1", "points": 15}]
+        {"reason": "keywords_matched:1", "points": 15}, {"reason": "rating_prior:4.50", "points": 15}]

@@ -14,6 +14,7 @@ import pytest
 from tests.support.factories import accept, make_customer, make_intake, make_mechanic, request_free
 from tests.support.harness import Db
 from tests.support.personas import request_as_user
+from tests.support.reviews import set_reputation
 
 
 def route(db, request_id, now=None):
@@ -34,9 +35,12 @@ def messages(db, topic, event, request_id):
 @pytest.fixture
 def world(db):
     customer = make_customer(db)
-    # five approved mechanics with distinct scores: m[0] best
-    ratings = [5.0, 4.6, 4.2, 3.7, None]
-    mechanics = [make_mechanic(db, name=f"M{i}", rating_avg=r) for i, r in enumerate(ratings)]
+    # five approved mechanics with distinct scores: m[0] best (100 reviews each, so the Bayesian
+    # rating follows the average), all above the preferred one, which has no reviews yet
+    ratings = [5.0, 4.9, 4.8, 4.7, 4.6]
+    mechanics = [make_mechanic(db, name=f"M{i}") for i in range(len(ratings))]
+    for mechanic, rating in zip(mechanics, ratings, strict=True):
+        set_reputation(db, mechanic, rating, 100)
     preferred = make_mechanic(db, name="Preferred")
     return customer, mechanics, preferred
 
@@ -193,7 +197,9 @@ def test_routing_races_accepts_and_itself(fresh_url):
         conn.execute("select 1")
         d = Db(conn)
         customers = [make_customer(d) for _ in range(rounds)]
-        mechanics = [make_mechanic(d, name=f"M{i}", rating_avg=5.0 - i / 10) for i in range(6)]
+        mechanics = [make_mechanic(d, name=f"M{i}") for i in range(6)]
+        for i, mechanic in enumerate(mechanics):
+            set_reputation(d, mechanic, 5.0 - i / 10, 100)
         requests = [uuid.UUID(request_free(d, c, intake=make_intake(d, c))["request_id"]) for c in customers]
         conn.commit()
     conns = [psycopg.connect(fresh_url, autocommit=True) for _ in range(3)]

@@ -96,7 +96,8 @@ as $$
       'duration_minutes', s.duration_minutes, 'price_cents', s.price_cents, 'currency', s.currency,
       'mechanic_name', m.display_name, 'mechanic_notes', s.mechanic_notes,
       'vehicle', nullif(concat_ws(' ', r.vehicle_year, r.vehicle_make, r.vehicle_model), ''),
-      'concern', r.concern) end)
+      'concern', r.concern, 'delivery', s.delivery,
+      'review_until', s.ended_at + private.setting_interval('reviews.submit_window')) end)
   from auth.users u
   left join public.profiles p on p.id = u.id
   left join public.sessions s on s.id = p_session_id

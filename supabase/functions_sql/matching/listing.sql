@@ -1,7 +1,8 @@
 -- Matching: the available-mechanics listing for customers.
 
 -- ---------------------------------------------------------------------------------------------
--- Available mechanics for customers (the first step of a request): online first, then rating. The average
+-- Available mechanics for customers (the first step of a request): online first, then the Bayesian
+-- rating (rating_score), then customers served. The average
 -- minutes from offer to acceptance come from real history, null when there is none.
 -- ---------------------------------------------------------------------------------------------
 create or replace function public.available_mechanics(
@@ -50,7 +51,7 @@ begin
   page as (
     select l.* from listed l
     order by case l.presence when 'online' then 0 when 'busy' then 1 else 2 end,
-             l.rating_avg desc nulls last, l.completed_sessions desc, l.id
+             l.rating_score desc, l.customers_served desc, l.id
     limit p_limit
   )
   select p.id, p.display_name, p.photo_url, p.rating_avg, p.rating_count, p.completed_sessions,
@@ -60,7 +61,7 @@ begin
           where o.mechanic_id = p.id and o.status = 'accepted' and o.responded_at >= o.offered_at)
   from page p
   order by case p.presence when 'online' then 0 when 'busy' then 1 else 2 end,
-           p.rating_avg desc nulls last, p.completed_sessions desc, p.id;
+           p.rating_score desc, p.customers_served desc, p.id;
 end
 $$;
 revoke execute on function public.available_mechanics(text, boolean, text, text, int) from public, anon;

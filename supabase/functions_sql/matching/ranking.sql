@@ -1,7 +1,9 @@
 -- Matching: ranking mechanics for a request, with explained scores.
 
 -- ---------------------------------------------------------------------------------------------
--- Ranking (points per reason, read from the matching.weights setting). Eligible = approved, may accept, not busy,
+-- Ranking (points per reason, read from the matching.weights setting). The rating points come from
+-- the Bayesian rating_score (reviews/reputation.sql), so a handful of reviews cannot outrank hundreds;
+-- experience for ties is customers_served, so one customer's many sessions count once. Eligible = approved, may accept, not busy,
 -- not the customer, did not decline this request, passes the eligibility hook, and for a
 -- specialist request a specialist of the vehicle's make. Declines and acceptance rate never
 -- lower a score.
@@ -70,7 +72,7 @@ begin
     select x from private.eligibility_exclusions(v_req.id, p_now) x where x is not null
   ),
   cand as (
-    select m.id, m.rating_avg, m.completed_sessions, m.years_experience,
+    select m.id, m.rating_score, m.rating_count, m.customers_served, m.years_experience,
            case when m.is_available and m.last_seen_at >= p_now - v_window then 4
                 when m.last_seen_at >= p_now - interval '30 minutes' then 3
                 when m.last_seen_at >= p_now - interval '1 hour' then 2
@@ -96,17 +98,17 @@ begin
            case when c.years_experience >= 10 then w_experience_10
                 when c.years_experience >= 5 then w_experience_5 else 0 end as p_experience,
            case c.location_level when 2 then w_same_fsa when 1 then w_same_city else 0 end as p_location,
-           case when c.rating_avg >= 5.0 then w_rating_5
-                when c.rating_avg >= 4.5 then w_rating_45
-                when c.rating_avg >= 4.0 then w_rating_40
-                when c.rating_avg >= 3.5 then w_rating_35 else 0 end as p_rating
+           case when c.rating_score >= 4.75 then w_rating_5
+                when c.rating_score >= 4.5 then w_rating_45
+                when c.rating_score >= 4.0 then w_rating_40
+                when c.rating_score >= 3.5 then w_rating_35 else 0 end as p_rating
     from cand c
     where not v_req.specialist or c.brand_match
   ),
   top as (
     select s.*, s.p_presence + s.p_keywords + s.p_brand + s.p_experience + s.p_location + s.p_rating as total
     from scored s
-    order by total desc, s.rating_avg desc nulls last, s.completed_sessions desc, s.years_experience desc, s.id
+    order by total desc, s.rating_score desc, s.customers_served desc, s.years_experience desc, s.id
     limit v_limit
   )
   select t.id, t.total,
@@ -118,9 +120,10 @@ begin
             (3, 'brand_specialist:' || coalesce(v_make, ''), t.p_brand),
             (4, 'experience_years:' || t.years_experience, t.p_experience),
             (5, case t.location_level when 2 then 'same_postal_area' else 'same_city' end, t.p_location),
-            (6, 'rating:' || t.rating_avg, t.p_rating)) as r(ord, reason, points)
+            (6, case when t.rating_count > 0 then 'rating:' else 'rating_prior:' end || to_char(t.rating_score, 'FM0.00'),
+             t.p_rating)) as r(ord, reason, points)
           where r.points > 0),
-         (row_number() over (order by t.total desc, t.rating_avg desc nulls last, t.completed_sessions desc,
+         (row_number() over (order by t.total desc, t.rating_score desc, t.customers_served desc,
                                       t.years_experience desc, t.id))::int
   from top t
   order by 4;

@@ -67,7 +67,8 @@ begin
   select f.mechanic_id, m.display_name, m.photo_url, m.rating_avg, m.rating_count, m.mechanic_type, f.price_cents,
          f.multiplier
   from private.free_at(p_start, p_plan_code, p_city, p_brand, p_limit, now()) f
-  join public.mechanics m on m.id = f.mechanic_id;
+  join public.mechanics m on m.id = f.mechanic_id
+  order by m.rating_score desc, m.customers_served desc, m.id;  -- as free_at chose them (a join keeps no order)
 end
 $$;
 revoke execute on function public.mechanics_free_at(timestamptz, text, text, text, int) from public, anon;

@@ -187,7 +187,8 @@ grant execute on function private.slots(uuid, timestamptz, timestamptz, text, ti
 -- Mechanics who can take a session of plan `p_plan_code` starting at `p_start`, in one set-based
 -- query over all mechanics (never a loop): the session fits inside one open range on the step
 -- grid of that range, meets notice and window, touches no time off, no committed time (with
--- the buffer either side) and no full day. Ordered as the directory orders (rating, experience).
+-- the buffer either side) and no full day. Ordered as the directory orders (the Bayesian rating, then
+-- customers served).
 create or replace function private.free_at(
   p_start timestamptz, p_plan_code text, p_city text, p_brand text, p_limit int, p_now timestamptz default now()
 ) returns table (mechanic_id uuid, price_cents int, multiplier numeric)
@@ -221,7 +222,7 @@ begin
     select c.mechanic_id, round(v_price * c.multiplier)::int as price_cents, c.multiplier,
            coalesce(make_interval(mins => rl.buffer_minutes), v_buffer) as buffer,
            coalesce(rl.max_sessions_per_day, v_max_per_day) as max_per_day,
-           m.timezone, m.rating_avg, m.completed_sessions
+           m.timezone, m.rating_score, m.customers_served
     from cand c
     join public.mechanics m on m.id = c.mechanic_id
     left join public.booking_rules rl on rl.mechanic_id = c.mechanic_id
@@ -246,7 +247,7 @@ begin
            and (c.status = 'confirmed' or (c.status = 'held' and c.expires_at > p_now))
            and (lower(c.during) at time zone ok.timezone)::date = (p_start at time zone ok.timezone)::date
            and c.during && tstzrange(p_start - interval '2 days', p_start + interval '2 days')) < ok.max_per_day
-  order by ok.rating_avg desc nulls last, ok.completed_sessions desc, ok.mechanic_id
+  order by ok.rating_score desc, ok.customers_served desc, ok.mechanic_id
   limit p_limit;
 end
 $$;
