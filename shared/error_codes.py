@@ -87,5 +87,9 @@ ERROR_CODES: dict[str, ErrorCode] = {
                   "The database cannot be reached right now; try again."),
         ErrorCode("AD094", "auth_not_configured", 503,
                   "Access token verification is not configured on this server (Supabase Auth)."),
+        ErrorCode("AD130", "limit_reached", 429,
+                  "A limit of this account is reached (open requests, free sessions, future bookings, intakes per hour, one open request per preferred mechanic)."),
+        ErrorCode("AD131", "rate_limited", 429,
+                  "Too many calls of this kind in a short time; try again after Retry-After seconds."),
     )
 }
