@@ -52,7 +52,8 @@ def _finish(db: Db, conn: psycopg.Connection, mechanic: uuid.UUID, request_id: u
 def test_fifty_mechanics_accept_one_request(setup):
     db, customers, mechanics, conns = setup
     for round_no in range(ROUNDS):
-        request_id = _new_request(db, customers[round_no % len(customers)])
+        # a customer of its own per round: one account has one free session (tests/trust)
+        request_id = _new_request(db, make_customer(db))
         results = race([(conns[i], mechanics[i], "select public.accept_request(%s)", (request_id,))
                         for i in range(MECHANICS)])
         winners = [i for i, (kind, _) in enumerate(results) if kind == "ok"]
@@ -78,6 +79,8 @@ def test_one_mechanic_races_for_two_requests(setup):
     second_conn = psycopg.connect(conns[0].info.dsn, autocommit=True, prepare_threshold=None)
     try:
         for _ in range(ROUNDS):
+            # customers of their own per round: one account has one free session (tests/trust)
+            customers = [make_customer(db), make_customer(db)]
             first = _new_request(db, customers[0])
             second = _new_request(db, customers[1])
             results = race([
@@ -104,7 +107,8 @@ def test_one_mechanic_races_for_two_requests(setup):
 def test_many_mechanics_many_requests_never_double_up(setup):
     """Mechanics race over several requests at once: each request gets one mechanic, each mechanic one job."""
     db, customers, mechanics, conns = setup
-    requests = [_new_request(db, customers[i % len(customers)]) for i in range(10)]
+    # one customer per request: one account has one free session and two open requests (tests/trust)
+    requests = [_new_request(db, make_customer(db)) for _ in range(10)]
     calls = [(conns[i], mechanics[i], "select public.accept_request(%s)", (requests[i % len(requests)],))
              for i in range(MECHANICS)]
     results = race(calls)

@@ -82,11 +82,13 @@ begin
   if not found then
     perform private.raise_error('not_found', format('no active plan %L', left(p_plan_code, 60)));
   end if;
-  -- the customer's limits (trust/limits.sql), under the customer's lock taken before the intake's
+  -- input errors first, then the customer's limits (trust/limits.sql) under the customer's lock,
+  -- taken before the intake's
+  perform private.check_intake_unlocked(p_customer_id, p_intake_id, p_vehicle_id);
+  perform private.check_preferred_mechanic(p_customer_id, p_preferred_mechanic_id);
   perform private.check_demand_limits(p_customer_id, p_price_cents, p_preferred_mechanic_id, p_now);
   v_intake := private.check_booking_intake(p_customer_id, p_intake_id, p_vehicle_id);
   select * into v_vehicle from public.vehicles where id = coalesce(p_vehicle_id, v_intake.vehicle_id);
-  perform private.check_preferred_mechanic(p_customer_id, p_preferred_mechanic_id);
 
   insert into public.sessions (customer_id, plan_code, session_type, duration_type, planned_minutes, price_cents,
                                currency, specialist, intake_id, vehicle_id, status, status_changed_at)

@@ -218,7 +218,8 @@ begin
     end if;
   end if;
   select * into v_plan from public.service_plans where code = v_hold.plan_code;
-  -- this hold becomes the booking: it is not one more (trust/limits.sql)
+  -- this hold becomes the booking: it is not one more (trust/limits.sql); input errors first
+  perform private.check_intake_unlocked(p_customer_id, p_intake_id, p_vehicle_id);
   perform private.check_booking_limits(p_customer_id, p_price_cents, v_hold.id, p_now);
   v_intake := private.check_booking_intake(p_customer_id, p_intake_id, p_vehicle_id);
   v_vehicle_id := coalesce(p_vehicle_id, v_intake.vehicle_id);

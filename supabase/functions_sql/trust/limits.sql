@@ -195,3 +195,30 @@ end
 $$;
 revoke execute on function private.raise_if_preferred_limit(text) from public;
 grant execute on function private.raise_if_preferred_limit(text) to service_role;
+
+-- The intake checks of private.check_booking_intake without its lock: run before the limits so
+-- a bad input is reported as such (not_found, conflict) rather than as a limit; the locked check
+-- runs again after the customer's lock (lock order: the customer's limits, then the intake).
+create or replace function private.check_intake_unlocked(p_customer_id uuid, p_intake_id uuid, p_vehicle_id uuid)
+returns void
+language plpgsql stable security definer set search_path = ''
+as $$
+declare
+  v_intake public.intakes;
+begin
+  select * into v_intake from public.intakes where id = p_intake_id and customer_id = p_customer_id;
+  if not found then
+    perform private.raise_error('not_found', 'no such intake');
+  end if;
+  if v_intake.status <> 'new' then
+    perform private.raise_error('conflict', format('the intake is %s, not new', v_intake.status));
+  end if;
+  if coalesce(p_vehicle_id, v_intake.vehicle_id) is not null
+     and not exists (select 1 from public.vehicles
+                     where id = coalesce(p_vehicle_id, v_intake.vehicle_id) and owner_id = p_customer_id) then
+    perform private.raise_error('not_found', 'no such vehicle');
+  end if;
+end
+$$;
+revoke execute on function private.check_intake_unlocked(uuid, uuid, uuid) from public;
+grant execute on function private.check_intake_unlocked(uuid, uuid, uuid) to service_role;
