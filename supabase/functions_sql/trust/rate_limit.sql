@@ -35,7 +35,7 @@ begin
     -- the update is rolled back with the request: a refused call costs nothing
     perform private.raise_error_retry('rate_limited',
       format('too many %s calls: try again in a moment', p_class),
-      case when v_per_second > 0 then -v_tokens / v_per_second else 3600 end);
+      (case when v_per_second > 0 then -v_tokens / v_per_second else 3600 end)::numeric);
   end if;
 end
 $$;
