@@ -13,7 +13,8 @@ import psycopg
 from shared.error_codes import ERROR_CODES, ErrorCode
 
 __all__ = [
-    "BY_NAME", "ERROR_CODES", "AppError", "ErrorCode", "database_unavailable", "error_code", "http_error", "retry_after",
+    "BY_NAME", "ERROR_CODES", "AppError", "ErrorCode", "database_unavailable", "error_code", "http_error",
+    "retry_after",
 ]
 
 BY_NAME: dict[str, ErrorCode] = {e.name: e for e in ERROR_CODES.values()}

@@ -8,6 +8,9 @@ import datetime as dt
 import json
 import uuid
 
+import psycopg
+
+from shared.errors import error_code
 from tests.support.factories import (
     accept,
     make_admin,
@@ -19,7 +22,7 @@ from tests.support.factories import (
 )
 from tests.support.harness import Db
 from tests.support.limits import code_and_retry, open_requests, rpc_failure, sessions_of, set_setting
-from tests.support.scheduling import at, every_day, future_day, hold, scheduled_mechanic
+from tests.support.scheduling import at, every_day, future_day, scheduled_mechanic
 
 LIMIT = "AD130"
 
@@ -35,8 +38,7 @@ def _request(db: Db, customer: uuid.UUID, plan: str = "free", **kw: object) -> s
     with db.as_user(customer):
         try:
             db.rpc("request_session", p_plan_code=plan, p_intake_id=intake, **kw)
-        except Exception as exc:  # noqa: BLE001 - the code is what is compared
-            from shared.errors import error_code
+        except psycopg.Error as exc:
             return error_code(exc)
     return "ok"
 
@@ -232,8 +234,7 @@ def _book(db: Db, customer: uuid.UUID, hold_id: str) -> str:
     with db.as_user(customer):
         try:
             db.rpc("book_slot", p_hold_id=hold_id, p_intake_id=intake)
-        except Exception as exc:  # noqa: BLE001
-            from shared.errors import error_code
+        except psycopg.Error as exc:
             return error_code(exc)
     return "ok"
 
@@ -242,8 +243,7 @@ def _hold_code(db: Db, customer: uuid.UUID, mechanic: uuid.UUID, start: dt.datet
     with db.as_user(customer):
         try:
             return db.rpc("hold_slot", p_mechanic_id=mechanic, p_start=start, p_plan_code=plan)
-        except Exception as exc:  # noqa: BLE001
-            from shared.errors import error_code
+        except psycopg.Error as exc:
             return error_code(exc)
 
 
@@ -333,8 +333,8 @@ def _insert_intake(db: Db, customer: uuid.UUID) -> tuple[str, str | None]:
     with db.as_user(customer):
         try:
             db.execute("insert into public.intakes (concern) values ('Brakes squeal when cold')")
-        except Exception as exc:  # noqa: BLE001
-            return code_and_retry(exc)  # type: ignore[arg-type]
+        except psycopg.Error as exc:
+            return code_and_retry(exc)
     return "ok", None
 
 
