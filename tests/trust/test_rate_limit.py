@@ -149,6 +149,11 @@ def test_only_signed_in_post_rpc_calls_take_tokens(db: Db) -> None:
     assert hook("anon", {"role": "anon"}, "POST", "/rpc/set_online") == "ok"
     assert hook("service_role", {"role": "service_role", "sub": str(mechanic)}, "POST", "/rpc/set_online") == "ok"
     assert hook("authenticated", {"role": "authenticated", "sub": "not-a-uuid"}, "POST", "/rpc/set_online") == "ok"
+    assert hook("authenticated", {"role": "authenticated"}, "POST", "/rpc/set_online") == "ok"
+    # hostile paths name no write RPC: no token, no error
+    for path in ("/rpc/", "/rpc/set_online'; --", "/rpc/" + "x" * 5000, "/rpc/public.set_online", "/RPC/set_online",
+                 "/rpc/%73et_online", ""):
+        assert hook("authenticated", claims, "POST", path) == "ok", path
     # switched off
     set_setting(db, "rate_limit.session.capacity", 1)
     db.execute("update private.settings set value = 'false' where key = 'rate_limit.enabled'")
