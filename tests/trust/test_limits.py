@@ -364,3 +364,29 @@ def test_limits_do_not_touch_other_customers_world(db: Db) -> None:
     w = make_world(db)
     assert _request(db, w.customer) == LIMIT
     assert _request(db, w.other_customer) == "ok"
+
+
+def test_input_errors_come_before_the_limits(db: Db) -> None:
+    """A customer at its caps still learns of a bad input as such, and nothing is written."""
+    customer, other = make_customer(db), make_customer(db)
+    request_free(db, customer)
+    mine, theirs = make_intake(db, customer), make_intake(db, other)
+    used = make_intake(db, customer)
+    db.execute("update public.intakes set status = 'pending' where id = %s", (used,))
+    before = sessions_of(db, customer)
+    with db.as_user(customer):
+        for params, code in (
+            ({"p_plan_code": None, "p_intake_id": mine}, "AD001"),
+            ({"p_plan_code": "free", "p_intake_id": None}, "AD001"),
+            ({"p_plan_code": "no-such-plan", "p_intake_id": mine}, "AD004"),
+            ({"p_plan_code": "free", "p_intake_id": theirs}, "AD004"),
+            ({"p_plan_code": "free", "p_intake_id": uuid.uuid4()}, "AD004"),
+            ({"p_plan_code": "free", "p_intake_id": used}, "AD005"),
+            ({"p_plan_code": "free", "p_intake_id": mine, "p_vehicle_id": uuid.uuid4()}, "AD004"),
+            ({"p_plan_code": "free", "p_intake_id": mine, "p_preferred_mechanic_id": customer}, "AD001"),
+            ({"p_plan_code": "free", "p_intake_id": mine, "p_preferred_mechanic_id": uuid.uuid4()}, "AD004"),
+            ({"p_plan_code": "free", "p_intake_id": mine}, LIMIT),
+        ):
+            assert db.rpc_error("request_session", **params) == code, params
+    assert sessions_of(db, customer) == before
+    assert db.scalar("select status from public.intakes where id = %s", (mine,)) == "new"
