@@ -32,16 +32,16 @@ def setup(url: str, mechanics: int, requests: int) -> tuple[list[uuid.UUID], lis
             from generate_series(1, %s) g""", (mechanics,))
         conn.execute("update public.mechanics set status = 'approved'")
         mech = [r[0] for r in conn.execute("select id from public.mechanics order by id")]
-        customer = uuid.uuid4()
-        conn.execute("insert into auth.users (id, email, created_at) values (%s, 'c@bench.test', now())", (customer,))
+        # one customer per request: an account has one free session (docs/trust.md)
         conn.execute("""
-            with i as (
-              insert into public.intakes (customer_id, concern)
-              select %s, 'brakes squeal ' || g from generate_series(1, %s) g returning id)
-            select count(*) from i""", (customer, requests))
+            insert into auth.users (id, email, created_at)
+            select gen_random_uuid(), 'c' || g || '@bench.test', now() from generate_series(1, %s) g""", (requests,))
         conn.execute("""
-            select private.create_session_request(%s, 'free', i.id, null, null, false, 0, now())
-            from public.intakes i where i.customer_id = %s""", (customer, customer))
+            insert into public.intakes (customer_id, concern)
+            select u.id, 'brakes squeal' from auth.users u where u.email like 'c%@bench.test'""")
+        conn.execute("""
+            select private.create_session_request(i.customer_id, 'free', i.id, null, null, false, 0, now())
+            from public.intakes i""")
         reqs = [r[0] for r in conn.execute("select id from public.session_requests order by created_at, id")]
     return mech, reqs
 
@@ -49,7 +49,8 @@ def setup(url: str, mechanics: int, requests: int) -> tuple[list[uuid.UUID], lis
 def accept_ours(conn: psycopg.Connection, mechanic: uuid.UUID, request: uuid.UUID) -> bool:
     try:
         with conn.transaction():
-            set_request_context(conn, "authenticated", {"sub": str(mechanic), "role": "authenticated"})
+            set_request_context(conn, "authenticated", {"sub": str(mechanic), "role": "authenticated"},
+                                path="/rpc/accept_request")  # the pre-request hook runs as under PostgREST
             conn.execute("select public.accept_request(%s)", (request,))
         return True
     except psycopg.Error:

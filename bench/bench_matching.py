@@ -118,7 +118,7 @@ def main() -> None:
 
             def listing(**kw: object) -> None:
                 with conn.transaction():
-                    set_request_context(conn, "authenticated", claims)
+                    set_request_context(conn, "authenticated", claims, path="/rpc/available_mechanics")
                     args = ", ".join(f"{k} => %({k})s" for k in kw)
                     conn.execute(f"select * from public.available_mechanics({args})", kw).fetchall()
 

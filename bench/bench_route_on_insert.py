@@ -54,7 +54,8 @@ def main() -> None:
                                  f"{'enable' if routing else 'disable'} trigger _500_route")
                 started = time.perf_counter()
                 with conn.transaction():
-                    set_request_context(conn, "authenticated", {"sub": str(customer), "role": "authenticated"})
+                    set_request_context(conn, "authenticated", {"sub": str(customer), "role": "authenticated"},
+                                        path="/rpc/request_session")
                     conn.execute("select public.request_session(p_plan_code => 'free', p_intake_id => %s)",
                                  (intake,))
                 times[routing].append((time.perf_counter() - started) * 1000)

@@ -54,7 +54,7 @@ def request_context_statement(role: str, claims: dict[str, Any]) -> tuple[str, t
     """The text and parameters of `shared.db.set_request_context`'s one statement, to send in the same
     message as the call (the "request" style below) while setting exactly what every request sets."""
     recorder = _Recorder()
-    set_request_context(recorder, role, claims)  # type: ignore[arg-type]
+    set_request_context(recorder, role, claims, pre_request=False)  # type: ignore[arg-type]
     ((query, params),) = recorder.sent
     return query, tuple(params)
 

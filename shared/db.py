@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import psycopg
+from psycopg import sql
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
@@ -121,16 +122,49 @@ def close_pool() -> None:
         _pool_failing = False
 
 
+# PostgREST's pre-request function (`pgrst.db_pre_request`, a role setting of authenticator; a
+# setting for this database wins over one for every database), if it names a function that exists.
+_PRE_REQUEST_FUNCTION = """
+select c.fn from (
+  select substr(cfg, length('pgrst.db_pre_request=') + 1) as fn
+  from pg_catalog.pg_db_role_setting s cross join lateral unnest(s.setconfig) cfg
+  where s.setrole = (select r.oid from pg_catalog.pg_roles r where r.rolname = 'authenticator')
+    and s.setdatabase in (0, (select d.oid from pg_catalog.pg_database d where d.datname = current_database()))
+    and cfg like 'pgrst.db\\_pre\\_request=%'
+  order by s.setdatabase desc
+  limit 1) c
+where c.fn ~ '^[a-z_][a-z0-9_]*([.][a-z_][a-z0-9_]*)?$' and to_regprocedure(c.fn || '()') is not null
+"""
+
+
+def pre_request_function(conn: psycopg.Connection[Any]) -> str | None:
+    """The pre-request function PostgREST is configured to call (read from the catalog), or None."""
+    row = conn.execute(_PRE_REQUEST_FUNCTION).fetchone()
+    if row is None:
+        return None
+    return str(row["fn"] if isinstance(row, dict) else row[0])
+
+
+def run_pre_request(conn: psycopg.Connection[Any], function: str | None) -> None:
+    """Call the pre-request function as PostgREST does: `select <function>()` in the request's transaction."""
+    if function:
+        conn.execute(sql.SQL("select {}()").format(sql.Identifier(*function.split("."))))
+
+
 def set_request_context(
-    conn: psycopg.Connection[Any], role: str, claims: dict[str, Any] | None, *, method: str = "POST", path: str = "/"
+    conn: psycopg.Connection[Any], role: str, claims: dict[str, Any] | None, *, method: str = "POST", path: str = "/",
+    pre_request: bool = True,
 ) -> None:
-    """What PostgREST does at the start of each request's transaction."""
+    """What PostgREST does at the start of each request's transaction: the role and the request
+    settings, then the configured pre-request function (pre_request=False: the settings only)."""
+    function = pre_request_function(conn) if pre_request else None
     conn.execute(
         "select set_config('search_path', 'public, extensions', true), set_config('role', %s, true), "
         "set_config('request.jwt.claims', %s, true), set_config('request.method', %s, true), "
         "set_config('request.path', %s, true)",
         (role, json.dumps(claims or {"role": role}), method, path),
     )
+    run_pre_request(conn, function)
 
 
 # Every Python path runs its SQL as this role, the way PostgREST runs a request made with the
@@ -143,7 +177,8 @@ PLATFORM_ROLE = "service_role"
 def transaction() -> Iterator[Conn]:
     """One transaction acting as PLATFORM_ROLE (role and JWT claims set transaction-locally)."""
     with connection() as conn, conn.transaction():
-        set_request_context(conn, PLATFORM_ROLE, {"role": PLATFORM_ROLE})
+        # the Python runtime connects directly, not through PostgREST: no pre-request function
+        set_request_context(conn, PLATFORM_ROLE, {"role": PLATFORM_ROLE}, pre_request=False)
         yield conn
 
 

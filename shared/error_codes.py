@@ -99,6 +99,10 @@ ERROR_CODES: dict[str, ErrorCode] = {
                   "The review is already hidden."),
         ErrorCode("AD115", "review_hidden", 409,
                   "The review was hidden by an admin: it can no longer be edited or replied to."),
+        ErrorCode("AD130", "limit_reached", 429,
+                  "A limit of this account is reached (open requests, free sessions, future bookings, intakes per hour, one open request per preferred mechanic)."),
+        ErrorCode("AD131", "rate_limited", 429,
+                  "Too many calls of this kind in a short time; try again after Retry-After seconds."),
         ErrorCode("AD140", "price_changed", 409,
                   "The new slot costs more than the booking was paid for: book the new slot and cancel the old booking instead."),
     )

@@ -6,11 +6,16 @@ shared/error_codes.py, generated from it by `autodoctor gen` (see docs/error_cod
 
 from __future__ import annotations
 
+import json
+
 import psycopg
 
 from shared.error_codes import ERROR_CODES, ErrorCode
 
-__all__ = ["BY_NAME", "ERROR_CODES", "AppError", "ErrorCode", "database_unavailable", "http_error"]
+__all__ = [
+    "BY_NAME", "ERROR_CODES", "AppError", "ErrorCode", "database_unavailable", "error_code", "http_error",
+    "retry_after",
+]
 
 BY_NAME: dict[str, ErrorCode] = {e.name: e for e in ERROR_CODES.values()}
 
@@ -53,6 +58,39 @@ class AppError(Exception):
         self.details = details
 
 
+def _pgrst(exc: BaseException) -> tuple[dict[str, object], dict[str, object]] | None:
+    """(message JSON, detail JSON) of an error raised in PostgREST's own form (SQLSTATE PGRST):
+    how private.raise_error raises the errors that answer 429 (limit_reached, rate_limited)."""
+    if not isinstance(exc, psycopg.Error) or exc.sqlstate != "PGRST":
+        return None
+    try:
+        body = json.loads(exc.diag.message_primary or "")
+        detail = json.loads(exc.diag.message_detail or "{}")
+    except ValueError:
+        return None
+    if not isinstance(body, dict) or not isinstance(detail, dict):
+        return None
+    return body, detail
+
+
+def error_code(exc: BaseException) -> str:
+    """The SQLSTATE a caller sees: our code (AD…) also for an error raised in PostgREST's form."""
+    pgrst = _pgrst(exc)
+    if pgrst is not None:
+        return str(pgrst[0].get("code") or "PGRST")
+    return (exc.sqlstate or "") if isinstance(exc, psycopg.Error) else ""
+
+
+def retry_after(exc: BaseException) -> str | None:
+    """The Retry-After header an error asks for (seconds), if any."""
+    pgrst = _pgrst(exc)
+    if pgrst is None:
+        return None
+    headers = pgrst[1].get("headers")
+    value = headers.get("Retry-After") if isinstance(headers, dict) else None
+    return str(value) if value is not None else None
+
+
 def http_error(exc: BaseException) -> tuple[int, dict[str, object]]:
     """(status, JSON body) for any exception an HTTP function lets escape."""
     if isinstance(exc, AppError):
@@ -64,6 +102,14 @@ def http_error(exc: BaseException) -> tuple[int, dict[str, object]]:
         code = BY_NAME["database_unavailable"]
         return code.http_status, {"code": code.sqlstate, "error": code.name,
                                   "message": "the database cannot be reached right now; try again"}
+    pgrst = _pgrst(exc)
+    if pgrst is not None:
+        body_json, detail_json = pgrst
+        known = ERROR_CODES.get(str(body_json.get("code")))
+        status = detail_json.get("status")
+        if known:
+            return (status if isinstance(status, int) else known.http_status), {
+                "code": known.sqlstate, "error": known.name, "message": str(body_json.get("message") or "")}
     if isinstance(exc, psycopg.Error) and exc.sqlstate:
         known = ERROR_CODES.get(exc.sqlstate)
         message = exc.diag.message_primary or "database error"

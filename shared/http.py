@@ -30,7 +30,7 @@ import flask
 import pydantic
 
 from shared.auth import User, bearer_token, verify_cron_secret, verify_user_token
-from shared.errors import AppError, http_error
+from shared.errors import AppError, http_error, retry_after
 from shared.logs import log
 
 Auth = Literal["user", "cron", "none"]
@@ -200,6 +200,8 @@ def endpoint(
                 response = _json(payload, status)
                 if isinstance(exc, AppError) and exc.code.name == "method_not_allowed":
                     response.headers["Allow"] = ", ".join(methods)
+                if (wait := retry_after(exc)) is not None:
+                    response.headers["Retry-After"] = wait
             if not request.environ.get(_BODY_READ):
                 # Answered before reading the body (a wrong method, a failed check, too large): leave it
                 # unread whatever its size, and close the connection that carries it.

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from decimal import Decimal
 
 import psycopg
 import pytest
 
-from shared.errors import BY_NAME, ERROR_CODES, AppError, http_error
+from shared.errors import BY_NAME, ERROR_CODES, AppError, error_code, http_error, retry_after
 from tests.support.harness import Db
 
 
@@ -27,7 +28,7 @@ def test_python_and_the_table_agree(db: Db) -> None:
 # ---------------------------------------------------------------------------------------------
 # private.raise_error
 # ---------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("code", sorted(ERROR_CODES))
+@pytest.mark.parametrize("code", sorted(c for c in ERROR_CODES if ERROR_CODES[c].http_status != 429))
 def test_raise_error_uses_the_registered_sqlstate(db: Db, code: str) -> None:
     name = ERROR_CODES[code].name
     err = db.error("select private.raise_error(%s)", (name,))
@@ -36,6 +37,49 @@ def test_raise_error_uses_the_registered_sqlstate(db: Db, code: str) -> None:
     description = db.scalar("select description from private.error_codes where sqlstate = %s", (code,))
     assert err.diag.message_primary == description
     assert http_error(err) == (ERROR_CODES[code].http_status, {"code": code, "error": name, "message": description})
+    assert error_code(err) == code and retry_after(err) is None
+
+
+@pytest.mark.parametrize("code", sorted(c for c in ERROR_CODES if ERROR_CODES[c].http_status == 429))
+def test_a_429_is_raised_in_postgrest_form(db: Db, code: str) -> None:
+    """PostgREST answers any SQLSTATE it does not know with 400; a 429 is raised as SQLSTATE PGRST
+    with the response's JSON body in the message and its status and headers in the detail, from
+    which PostgREST sets them. Our code stays in the body's `code`, the name in `hint`."""
+    name = ERROR_CODES[code].name
+    description = db.scalar("select description from private.error_codes where sqlstate = %s", (code,))
+    err = db.error("select private.raise_error(%s)", (name,))
+    assert err.sqlstate == "PGRST"
+    assert json.loads(err.diag.message_primary or "") == {
+        "code": code, "message": description, "hint": name, "details": None}
+    assert json.loads(err.diag.message_detail or "") == {"status": 429, "headers": {}}
+    assert error_code(err) == code and retry_after(err) is None
+    assert http_error(err) == (429, {"code": code, "error": name, "message": description})
+
+    err = db.error("select private.raise_error_retry(%s, 'slow down', 12.2, 'per user')", (name,))
+    assert json.loads(err.diag.message_primary or "") == {
+        "code": code, "message": "slow down", "hint": name, "details": "per user"}
+    assert json.loads(err.diag.message_detail or "") == {"status": 429, "headers": {"Retry-After": "13"}}
+    assert retry_after(err) == "13" and error_code(err) == code
+    # never less than one second
+    err = db.error("select private.raise_error_retry(%s, null, 0)", (name,))
+    assert retry_after(err) == "1"
+
+
+def test_raise_error_retry_of_another_error_is_raise_error(db: Db) -> None:
+    err = db.error("select private.raise_error_retry('conflict', 'taken', 30)")
+    assert (err.sqlstate, err.diag.message_primary, err.diag.message_hint) == ("AD005", "taken", "conflict")
+    assert retry_after(err) is None
+
+
+def test_errors_caught_in_sql_keep_our_code(db: Db) -> None:
+    """`exception when others` in SQL recognizes ours in both forms (payments refund on them)."""
+    assert db.scalar("select private.caught_error_code('AD004', 'x')") == "AD004"
+    assert db.scalar("select private.caught_error_code('PGRST', %s)",
+                     (json.dumps({"code": "AD130", "message": "m"}),)) == "AD130"
+    assert db.scalar("select private.caught_error_message('PGRST', %s)",
+                     (json.dumps({"code": "AD130", "message": "m"}),)) == "m"
+    assert db.scalar("select private.caught_error_code('PGRST', 'not json')") is None
+    assert db.scalar("select private.caught_error_code('23505', 'dup')") is None
 
 
 def test_raise_error_with_message_and_detail(db: Db) -> None:

@@ -82,10 +82,10 @@ def test_hold_refusals(db):
         assert db.rpc("hold_slot", p_mechanic_id=m, p_start=at(day, "09:15"), p_plan_code="free")["hold_id"]
     with db.as_user(m):
         assert db.rpc_error("hold_slot", p_mechanic_id=m, p_start=at(day, "11:00"), p_plan_code="free") == "AD003"
-    for hh in ("12:00", "13:00"):
-        hold(db, a, m, at(day, hh))
+    for hh in ("12:00", "13:00"):  # paid slots: one account has one free session (tests/trust)
+        hold(db, a, m, at(day, hh), "chat10")
     with db.as_user(a):  # a holds three already
-        assert db.rpc_error("hold_slot", p_mechanic_id=m, p_start=at(day, "14:00"), p_plan_code="free") == "AD055"
+        assert db.rpc_error("hold_slot", p_mechanic_id=m, p_start=at(day, "14:00"), p_plan_code="chat10") == "AD055"
     assert active_overlaps(db) == 0
 
 

@@ -130,13 +130,15 @@ def test_a_reschedule_racing_a_paid_booking_for_the_same_time(pay: Pay) -> None:
     told."""
     mechanic = scheduled_mechanic(pay.db, "UTC", every_day("08:00", "18:00"))
     pay.commit()
-    owner, rival = pay.customer("Olga Owner"), pay.customer("Rita Rival")
     wins = {"reschedule": 0, "booking": 0}
     with psycopg.connect(pay.url, autocommit=True, prepare_threshold=None) as conn:
         for r in range(ROUNDS):
             day = future_day(3 + r)
             target = at(day, "11:00")
             hold_back = {0: None, 1: "reschedule", 2: "webhook"}[r % 3]
+            # two customers of their own per round: one account has one free session and at most
+            # three future bookings (tests/trust)
+            owner, rival = pay.customer("Olga Owner"), pay.customer("Rita Rival")
             intake = pay.intake(owner)
             with pay.db.as_user(owner):
                 h = pay.db.rpc("hold_slot", p_mechanic_id=mechanic, p_start=at(day, "09:00"), p_plan_code="free")
@@ -151,11 +153,12 @@ def test_a_reschedule_racing_a_paid_booking_for_the_same_time(pay: Pay) -> None:
             barrier = threading.Barrier(2)
             out: dict[str, Any] = {}
 
-            def move(_session=session, _target=target, _barrier=barrier, _out=out, _late=hold_back) -> None:
+            def move(_session=session, _target=target, _barrier=barrier, _out=out, _late=hold_back,
+                     _owner=owner) -> None:
                 _barrier.wait()
                 if _late == "reschedule":
                     time.sleep(0.05)
-                _out["reschedule"] = call_as(conn, owner, "select public.reschedule_session(%s, %s)",
+                _out["reschedule"] = call_as(conn, _owner, "select public.reschedule_session(%s, %s)",
                                              (_session, _target))
 
             def deliver(_event=event, _barrier=barrier, _out=out, _late=hold_back) -> None:

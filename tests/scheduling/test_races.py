@@ -101,7 +101,7 @@ def test_reschedule_racing_a_hold(world):
     wins: Counter[str] = Counter()
     for r in range(ROUNDS * 2):
         day = future_day(3 + r)
-        owner = customers[0]
+        owner = make_customer(db)  # a customer of its own per round: one free session per account (tests/trust)
         intake = make_intake(db, owner)
         with db.as_user(owner):
             h = db.rpc("hold_slot", p_mechanic_id=mechanic, p_start=at(day, "09:00"), p_plan_code="free")

@@ -108,7 +108,8 @@ def test_holds_visible_to_their_customer_only(db, w):
     day = future_day(7)
     while day.weekday() != 1:  # Tuesday: the other mechanic's block (day_of_week 2)
         day += dt.timedelta(days=1)
-    h = hold(db, w.customer, w.other_mechanic, at(day, "09:00"))
+    # a paid slot: the world's customer used its one free session (tests/trust)
+    h = hold(db, w.customer, w.other_mechanic, at(day, "09:00"), "chat10")
     assert db.scalar("select count(*) from public.mechanic_commitments where id = %s", (h["hold_id"],)) == 1
     for persona, sees in ((w.customer, True), (w.other_mechanic, True), (w.admin, True),
                           (w.other_customer, False), (w.mechanic, False), (w.workshop_admin, False)):

@@ -13,7 +13,8 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from shared.db import set_request_context
+from shared.db import pre_request_function, run_pre_request, set_request_context
+from shared.errors import error_code
 
 
 class Db:
@@ -26,6 +27,7 @@ class Db:
     def __init__(self, conn: psycopg.Connection):
         self.conn = conn
         self.persona: str = "postgres"
+        self.pre_request: str | None = None  # PostgREST's pre-request function, read when a persona starts
 
     # -- statements ------------------------------------------------------------------------
     def execute(self, query: str | sql.Composable, params: Any = None) -> psycopg.Cursor:
@@ -48,12 +50,20 @@ class Db:
         return None if row is None else row[0]
 
     def rpc(self, name: str, **params: Any) -> Any:
-        """Call public.<name>(p_x => ...) the way PostgREST's /rpc does (named arguments)."""
+        """Call public.<name>(p_x => ...) the way PostgREST's `POST /rpc/<name>` does (named
+        arguments): acting as a persona, the request settings name the call and the configured
+        pre-request function runs first (the rate limit), in the call's savepoint."""
         args = sql.SQL(", ").join(
             sql.SQL("{} => {}").format(sql.Identifier(k), sql.Placeholder(k)) for k in params
         )
         query = sql.SQL("select {}.{}({})").format(sql.Identifier("public"), sql.Identifier(name), args)
-        return self.scalar(query, {k: _adapt(v) for k, v in params.items()})
+        with self.conn.transaction():
+            if self.persona != "postgres":
+                self.conn.execute("select set_config('request.method', 'POST', true), "
+                                  "set_config('request.path', %s, true)", (f"/rpc/{name}",))
+                run_pre_request(self.conn, self.pre_request)
+            row = self.conn.execute(query, {k: _adapt(v) for k, v in params.items()}).fetchone()
+        return None if row is None else row[0]
 
     def error(self, query: str | sql.Composable, params: Any = None) -> psycopg.Error:
         """Run a statement that must fail; return the error (for its sqlstate)."""
@@ -64,11 +74,12 @@ class Db:
         raise AssertionError(f"expected an error from: {query!r}")
 
     def rpc_error(self, name: str, **params: Any) -> str:
-        """Call an RPC that must fail; return its SQLSTATE."""
+        """Call an RPC that must fail; return its SQLSTATE (our AD code also for a 429, which is
+        raised in PostgREST's PGRST form: shared.errors.error_code)."""
         try:
             self.rpc(name, **params)
         except psycopg.Error as exc:
-            return exc.sqlstate or ""
+            return error_code(exc)
         raise AssertionError(f"expected {name} to fail")
 
     # -- personas ----------------------------------------------------------------------------
@@ -76,7 +87,10 @@ class Db:
     def as_role(self, role: str, claims: dict[str, Any] | None) -> Iterator[Db]:
         """Act as `role` with `claims` (None: `{"role": role}`) through `shared.db.set_request_context`."""
         previous = self.persona
-        set_request_context(self.conn, role, claims)
+        if self.persona == "postgres":  # the catalog is read as the connection's own user
+            self.pre_request = pre_request_function(self.conn)
+        set_request_context(self.conn, role, claims, pre_request=False)
+        run_pre_request(self.conn, self.pre_request)
         self.persona = role
         try:
             yield self

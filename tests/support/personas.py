@@ -15,6 +15,7 @@ from typing import Any
 import psycopg
 
 from shared.db import set_request_context
+from shared.errors import error_code
 
 
 def user_claims(user: uuid.UUID | str, **extra: Any) -> dict[str, Any]:
@@ -38,12 +39,13 @@ def request_as_user(conn: psycopg.Connection, user: uuid.UUID | str) -> Any:
 
 
 def call_as(conn: psycopg.Connection, user: uuid.UUID, query: str, params: tuple[Any, ...]) -> tuple[str, Any]:
-    """One PostgREST-style request: a transaction acting as `user`. Returns ("ok", value) or ("err", sqlstate)."""
+    """One PostgREST-style request: a transaction acting as `user`. Returns ("ok", value) or ("err", sqlstate);
+    for a 429 raised in PostgREST's PGRST form, our code inside it (shared.errors.error_code)."""
     try:
         with request_as_user(conn, user):
             return "ok", conn.execute(query, params).fetchone()[0]
     except psycopg.Error as exc:
-        return "err", exc.sqlstate
+        return "err", error_code(exc)
 
 
 def race(calls: list[tuple[psycopg.Connection, uuid.UUID, str, tuple[Any, ...]]]) -> list[tuple[str, Any]]:

@@ -82,9 +82,13 @@ begin
   if not found then
     perform private.raise_error('not_found', format('no active plan %L', left(p_plan_code, 60)));
   end if;
+  -- input errors first, then the customer's limits (trust/limits.sql) under the customer's lock,
+  -- taken before the intake's
+  perform private.check_intake_unlocked(p_customer_id, p_intake_id, p_vehicle_id);
+  perform private.check_preferred_mechanic(p_customer_id, p_preferred_mechanic_id);
+  perform private.check_demand_limits(p_customer_id, p_price_cents, p_preferred_mechanic_id, p_now);
   v_intake := private.check_booking_intake(p_customer_id, p_intake_id, p_vehicle_id);
   select * into v_vehicle from public.vehicles where id = coalesce(p_vehicle_id, v_intake.vehicle_id);
-  perform private.check_preferred_mechanic(p_customer_id, p_preferred_mechanic_id);
 
   insert into public.sessions (customer_id, plan_code, session_type, duration_type, planned_minutes, price_cents,
                                currency, specialist, intake_id, vehicle_id, status, status_changed_at)
@@ -92,14 +96,24 @@ begin
           v_plan.currency, coalesce(p_specialist, false), v_intake.id, v_vehicle.id, 'pending', p_now)
   returning id into v_session_id;
 
-  insert into public.session_requests (session_id, customer_id, plan_code, session_type, status, status_changed_at,
-                                       preferred_mechanic_id, specialist, vehicle_make, vehicle_model, vehicle_year,
-                                       concern, created_at)
-  values (v_session_id, p_customer_id, v_plan.code, v_plan.session_type, 'pending', p_now, p_preferred_mechanic_id,
-          coalesce(p_specialist, false), coalesce(v_vehicle.make, v_intake.vehicle_make),
-          coalesce(v_vehicle.model, v_intake.vehicle_model), coalesce(v_vehicle.year, v_intake.vehicle_year),
-          v_intake.concern, p_now)
-  returning id into v_request_id;
+  begin
+    insert into public.session_requests (session_id, customer_id, plan_code, session_type, status, status_changed_at,
+                                         preferred_mechanic_id, specialist, vehicle_make, vehicle_model, vehicle_year,
+                                         concern, created_at)
+    values (v_session_id, p_customer_id, v_plan.code, v_plan.session_type, 'pending', p_now, p_preferred_mechanic_id,
+            coalesce(p_specialist, false), coalesce(v_vehicle.make, v_intake.vehicle_make),
+            coalesce(v_vehicle.model, v_intake.vehicle_model), coalesce(v_vehicle.year, v_intake.vehicle_year),
+            v_intake.concern, p_now)
+    returning id into v_request_id;
+  exception when unique_violation then
+    declare
+      v_constraint text;
+    begin
+      get stacked diagnostics v_constraint = constraint_name;
+      perform private.raise_if_preferred_limit(v_constraint);
+      raise;
+    end;
+  end;
 
   update public.intakes set status = 'pending', plan_code = v_plan.code where id = v_intake.id;
   return jsonb_build_object('session_id', v_session_id, 'request_id', v_request_id);

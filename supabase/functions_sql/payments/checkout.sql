@@ -42,9 +42,13 @@ begin
   if v_price <= 0 then
     perform private.raise_error('invalid_input', format('plan %s is free: book it with request_session', v_plan.code));
   end if;
+  -- input errors first, then the customer's limits before any money moves (checked again when
+  -- the request is created); the customer's lock before the intake's
+  perform private.check_intake_unlocked(p_customer_id, p_intake_id, p_vehicle_id);
+  perform private.check_preferred_mechanic(p_customer_id, p_preferred_mechanic_id);
+  perform private.check_demand_limits(p_customer_id, v_price, p_preferred_mechanic_id, p_now);
   v_intake := private.check_booking_intake(p_customer_id, p_intake_id, p_vehicle_id);
   v_vehicle_id := coalesce(p_vehicle_id, v_intake.vehicle_id);
-  perform private.check_preferred_mechanic(p_customer_id, p_preferred_mechanic_id);
 
   -- Credit that covers the whole price pays at once (decided under the customer's credit lock).
   perform private.lock_credit(p_customer_id);

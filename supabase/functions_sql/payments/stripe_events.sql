@@ -162,10 +162,10 @@ begin
                                                 v_payment.amount_cents, p_now);
       end if;
     exception when others then
-      if sqlstate not like 'AD%' then
+      if private.caught_error_code(sqlstate, sqlerrm) is null then  -- ours: AD…, or a 429 in PGRST form
         raise;
       end if;
-      v_error := sqlerrm;
+      v_error := private.caught_error_message(sqlstate, sqlerrm);
     end;
     if v_ids is not null then
       update public.bookings set status = 'paid', session_id = (v_ids ->> 'session_id')::uuid, status_changed_at = p_now,

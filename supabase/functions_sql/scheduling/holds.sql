@@ -168,6 +168,7 @@ begin
      >= private.setting_int('scheduling.max_holds_per_customer') then
     perform private.raise_error('too_many_holds', 'release a hold or let it expire first');
   end if;
+  perform private.check_booking_limits(p_customer_id, v_price, null, p_now);  -- trust/limits.sql
   begin
     insert into public.mechanic_commitments (mechanic_id, kind, status, during, customer_id, plan_code, price_cents,
                                              buffer_minutes, expires_at)
@@ -217,6 +218,9 @@ begin
     end if;
   end if;
   select * into v_plan from public.service_plans where code = v_hold.plan_code;
+  -- this hold becomes the booking: it is not one more (trust/limits.sql); input errors first
+  perform private.check_intake_unlocked(p_customer_id, p_intake_id, p_vehicle_id);
+  perform private.check_booking_limits(p_customer_id, p_price_cents, v_hold.id, p_now);
   v_intake := private.check_booking_intake(p_customer_id, p_intake_id, p_vehicle_id);
   v_vehicle_id := coalesce(p_vehicle_id, v_intake.vehicle_id);
 
@@ -284,8 +288,9 @@ begin
   if v_price = 0 then
     return private.confirm_hold(p_hold_id, p_customer_id, p_intake_id, p_vehicle_id, 0, false, p_now);
   end if;
-  -- lock order: mechanic (inside confirm_hold, first), then the customer's credit
+  -- lock order: mechanic (inside confirm_hold, first), the customer's limits, then the credit
   perform private.lock_mechanic(v_hold.mechanic_id);
+  perform private.lock_customer_limits(p_customer_id);
   perform private.lock_credit(p_customer_id);
   if private.credit_balance(p_customer_id) < v_price then
     perform private.raise_error('payment_required',
