@@ -35,10 +35,12 @@ def start_both(db: Db, session: Any) -> dict[str, Any]:
 
 def take_part(db: Db, session: Any, *, minutes: int = 10) -> None:
     """Evidence from both sides of a live session: both joined the room (as LiveKit reports it),
-    each wrote a chat message, and it started `minutes` ago (longer than trust.min_delivered_minutes)."""
+    each wrote a chat message, and it started `minutes` ago (longer than trust.min_delivered_minutes;
+    its deadline moves with it)."""
     customer, mechanic = parties(db, session)
-    db.execute("update public.sessions set started_at = started_at - make_interval(mins => %s) where id = %s",
-               (minutes, session))
+    db.execute("update public.sessions set started_at = started_at - make_interval(mins => %(m)s), "
+               "deadline_at = deadline_at - make_interval(mins => %(m)s) where id = %(s)s",
+               {"m": minutes, "s": session})
     db.execute("update public.session_participants sp set joined_at = s.started_at from public.sessions s "
                "where s.id = sp.session_id and sp.session_id = %s", (session,))
     for user in (customer, mechanic):
