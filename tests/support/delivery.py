@@ -82,3 +82,27 @@ def deliver_and_release(db: Db, session: Any, **kw: Any) -> dict[str, Any]:
     out = deliver(db, session, **kw)
     release_hold(db, session)
     return out
+
+
+def paid_with_credit(db: Db, customer: uuid.UUID, plan: str = "diagnostic") -> dict[str, Any]:
+    """A session the customer paid with credit (granted by an admin first): {session_id, request_id, ...}."""
+    from tests.support.factories import make_admin, make_intake
+
+    price = db.scalar("select price_cents from public.service_plans where code = %s", (plan,))
+    with db.as_user(make_admin(db)):
+        db.rpc("admin_grant_credit", p_customer_id=customer, p_amount_cents=price, p_reason="test credit")
+    intake = make_intake(db, customer)
+    # older than an hour: a limit on intakes per hour never counts these test intakes
+    db.execute("update public.intakes set created_at = now() - interval '2 hours' where id = %s", (intake,))
+    out = db.scalar("select private.prepare_checkout(%s, %s, %s, null, null, false)", (customer, plan, intake))
+    return dict(out)
+
+
+def credit_balance(db: Db, customer: uuid.UUID) -> int:
+    return int(db.scalar("select coalesce(sum(amount_cents), 0) from public.credit_ledger where customer_id = %s",
+                         (customer,)))
+
+
+def books_balance(db: Db) -> None:
+    assert db.all("select * from private.payment_integrity_issues") == []
+    assert db.all("select * from private.credit_integrity_issues") == []

@@ -133,14 +133,14 @@ begin
   for v_payment in
     select p.id, p.amount_cents - coalesce((select sum(r.amount_cents) from public.refunds r
                                             where r.payment_id = p.id and r.status not in ('failed', 'canceled')), 0)
-             as refundable
+             ::int as refundable
     from public.payments p where p.session_id = p_session_id
     order by p.extension_id is not null, p.paid_at, p.id
   loop
     continue when v_payment.refundable <= 0 or (v_left is not null and v_left <= 0);
     v_refund := private.request_refund(v_payment.id,
                                        case when v_left is null then null else least(v_left, v_payment.refundable) end,
-                                       p_origin, p_reason, p_by, null, null, p_now);
+                                       p_origin, p_reason, p_by, null::text, null::public.refund_status, p_now);
     v_left := v_left - v_refund.amount_cents;
     v_done := v_done + v_refund.amount_cents;
   end loop;
