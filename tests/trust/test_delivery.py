@@ -385,3 +385,17 @@ def test_hostile_inputs_write_nothing(db: Db, paid: dict[str, Any]) -> None:
     assert db.scalar("select count(*) from public.session_problem_reports") == 0
     assert db.scalar("select count(*) from public.session_delivery_decisions") == 0
     assert _payouts(db, sid)[0]["waiting_reason"].startswith("objection window")
+
+
+def test_the_integrity_view_flags_a_payout_released_before_a_decision(db: Db, paid: dict[str, Any]) -> None:
+    sid = paid["session"]
+    deliver(db, sid)
+    with db.as_user(paid["customer"]):
+        db.rpc("report_problem", p_session_id=sid, p_reason="nothing done")
+    books_balance(db)
+    db.execute("update public.payouts set status = 'queued', waiting_reason = null where session_id = %s", (sid,))
+    assert [r["problem"] for r in db.all("select problem from private.payment_integrity_issues")] == [
+        "a payout left while its session waits for a decision"]
+    with db.as_user(paid["admin"]):
+        db.rpc("admin_resolve_delivery", p_session_id=sid, p_outcome="pay")
+    books_balance(db)
