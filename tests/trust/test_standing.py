@@ -11,6 +11,7 @@ import pytest
 
 from tests.support.delivery import (
     books_balance,
+    credit_balance,
     paid_with_credit,
     release_hold,
     start_both,
@@ -36,8 +37,34 @@ def accepted(db: Db) -> dict[str, Any]:
 
 
 def test_suspended_between_accept_and_start_cannot_act_and_is_not_paid(db: Db, accepted: dict[str, Any]) -> None:
+    """Suspended after accepting: the session can no longer go live with that mechanic; it is
+    cancelled and the customer refunded in full at once."""
     sid, customer, mechanic = accepted["session"], accepted["customer"], accepted["mechanic"]
+    with db.as_user(mechanic):
+        assert db.rpc("start_session", p_session_id=sid)["status"] == "waiting"  # ready before the suspension
     approve(db, mechanic, "suspended")
+    assert db.one("select status::text, cancel_reason from public.sessions where id = %s", (sid,)) == \
+        {"status": "cancelled", "cancel_reason": "the mechanic is suspended"}
+    with db.as_user(mechanic):
+        assert db.rpc_error("start_session", p_session_id=sid) == "AD006"
+        assert db.rpc_error("end_session", p_session_id=sid) == "AD006"
+    with db.as_user(customer):
+        assert db.rpc_error("start_session", p_session_id=sid) == "AD006"
+    assert credit_balance(db, customer) == 4999
+    assert db.scalar("select count(*) from public.payouts") == 0
+    assert db.scalar("select status::text from public.payments where session_id = %s", (sid,)) == "refunded"
+    books_balance(db)
+
+
+def test_standing_is_checked_when_starting_even_if_the_session_was_not_cancelled(
+        db: Db, accepted: dict[str, Any]) -> None:
+    """Defence in depth: a waiting session whose mechanic is not approved (here the cancelling
+    trigger is disabled in this transaction) still cannot go live, by RPC or by LiveKit."""
+    sid, customer, mechanic = accepted["session"], accepted["customer"], accepted["mechanic"]
+    db.execute("alter table public.mechanics disable trigger _450_refresh_payouts")
+    approve(db, mechanic, "suspended")
+    db.execute("alter table public.mechanics enable trigger _450_refresh_payouts")
+    assert db.scalar("select status::text from public.sessions where id = %s", (sid,)) == "waiting"
     with db.as_user(mechanic):
         assert db.rpc_error("start_session", p_session_id=sid) == "AD104"
         assert db.rpc_error("end_session", p_session_id=sid) == "AD006"  # never live
@@ -53,7 +80,6 @@ def test_suspended_between_accept_and_start_cannot_act_and_is_not_paid(db: Db, a
     assert db.scalar("select count(*) from public.session_participants where session_id = %s and ready_at is not null",
                      (sid,)) == 0
     assert db.scalar("select count(*) from public.payouts") == 0
-    assert db.scalar("select settled_at from public.payments where session_id = %s", (sid,)) is None
     books_balance(db)
 
 
@@ -122,8 +148,8 @@ def test_suspension_takes_back_a_queued_payout_and_the_worker_refuses_it(db: Db,
     books_balance(db)
 
 
-def test_a_pending_mechanic_keeps_no_standing_to_start(db: Db, accepted: dict[str, Any]) -> None:
-    """Sent back to pending (re-review): the same as suspended."""
+def test_a_mechanic_sent_back_to_pending_is_treated_as_suspended(db: Db, accepted: dict[str, Any]) -> None:
     approve(db, accepted["mechanic"], "pending")
-    with db.as_user(accepted["mechanic"]):
-        assert db.rpc_error("start_session", p_session_id=accepted["session"]) == "AD104"
+    assert db.scalar("select status::text from public.sessions where id = %s", (accepted["session"],)) == "cancelled"
+    assert credit_balance(db, accepted["customer"]) == 4999
+    assert db.scalar("select payouts_held from public.mechanics where id = %s", (accepted["mechanic"],)) is True

@@ -34,13 +34,28 @@ drop trigger if exists _050_hold_payouts on public.mechanics;
 create trigger _050_hold_payouts before update of status on public.mechanics
   for each row when (old.status is distinct from new.status) execute function private.tg_mechanics__hold_payouts();
 
--- Payouts of its sessions not yet attempted go back to waiting, with the reason.
+-- Leaving approved standing: its sessions not yet started (booked, or accepted and waiting) can
+-- no longer go live with it: they are cancelled and the customer refunded in full (a booked one by
+-- the cancel lifecycle's own rule, a waiting one here). Payouts of its sessions not yet attempted
+-- go back to waiting, with the reason.
 create or replace function private.tg_mechanics__refresh_payouts() returns trigger
 language plpgsql security definer set search_path = ''
 as $$
 declare
   v_session_id uuid;
+  v_reason text := format('the mechanic is %s', new.status);
 begin
+  if old.status = 'approved' and new.status <> 'approved' then
+    for v_session_id in
+      select s.id from public.sessions s
+      where s.mechanic_id = new.id and s.status in ('scheduled', 'waiting')
+      order by s.id
+    loop
+      perform private.lock_session_for_refund(v_session_id);
+      perform private.cancel_session(v_session_id, v_reason, now());
+      perform private.auto_refund(v_session_id, v_reason, now());
+    end loop;
+  end if;
   for v_session_id in
     select distinct p.session_id from public.payouts p join public.sessions s on s.id = p.session_id
     where s.mechanic_id = new.id and p.status in ('waiting', 'queued') and p.destination_account is null
