@@ -153,3 +153,20 @@ def test_a_mechanic_sent_back_to_pending_is_treated_as_suspended(db: Db, accepte
     assert db.scalar("select status::text from public.sessions where id = %s", (accepted["session"],)) == "cancelled"
     assert credit_balance(db, accepted["customer"]) == 4999
     assert db.scalar("select payouts_held from public.mechanics where id = %s", (accepted["mechanic"],)) is True
+
+
+def test_suspension_cancels_and_refunds_a_booked_session(db: Db) -> None:
+    from tests.support.scheduling import at, book, every_day, future_day, scheduled_mechanic
+
+    mechanic = scheduled_mechanic(db, "UTC", every_day("09:00", "17:00"))
+    customer = make_customer(db)
+    with db.as_user(make_admin(db)):
+        db.rpc("admin_grant_credit", p_customer_id=customer, p_amount_cents=999, p_reason="test")
+    out = book(db, customer, mechanic, at(future_day(), "10:00"), plan="chat10")
+    sid = out["session_id"]
+    assert db.scalar("select status::text from public.sessions where id = %s", (sid,)) == "scheduled"
+    assert credit_balance(db, customer) == 0
+    approve(db, mechanic, "suspended")
+    assert db.scalar("select status::text from public.sessions where id = %s", (sid,)) == "cancelled"
+    assert credit_balance(db, customer) == 999
+    books_balance(db)
