@@ -87,5 +87,15 @@ ERROR_CODES: dict[str, ErrorCode] = {
                   "The database cannot be reached right now; try again."),
         ErrorCode("AD094", "auth_not_configured", 503,
                   "Access token verification is not configured on this server (Supabase Auth)."),
+        ErrorCode("AD100", "report_window_closed", 409,
+                  "The time to report a problem with this session has passed, or its payouts left."),
+        ErrorCode("AD101", "problem_already_reported", 409,
+                  "A problem with this session was already reported."),
+        ErrorCode("AD102", "delivery_already_decided", 409,
+                  "An admin (or the automatic refund) already decided this session."),
+        ErrorCode("AD103", "nothing_to_decide", 409,
+                  "The session is neither unverified nor reported: there is nothing to decide."),
+        ErrorCode("AD104", "mechanic_not_in_good_standing", 403,
+                  "The mechanic is pending or suspended: the session cannot start, end or be extended by them."),
     )
 }
