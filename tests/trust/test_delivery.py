@@ -399,3 +399,29 @@ def test_the_integrity_view_flags_a_payout_released_before_a_decision(db: Db, pa
     with db.as_user(paid["admin"]):
         db.rpc("admin_resolve_delivery", p_session_id=sid, p_outcome="pay")
     books_balance(db)
+
+
+def test_the_migration_backfills_sessions_completed_before_delivery_existed(db: Db) -> None:
+    """Sessions completed under the old rule (delivery null) count as delivered; customers_served is
+    the distinct customers among them; completed_sessions is left as it was."""
+    from shared.config import project_dir
+
+    mechanic, one, two = make_mechanic(db), make_customer(db), make_customer(db, "Tess Two")
+    sessions = []
+    for customer in (one, one, two):
+        out = paid_with_credit(db, customer, "chat10")
+        accept(db, mechanic, out["request_id"])
+        start_both(db, out["session_id"])
+        with db.as_user(mechanic):
+            db.rpc("end_session", p_session_id=out["session_id"])
+        sessions.append(out["session_id"])
+    # as they were before the migration
+    db.execute("update public.sessions set delivery = null where mechanic_id = %s", (mechanic,))
+    db.execute("update public.mechanics set completed_sessions = 7, customers_served = 0 where id = %s", (mechanic,))
+    text = (project_dir() / "supabase/migrations/20261129201000_delivery.sql").read_text()
+    backfill = text[text.index("update public.sessions set delivery = 'delivered'"):text.index("where c.mechanic_id = m.id;")]
+    db.execute(backfill + "where c.mechanic_id = m.id")
+    assert db.scalar("select array_agg(distinct delivery) from public.sessions where mechanic_id = %s",
+                     (mechanic,)) == ["delivered"]
+    assert db.one("select completed_sessions, customers_served from public.mechanics where id = %s", (mechanic,)) == \
+        {"completed_sessions": 7, "customers_served": 2}
