@@ -44,7 +44,10 @@ def _new_request(db: Db, customer: uuid.UUID) -> uuid.UUID:
 
 def _finish(db: Db, conn: psycopg.Connection, mechanic: uuid.UUID, request_id: uuid.UUID) -> None:
     session = db.scalar("select session_id from public.session_requests where id = %s", (request_id,))
+    customer = db.scalar("select customer_id from public.sessions where id = %s", (session,))
     db.conn.commit()
+    # both are ready: live (ended at once, without evidence: unverified, which frees the mechanic all the same)
+    assert call_as(conn, customer, "select public.start_session(%s)", (session,))[0] == "ok"
     assert call_as(conn, mechanic, "select public.start_session(%s)", (session,))[0] == "ok"
     assert call_as(conn, mechanic, "select public.end_session(%s)", (session,))[0] == "ok"
 

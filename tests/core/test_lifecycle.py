@@ -8,6 +8,7 @@ import uuid
 import psycopg
 import pytest
 
+from tests.support.delivery import start_both, take_part
 from tests.support.factories import accept, make_customer, make_intake, make_mechanic, make_world, request_free
 
 SESSION_STATES = ["pending", "scheduled", "waiting", "live", "completed", "cancelled"]
@@ -200,11 +201,11 @@ def test_mechanic_cannot_take_own_request(db):
 def test_full_flow_start_and_end(db):
     w = make_world(db)
     accept(db, w.mechanic, w.request)
+    assert start_both(db, w.session)["status"] == "live"
+    take_part(db, w.session)
     with db.as_user(w.mechanic):
-        started = db.rpc("start_session", p_session_id=w.session)
-        assert started["status"] == "live"
         ended = db.rpc("end_session", p_session_id=w.session, p_notes="Replace front pads soon.")
-    assert ended["status"] == "completed" and ended["duration_minutes"] >= 0
+    assert ended["status"] == "completed" and ended["duration_minutes"] >= 0 and ended["delivery"] == "delivered"
     session = db.one("select status, mechanic_notes, started_at, ended_at from public.sessions where id = %s",
                      (w.session,))
     assert session["status"] == "completed" and session["mechanic_notes"] == "Replace front pads soon."
@@ -235,8 +236,16 @@ def test_start_and_end_rules(db):
     with db.as_user(w.other_mechanic):
         assert db.rpc_error("end_session", p_session_id=w.session) == "AD004"
     with db.as_user(w.customer):
-        assert db.rpc("start_session", p_session_id=w.session)["status"] == "live"
-        assert db.rpc_error("start_session", p_session_id=w.session) == "AD006"
+        # one participant alone does not take it live; a repeated call answers the same
+        for _ in range(2):
+            assert db.rpc("start_session", p_session_id=w.session) == {
+                "session_id": str(w.session), "status": "waiting", "started_at": None, "waiting_for": "mechanic"}
+        assert db.rpc_error("end_session", p_session_id=w.session) == "AD006"
+    with db.as_user(w.mechanic):
+        live = db.rpc("start_session", p_session_id=w.session)
+        assert live["status"] == "live" and live["waiting_for"] is None
+        assert db.rpc("start_session", p_session_id=w.session) == live  # idempotent once live too
+    with db.as_user(w.customer):
         # the customer may end; its text is not stored as the mechanic's notes
         assert db.rpc("end_session", p_session_id=w.session, p_notes="thanks")["status"] == "completed"
     assert db.scalar("select mechanic_notes from public.sessions where id = %s", (w.session,)) is None
@@ -357,8 +366,7 @@ def test_admin_rpcs(db):
 def test_admin_force_end_completes_live_session(db):
     w = make_world(db)
     accept(db, w.mechanic, w.request)
-    with db.as_user(w.mechanic):
-        db.rpc("start_session", p_session_id=w.session)
+    start_both(db, w.session)
     with db.as_user(w.admin):
         assert db.rpc("admin_force_end_session", p_session_id=w.session, p_reason="timer stuck")["status"] == \
             "completed"

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.delivery import deliver, start_both
 from tests.support.factories import accept, make_admin, make_customer, make_intake, make_mechanic, make_world
 from tests.support.harness import Db
 
@@ -48,8 +49,7 @@ def test_a_direct_final_status_is_refused_and_writes_nothing(db: Db, role: str) 
     out = _credit_session(db)
     mechanic = make_mechanic(db)
     accept(db, mechanic, out["request_id"])
-    with db.as_user(mechanic):
-        db.rpc("start_session", p_session_id=out["session_id"])
+    start_both(db, out["session_id"])
     sid = out["session_id"]
     before = _effects(db, sid)
     row = db.one("select * from public.sessions where id = %s", (sid,))
@@ -83,16 +83,14 @@ def test_completing_runs_each_step_once(db: Db) -> None:
     sid = out["session_id"]
     mechanic = make_mechanic(db)
     accept(db, mechanic, out["request_id"])
-    with db.as_user(mechanic):
-        db.rpc("start_session", p_session_id=sid)
-        done = db.rpc("end_session", p_session_id=sid, p_notes="Tighten the battery clamp.")
-    assert done["status"] == "completed"
+    done = deliver(db, sid, notes="Tighten the battery clamp.", minutes=3)
+    assert done["status"] == "completed" and done["delivery"] == "delivered"
     after = _effects(db, sid)
     assert after["events"][-1] == {"entity": "session", "from_status": "live", "to_status": "completed",
                                    "actor_role": "mechanic", "reason": None}
     assert [e["to_status"] for e in after["events"]].count("completed") == 1
     assert after["payouts"] == 1 and after["settled"] == 1 and after["refunds"] == []
-    assert after["micro"] == [{"reserved_minutes": 10, "actual_minutes": 0, "settled": True}]
+    assert after["micro"] == [{"reserved_minutes": 10, "actual_minutes": 3, "settled": True}]  # live 3 minutes
     assert after["jobs"] == ["email.send booking_confirmed", "email.send mechanic_assigned",
                              "email.send session_ended", "email.send summary_delivered", "livekit.delete_room "]
     assert db.scalar("select status from public.mechanic_commitments where session_id = %s", (sid,)) == "done"

@@ -212,6 +212,10 @@ def test_start_session_announces_live(db: Db, rt: RtWorld) -> None:
     w = rt.w
     topic = f"session:{w.session}"
     with db.as_user(w.customer):
+        db.rpc("start_session", p_session_id=w.session)  # ready; live once the mechanic is ready too
+    assert sorted((m["payload"]["from"], m["payload"]["to"]) for m in messages(db, topic, "status_changed")) == \
+        [("pending", "waiting")]
+    with db.as_user(w.mechanic):
         db.rpc("start_session", p_session_id=w.session)
     changes = [(m["payload"]["from"], m["payload"]["to"]) for m in messages(db, topic, "status_changed")]
     assert sorted(changes) == [("pending", "waiting"), ("waiting", "live")]

@@ -22,6 +22,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from tests.support.delivery import start_both
 from tests.support.factories import accept, make_intake, make_mechanic, make_vehicle, make_world, request_free
 from tests.support.harness import Db
 from tests.support.limits import allow_free_sessions
@@ -949,8 +950,7 @@ def test_chat_and_files_only_while_the_session_is_waiting_or_live(w: tuple[Db, R
               "values (%(s_accepted)s, 'f.png', 1, 'image/png', 'sessions/' || %(s_accepted)s || '/' || "
               "gen_random_uuid() || '.png')")
     count = "select count(*) from public.{} where session_id = %(s_accepted)s"
-    with db.as_user(p["mechanic"]):
-        db.rpc("start_session", p_session_id=p["s_accepted"])
+    start_both(db, p["s_accepted"])
     assert db.scalar("select status from public.sessions where id = %(s_accepted)s", p) == "live"
     for persona in ("customer", "mechanic"):
         assert attempt(db, world, persona, chat) == 1

@@ -20,6 +20,7 @@ from shared import db as shared_db
 from shared import email as mail
 from shared import worker
 from shared.config import get_settings
+from tests.support.delivery import deliver
 from tests.support.factories import accept, make_customer, make_intake, make_mechanic, make_world, request_free
 from tests.support.harness import Db
 from tests.support.stubs.server import StubServer
@@ -170,9 +171,7 @@ def test_starting_notices_for_scheduled_sessions(db):
 def test_milestone_emails_are_enqueued_once(db):
     w = make_world(db)
     accept(db, w.mechanic, w.request)
-    with db.as_user(w.mechanic):
-        db.rpc("start_session", p_session_id=w.session)
-        db.rpc("end_session", p_session_id=w.session, p_notes="Pads at 2 mm: replace them this week.")
+    deliver(db, w.session, notes="Pads at 2 mm: replace them this week.")
     templates = sorted(r["payload"]["template"] for r in db.all(
         "select payload from private.outbox where kind = 'email.send' and payload ->> 'session_id' = %s",
         (str(w.session),)))

@@ -15,7 +15,7 @@ from cronsim import CronSim
 from shared.config import get_settings
 from shared.dev.schedules import PythonJob, Scheduler
 
-JOBS = ["dispatch", "nudges", "session_timers", "sweep_requests"]
+JOBS = ["delivery", "dispatch", "nudges", "session_timers", "sweep_requests"]
 
 # pg_cron's objects, as far as private.sync_pg_cron() uses them (pg_cron 1.6: schedule upserts by
 # job name for the current user; unschedule(job_name) raises when there is no such job).
@@ -89,7 +89,7 @@ def test_sync_pg_cron_schedules_every_row_and_unschedules_ours_only(db):
     db.execute("update private.schedules set cron = '*/2 * * * *' where name = 'nudges'")
     assert jobs()["autodoctor.nudges"][0] == "*/2 * * * *"
     db.execute("delete from private.schedules where name = 'dispatch'")
-    assert "autodoctor.dispatch" not in jobs() and len(jobs()) == 4
+    assert "autodoctor.dispatch" not in jobs() and len(jobs()) == len(JOBS)  # one of ours gone, nightly-vacuum kept
     db.execute("insert into private.schedules (name, cron, command) values ('extra', '0 * * * *', 'select 1')")
     assert jobs()["autodoctor.extra"] == ("0 * * * *", "select 1")
     unscheduled = db.all("select job_name from cron.calls where fn = 'unschedule' order by id")
@@ -127,8 +127,8 @@ def test_scheduler_runs_the_declared_commands_on_the_minute(fresh_url):
     assert s.run_due() == []  # once per minute
     with psycopg.connect(fresh_url) as conn:
         runs = conn.execute("select job, ok from private.cron_runs order by job").fetchall()
-    assert runs == [("cron_dispatch", True), ("cron_nudges", True), ("cron_session_timers", True),
-                    ("cron_sweep_requests", True)]
+    assert runs == [("cron_delivery", True), ("cron_dispatch", True), ("cron_nudges", True),
+                    ("cron_session_timers", True), ("cron_sweep_requests", True)]
     assert not any("failed" in line for line in lines), lines
     # each run is one line of the server's output
     assert sorted(lines) == sorted(f"schedule {n}: ok, nothing to do" for n in JOBS)

@@ -236,6 +236,10 @@ def test_routing_races_accepts_and_itself(fresh_url):
             with conns[0].transaction():
                 sid = conns[0].execute("select session_id from public.session_requests where id = %s",
                                        (request,)).fetchone()[0]
+                cust = conns[0].execute("select customer_id from public.sessions where id = %s",
+                                        (sid,)).fetchone()[0]
+            # both ready: live; ended at once (unverified), which frees the mechanic all the same
+            assert _as(conns[0], cust, "select public.start_session(%s)", (sid,))[0] == "ok"
             assert _as(conns[0], mech, "select public.start_session(%s)", (sid,))[0] == "ok"
             assert _as(conns[0], mech, "select public.end_session(%s)", (sid,))[0] == "ok"
     finally:

@@ -11,6 +11,7 @@ import uuid
 from typing import Any
 
 from functions.checkout import create_checkout
+from tests.support.delivery import release_hold, start_both, take_part
 from tests.support.factories import accept
 from tests.support.payments import Pay, call, charge_for
 
@@ -24,8 +25,8 @@ def _live(pay: Pay, customer: uuid.UUID, mechanic: uuid.UUID, plan: str = "video
     pay.commit()
     request_id = pay.val("select id from public.session_requests where session_id = %s", (paid["session_id"],))
     accept(pay.db, mechanic, request_id)
-    with pay.db.as_user(mechanic):
-        pay.db.rpc("start_session", p_session_id=paid["session_id"])
+    start_both(pay.db, paid["session_id"])
+    take_part(pay.db, paid["session_id"])  # both sides take part: it will end delivered
     pay.commit()
     assert pay.val("select status::text from public.sessions where id = %s", (paid["session_id"],)) == "live"
     return paid
@@ -44,8 +45,11 @@ def _checkout(pay: Pay, customer: uuid.UUID, body: dict[str, Any]) -> tuple[int,
 
 
 def _end(pay: Pay, user: uuid.UUID, session_id: Any) -> None:
+    """Ends the session (delivered); its objection window then ends (payouts released)."""
     with pay.db.as_user(user):
         pay.db.rpc("end_session", p_session_id=session_id)
+    pay.commit()
+    release_hold(pay.db, session_id)
     pay.commit()
 
 

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from shared import payments
+from tests.support.delivery import deliver_and_release, release_hold, start_both, take_part
 from tests.support.factories import accept, make_admin, make_customer, make_intake, make_mechanic
 from tests.support.harness import Db
 from tests.support.payments import Pay
@@ -22,9 +23,7 @@ def _completed_credit_session(db: Db, mechanic: uuid.UUID, plan: str) -> dict[st
     out = db.scalar("select private.prepare_checkout(%s, %s, %s, null, null, false)",
                     (customer, plan, make_intake(db, customer)))
     accept(db, mechanic, out["request_id"])
-    with db.as_user(mechanic):
-        db.rpc("start_session", p_session_id=out["session_id"])
-        db.rpc("end_session", p_session_id=out["session_id"])
+    deliver_and_release(db, out["session_id"])  # delivered, and its objection window over
     return out
 
 
@@ -81,11 +80,12 @@ def test_on_shift_micro_session_by_a_workshops_mechanic(db: Db) -> None:
                       (customer, make_intake(db, customer)))
     accept(db, mechanic, third["request_id"])
     db.execute("update public.sessions set on_shift = true where id = %s", (third["session_id"],))
-    with db.as_user(mechanic):
-        db.rpc("start_session", p_session_id=third["session_id"])
+    start_both(db, third["session_id"])
+    take_part(db, third["session_id"])
     db.execute("update public.mechanics set currently_on_shift = false where id = %s", (mechanic,))
     with db.as_user(mechanic):
         db.rpc("end_session", p_session_id=third["session_id"])
+    release_hold(db, third["session_id"])
     assert _split(db, third["session_id"]) == {"mechanic": 324, "workshop": 74, "platform": 101}
 
     # a micro session taken off shift (by a mechanic allowed to) uses the default rule

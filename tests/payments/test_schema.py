@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from shared.config import project_dir
+from tests.support.delivery import deliver_and_release
 from tests.support.factories import accept, make_admin, make_customer, make_intake, make_mechanic
 from tests.support.harness import Db
 
@@ -33,9 +34,7 @@ def _book_with_credit(db: Db, admin: uuid.UUID, customer: uuid.UUID, mechanic: u
     intake = make_intake(db, customer)
     out = db.scalar("select private.prepare_checkout(%s, 'video15', %s, null, null, false)", (customer, intake))
     accept(db, mechanic, out["request_id"])
-    with db.as_user(mechanic):
-        db.rpc("start_session", p_session_id=out["session_id"])
-        db.rpc("end_session", p_session_id=out["session_id"])
+    deliver_and_release(db, out["session_id"])  # delivered, and its objection window over
     return out
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
+from tests.support.delivery import start_both
 from tests.support.factories import make_admin, make_customer, make_intake, request_free
 from tests.support.scheduling import (
     UTC,
@@ -241,4 +242,5 @@ def test_booked_session_opens_fifteen_minutes_before(db):
     db.scalar("select private.sweep_requests(%s)", (start - dt.timedelta(minutes=1),))
     assert db.scalar("select status from public.sessions where id = %s", (sid,)) == "waiting"
     with db.as_user(customer):
-        assert db.rpc("start_session", p_session_id=sid)["status"] == "live"
+        assert db.rpc("start_session", p_session_id=sid)["status"] == "waiting"  # for the mechanic
+    assert start_both(db, sid)["status"] == "live"

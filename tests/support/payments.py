@@ -33,6 +33,7 @@ from shared import db as shared_db
 from shared import payments, stripe_client
 from shared.config import get_settings
 from shared.dev.tokens import make_token
+from tests.support.delivery import deliver, release_hold
 from tests.support.factories import accept, make_customer, make_intake, make_mechanic, make_vehicle
 from tests.support.harness import Db
 from tests.support.stubs.server import Recorded, StubServer
@@ -393,15 +394,18 @@ class Pay:
         return {"booking_id": booking["id"], "cs": booking["stripe_checkout_session_id"], "pi": pi,
                 "session_id": payment["session_id"], "payment_id": payment["id"], "amount": amount}
 
-    def serve(self, mechanic: uuid.UUID, session_id: Any) -> None:
-        """The mechanic takes the session's request, starts and ends it (completed)."""
+    def serve(self, mechanic: uuid.UUID, session_id: Any, *, release: bool = True) -> None:
+        """The mechanic takes the session's request; both sides start it and take part; the mechanic
+        ends it (completed, delivered). With `release`, the objection window then ends and the
+        payouts are released (as the `delivery` job does once payments.payout_hold has passed)."""
         self.commit()  # a fresh transaction: now() must be later than the request's creation
         request_id = self.val("select id from public.session_requests where session_id = %s", (session_id,))
         accept(self.db, mechanic, request_id)
-        with self.db.as_user(mechanic):
-            self.db.rpc("start_session", p_session_id=session_id)
-            self.db.rpc("end_session", p_session_id=session_id)
+        deliver(self.db, session_id)
         self.commit()
+        if release:
+            release_hold(self.db, session_id)
+            self.commit()
 
     def onboard(self, user: uuid.UUID, organization: uuid.UUID | None = None, *,
                 activate: bool = True) -> str:

@@ -107,35 +107,61 @@ as $$
 declare
   v_prev_actor text[] := private.lifecycle_actor(p_actor, coalesce(p_audit_reason, p_reason));
   v_session public.sessions;
+  v_delivery text;
+  v_first_for_customer boolean;
 begin
-  -- 1. core: live → completed; the held time is done, the mechanic's count grows, the intake is resolved
+  -- 1. core: live → completed, delivered or unverified (trust/delivery.sql: both took part, long
+  --    enough); the held time is done, the intake is resolved. A delivered session counts for the
+  --    mechanic: completed_sessions + 1, and customers_served + 1 for this customer's first one
+  --    (the mechanic row is locked first, so two completions for one pair count the customer once).
   perform private.lifecycle_allow(p_session_id);
   update public.sessions s
   set status = 'completed', ended_at = p_now, status_changed_at = p_now,
       duration_minutes = greatest(0, ceil(extract(epoch from (p_now - coalesce(s.started_at, p_now))) / 60))::int,
-      mechanic_notes = coalesce(p_notes, s.mechanic_notes), cancel_reason = coalesce(p_reason, s.cancel_reason)
+      mechanic_notes = coalesce(p_notes, s.mechanic_notes), cancel_reason = coalesce(p_reason, s.cancel_reason),
+      delivery = private.session_delivery(s.id, s.started_at, p_now)
   where s.id = p_session_id and s.status = 'live'
   returning * into v_session;
   perform private.lifecycle_allow(null);
   if v_session.id is null then
     perform private.raise_error('invalid_transition', 'only a live session can be ended');
   end if;
+  v_delivery := v_session.delivery;
   perform private.release_commitment(p_session_id, 'done', p_now);
-  update public.mechanics set completed_sessions = completed_sessions + 1 where id = v_session.mechanic_id;
+  if v_delivery = 'delivered' then
+    perform 1 from public.mechanics where id = v_session.mechanic_id for update;
+    v_first_for_customer := not exists (
+      select 1 from public.sessions s
+      where s.mechanic_id = v_session.mechanic_id and s.customer_id = v_session.customer_id
+        and s.status = 'completed' and s.delivery = 'delivered' and s.id <> v_session.id);
+    update public.mechanics
+    set completed_sessions = completed_sessions + 1,
+        customers_served = customers_served + case when v_first_for_customer then 1 else 0 end
+    where id = v_session.mechanic_id;
+  end if;
   update public.intakes set status = 'resolved' where id = v_session.intake_id;
 
   -- 2. rooms: delete the LiveKit room (outbox job)                       rooms/timers.sql
   perform private.rooms_on_session_ended(v_session.id, 'live');
   -- 3. micro: count the actual micro minutes and the shift's counters    micro/caps.sql
   perform private.micro_settle(v_session.id, now());
-  -- 4. payments: split every unsettled payment into payouts             payments/settlement.sql
-  perform private.settle_payment(v_session.id, now());
+  -- 4. payments: delivered: split every unsettled payment into payouts   payments/settlement.sql
+  --    that wait for the objection window (payments.payout_hold). Unverified: not settled; an
+  --    admin decides (admin_resolve_delivery) or the customer is refunded after
+  --    trust.unverified_refund_after (trust/delivery.sql).
+  if v_delivery = 'delivered' then
+    perform private.settle_payment(v_session.id, now());
+  end if;
   -- 5. emails: session_ended, and summary_delivered with notes           jobs/emails.sql
   perform private.emails_on_session_completed(v_session.id);
+  -- 6. reviews: a delivered session may be reviewed                     reviews/prompts.sql
+  if v_delivery = 'delivered' then
+    perform private.reviews_on_session_delivered(v_session.id);
+  end if;
 
   perform private.lifecycle_actor_restore(v_prev_actor);
   return jsonb_build_object('session_id', v_session.id, 'status', 'completed', 'ended_at', v_session.ended_at,
-                            'duration_minutes', v_session.duration_minutes);
+                            'duration_minutes', v_session.duration_minutes, 'delivery', v_delivery);
 end
 $$;
 revoke execute on function private.complete_session(uuid, text, text, timestamptz, text, text) from public;

@@ -144,26 +144,54 @@ $$;
 revoke execute on function public.cancel_request(uuid, text) from public, anon;
 grant execute on function public.cancel_request(uuid, text) to authenticated, service_role;
 
+-- A session goes live when both participants are ready: each calls start_session (its
+-- session_participants.ready_at), or both join the LiveKit room (rooms/livekit_events.sql). One
+-- participant alone cannot take it live. Repeated calls answer the same. Only a session whose
+-- mechanic is in good standing starts (trust/standing.sql).
 create or replace function public.start_session(p_session_id uuid) returns jsonb
 language plpgsql security definer set search_path = ''
 as $$
 declare
   v_uid uuid := private.require_user();
   v_session public.sessions;
+  v_role public.participant_role;
+  v_waiting_for text;
 begin
   v_session := private.lock_session_as_participant(p_session_id, v_uid);
+  v_role := case when v_session.customer_id = v_uid then 'customer' else 'mechanic' end;
+  if v_session.status = 'live' then
+    return jsonb_build_object('session_id', v_session.id, 'status', 'live', 'started_at', v_session.started_at,
+                              'waiting_for', null);
+  end if;
   if v_session.status <> 'waiting' then
     perform private.raise_error('invalid_transition', format('the session is %s: it cannot be started', v_session.status));
   end if;
-  perform private.set_actor(case when v_session.customer_id = v_uid then 'customer' else 'mechanic' end);
+  perform private.require_good_standing(v_session.mechanic_id);
+  insert into public.session_participants (session_id, user_id, role, ready_at)
+  values (v_session.id, v_uid, v_role, now())
+  on conflict (session_id, user_id) do update
+  set ready_at = coalesce(public.session_participants.ready_at, excluded.ready_at);
+  select case when c.ready_at is null then 'customer' when m.ready_at is null then 'mechanic' end
+  into v_waiting_for
+  from (select 1) one
+  left join public.session_participants c on c.session_id = v_session.id and c.user_id = v_session.customer_id
+  left join public.session_participants m on m.session_id = v_session.id and m.user_id = v_session.mechanic_id;
+  if v_waiting_for is not null then
+    return jsonb_build_object('session_id', v_session.id, 'status', 'waiting', 'started_at', null,
+                              'waiting_for', v_waiting_for);
+  end if;
+  perform private.set_actor(v_role::text, 'both participants are ready');
   update public.sessions set status = 'live', started_at = now(), status_changed_at = now()
   where id = p_session_id returning * into v_session;
-  return jsonb_build_object('session_id', v_session.id, 'status', 'live', 'started_at', v_session.started_at);
+  return jsonb_build_object('session_id', v_session.id, 'status', 'live', 'started_at', v_session.started_at,
+                            'waiting_for', null);
 end
 $$;
 revoke execute on function public.start_session(uuid) from public, anon;
 grant execute on function public.start_session(uuid) to authenticated, service_role;
 
+-- Either participant ends a live session; the mechanic only while in good standing (the customer
+-- can always end it).
 create or replace function public.end_session(p_session_id uuid, p_notes text default null) returns jsonb
 language plpgsql security definer set search_path = ''
 as $$
@@ -177,6 +205,7 @@ begin
     perform private.raise_error('invalid_transition', format('the session is %s: it cannot be ended', v_session.status));
   end if;
   if v_session.mechanic_id = v_uid then
+    perform private.require_good_standing(v_uid);
     return private.complete_session(p_session_id, v_notes, null, now(), 'mechanic');
   end if;
   -- The customer's notes are not the mechanic's summary: they are not stored as such.

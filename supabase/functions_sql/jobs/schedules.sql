@@ -14,6 +14,7 @@ as $$
     when 'nudges' then array['send_nudges']
     when 'session_timers' then array['end_overdue_sessions', 'send_starting_notices', 'expire_holds',
                                      'open_scheduled_sessions']
+    when 'delivery' then array['release_held_payouts', 'refund_unverified_sessions']
   end
 $$;
 revoke execute on function private.job_steps(text) from public;
@@ -30,6 +31,8 @@ begin
     when 'send_starting_notices' then return private.send_starting_notices(p_now);
     when 'expire_holds' then return private.expire_holds(p_now);
     when 'open_scheduled_sessions' then return private.open_scheduled_sessions(p_now);
+    when 'release_held_payouts' then return private.release_held_payouts(p_now, 200);        -- trust/delivery.sql
+    when 'refund_unverified_sessions' then return private.refund_unverified_sessions(p_now, 200);
   end case;
 end
 $$;

@@ -35,6 +35,21 @@ left join lateral (
         from public.payouts x join public.transfer_reversals t on t.payout_id = x.id
         where x.payment_id = p.id group by x.id, x.amount_cents) y) v on true;
 
+-- A payout of this payment left `waiting` (queued, processing, paid) while its session waits for an
+-- admin's decision: unverified, or reported, and not decided (docs/trust.md).
+create or replace function private.payment_released_undecided(p_payment_id uuid) returns boolean
+language sql stable security definer set search_path = ''
+as $$
+  select exists (
+    select 1 from public.payouts x join public.sessions s on s.id = x.session_id
+    where x.payment_id = p_payment_id and x.status in ('queued', 'processing', 'paid')
+      and (s.delivery = 'unverified'
+           or exists (select 1 from public.session_problem_reports r where r.session_id = s.id))
+      and not exists (select 1 from public.session_delivery_decisions d where d.session_id = s.id))
+$$;
+revoke execute on function private.payment_released_undecided(uuid) from public;
+grant execute on function private.payment_released_undecided(uuid) to service_role;
+
 create or replace view private.payment_integrity_issues as
 select b.*,
        b.refunded_cents + b.refund_pending_cents + b.transferred_cents + b.payout_pending_cents
@@ -45,13 +60,15 @@ select b.*,
          when b.over_reversed_payouts > 0 then 'a payout reversed by more than it paid'
          when b.refunded_cents + b.refund_pending_cents + b.transferred_cents + b.payout_pending_cents
               + b.platform_fee_cents + b.unsettled_cents <> b.amount_cents then 'amount is not fully accounted for'
+         when private.payment_released_undecided(b.payment_id) then 'a payout left while its session waits for a decision'
        end as problem
 from private.payment_balances b
 where b.refunded_cents + b.refund_pending_cents + b.transferred_cents + b.payout_pending_cents
         + b.platform_fee_cents + b.unsettled_cents <> b.amount_cents
    or b.refunded_cents + b.refund_pending_cents > b.amount_cents
    or (b.settled_at is null and b.payouts > 0)
-   or b.over_reversed_payouts > 0;
+   or b.over_reversed_payouts > 0
+   or private.payment_released_undecided(b.payment_id);
 
 -- Customers whose running credit balance disagrees with the sum of their entries.
 create or replace view private.credit_integrity_issues as

@@ -35,7 +35,10 @@ revoke execute on function private.split_rule_for(public.mechanic_type, public.s
 grant execute on function private.split_rule_for(public.mechanic_type, public.split_session_kind) to service_role;
 
 -- Splits every unsettled payment of a completed session (its own payment and any paid
--- extensions), each by the same rule, into one payout per payee.
+-- extensions), each by the same rule, into one payout per payee. The payouts are created waiting,
+-- released at the session's end + payments.payout_hold (the objection window), and then only as
+-- private.payout_wait_reason allows (trust/delivery.sql). An unverified session no admin decided
+-- is never settled.
 create or replace function private.settle_payment(p_session_id uuid, p_now timestamptz default now()) returns void
 language plpgsql security definer set search_path = ''
 as $$
@@ -47,9 +50,14 @@ declare
   v_base int;
   v_mechanic_cents int;
   v_workshop_cents int;
-  v_reason text;
+  v_release timestamptz;
 begin
   select * into v_session from public.sessions where id = p_session_id;
+  if v_session.delivery = 'unverified'
+     and not exists (select 1 from public.session_delivery_decisions d where d.session_id = p_session_id) then
+    return;
+  end if;
+  v_release := coalesce(v_session.ended_at, p_now) + private.setting_interval('payments.payout_hold');
   select * into v_mechanic from public.mechanics where id = v_session.mechanic_id;
   if v_mechanic.id is not null then
     v_rule := private.split_rule_for(v_mechanic.mechanic_type, private.session_split_kind(v_session));
@@ -75,29 +83,24 @@ begin
     end if;
 
     if v_mechanic_cents > 0 then
-      v_reason := private.payee_waiting_reason(v_mechanic.id, null);
       insert into public.payouts (payment_id, session_id, payee_kind, mechanic_id, share_bps, original_amount_cents,
-                                  amount_cents, currency, status, waiting_reason)
+                                  amount_cents, currency, status, waiting_reason, release_at)
       values (v_payment.id, p_session_id, 'mechanic', v_mechanic.id,
               v_rule.mechanic_bps + case when v_mechanic.organization_id is null then v_rule.workshop_bps else 0 end,
-              v_mechanic_cents, v_mechanic_cents, v_payment.currency,
-              case when v_reason is null then 'queued'::public.payout_status else 'waiting'::public.payout_status end,
-              v_reason);
+              v_mechanic_cents, v_mechanic_cents, v_payment.currency, 'waiting', 'settling', v_release);
     end if;
     if v_workshop_cents > 0 then
-      v_reason := private.payee_waiting_reason(null, v_mechanic.organization_id);
       insert into public.payouts (payment_id, session_id, payee_kind, organization_id, share_bps, original_amount_cents,
-                                  amount_cents, currency, status, waiting_reason)
+                                  amount_cents, currency, status, waiting_reason, release_at)
       values (v_payment.id, p_session_id, 'workshop', v_mechanic.organization_id, v_rule.workshop_bps,
-              v_workshop_cents, v_workshop_cents, v_payment.currency,
-              case when v_reason is null then 'queued'::public.payout_status else 'waiting'::public.payout_status end,
-              v_reason);
+              v_workshop_cents, v_workshop_cents, v_payment.currency, 'waiting', 'settling', v_release);
     end if;
     update public.payments
     set settled_at = p_now, settled_base_cents = v_base, split_rule_id = v_rule.id,
         platform_fee_cents = v_base - v_mechanic_cents - v_workshop_cents
     where id = v_payment.id;
   end loop;
+  perform private.refresh_payouts(p_session_id, p_now);  -- each payout's reason to wait, or queued
 end
 $$;
 revoke execute on function private.settle_payment(uuid, timestamptz) from public;

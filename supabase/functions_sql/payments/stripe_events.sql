@@ -242,6 +242,7 @@ declare
   v_charges boolean := coalesce((p_account ->> 'charges_enabled')::boolean, false);
   v_payouts boolean := coalesce((p_account ->> 'payouts_enabled')::boolean, false);
   v_details boolean := coalesce((p_account ->> 'details_submitted')::boolean, false);
+  v_session_id uuid;
 begin
   select * into v_old from public.payout_accounts where stripe_account_id = p_account ->> 'id' for update;
   if not found then
@@ -266,8 +267,14 @@ begin
   where id = v_old.id
   returning * into v_new;
   if v_new.transfers_active and not v_old.transfers_active then
-    update public.payouts set status = 'queued', waiting_reason = null  -- a stripe.transfer job each
-    where status = 'waiting' and payee_id = coalesce(v_new.mechanic_id, v_new.organization_id);
+    -- each waiting payout goes if nothing else holds it (objection window, report, standing:
+    -- private.payout_wait_reason); a stripe.transfer job each
+    for v_session_id in
+      select distinct p.session_id from public.payouts p
+      where p.status = 'waiting' and p.payee_id = coalesce(v_new.mechanic_id, v_new.organization_id)
+    loop
+      perform private.refresh_payouts(v_session_id, p_now);
+    end loop;
   end if;
   return 'applied';
 end

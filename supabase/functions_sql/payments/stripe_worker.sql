@@ -112,8 +112,9 @@ $$;
 revoke execute on function private.record_refund_sent(uuid, text, text, timestamptz) from public;
 grant execute on function private.record_refund_sent(uuid, text, text, timestamptz) to service_role;
 
--- extension_id: set for a paid extension's payout. A payee that can no longer receive transfers
--- waits again (reason visible; its activation queues it again).
+-- extension_id: set for a paid extension's payout. A payout that must wait
+-- (private.payout_wait_reason: a report, the objection window, the mechanic's standing, a payee
+-- that can no longer receive transfers) waits again with the reason visible.
 drop function if exists private.start_payout_job(uuid, timestamptz);
 create function private.start_payout_job(p_payout_id uuid, p_now timestamptz default now())
 returns table (payout_id uuid, session_id uuid, payment_id uuid, payee_id uuid, amount_cents int, currency text,
@@ -131,7 +132,8 @@ begin
   if not found then
     return;
   end if;
-  v_reason := private.payee_waiting_reason(v_payout.mechanic_id, v_payout.organization_id);
+  -- everything that holds a payout (objection window, report, standing, payout account)
+  v_reason := private.payout_wait_reason(v_payout.id, p_now);
   select a.stripe_account_id into v_destination from public.payout_accounts a
   where a.transfers_active and (a.mechanic_id = v_payout.mechanic_id or a.organization_id = v_payout.organization_id)
   limit 1;

@@ -49,6 +49,7 @@ begin
   if v_session.status <> 'live' then
     perform private.raise_error('extension_not_allowed', format('the session is %s: it cannot be extended', v_session.status));
   end if;
+  perform private.require_good_standing(v_session.mechanic_id);  -- trust/standing.sql
   if v_session.duration_type = 'micro' then
     -- the workshop's extension rules apply to its mechanics (micro-sessions domain)
     v_minutes := private.micro_extension_minutes(v_session.id);

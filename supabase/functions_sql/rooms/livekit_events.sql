@@ -3,7 +3,8 @@
 -- ---------------------------------------------------------------------------------------------
 -- LiveKit webhook events → session lifecycle. One call per event, in the webhook's transaction.
 -- The session row is locked first, so concurrent deliveries for one room apply one at a time:
--- "both joined → live" happens exactly once whatever the order and the duplicates.
+-- "both joined → live" happens exactly once whatever the order and the duplicates, and only for a
+-- mechanic in good standing (trust/standing.sql).
 -- ---------------------------------------------------------------------------------------------
 create or replace function private.apply_livekit_event(
   p_event_id text, p_event text, p_room text, p_identity text, p_occurred_at timestamptz, p_payload jsonb
@@ -64,6 +65,12 @@ begin
       if p_event = 'participant_joined' and v_session.status = 'waiting' and v_session.room_finished_at is null
          and (select count(*) from public.session_participants sp
               where sp.session_id = v_session.id and sp.joined_at is not null
+                and sp.user_id in (v_session.customer_id, v_session.mechanic_id)) = 2
+         and not exists (select 1 from public.mechanics m where m.id = v_session.mechanic_id and m.status = 'approved') then
+        v_outcome := 'recorded: mechanic not in good standing';
+      elsif p_event = 'participant_joined' and v_session.status = 'waiting' and v_session.room_finished_at is null
+         and (select count(*) from public.session_participants sp
+              where sp.session_id = v_session.id and sp.joined_at is not null
                 and sp.user_id in (v_session.customer_id, v_session.mechanic_id)) = 2 then
         perform private.set_actor('system', 'both participants joined the room');
         update public.sessions
@@ -111,7 +118,8 @@ begin
     return 'skipped';
   end if;
   if v_session.status = 'waiting' and p_room_exists
-     and v_session.customer_id::text = any (p_present) and v_session.mechanic_id::text = any (p_present) then
+     and v_session.customer_id::text = any (p_present) and v_session.mechanic_id::text = any (p_present)
+     and exists (select 1 from public.mechanics m where m.id = v_session.mechanic_id and m.status = 'approved') then
     insert into public.session_participants (session_id, user_id, role, joined_at)
     values (v_session.id, v_session.customer_id, 'customer', p_now), (v_session.id, v_session.mechanic_id, 'mechanic', p_now)
     on conflict (session_id, user_id) do update
