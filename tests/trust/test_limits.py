@@ -11,6 +11,7 @@ import uuid
 import psycopg
 
 from shared.errors import error_code
+from tests.support.delivery import deliver
 from tests.support.factories import (
     accept,
     make_admin,
@@ -105,9 +106,7 @@ def test_a_completed_free_session_counts_and_paid_plans_stay_open(db: Db) -> Non
     mechanic = _free_mechanic(db)
     ids = request_free(db, customer)
     accept(db, mechanic, ids["request_id"])
-    with db.as_user(mechanic):
-        db.rpc("start_session", p_session_id=ids["session_id"])
-        db.rpc("end_session", p_session_id=ids["session_id"])
+    deliver(db, ids["session_id"])
     assert _request(db, customer) == LIMIT
     # a paid plan (credit covers it) is not a free session
     admin = make_admin(db)
@@ -138,9 +137,7 @@ def test_the_third_open_request_is_refused(db: Db) -> None:
     assert first is not None
     accept(db, mechanic, first["id"])
     assert open_requests(db, customer) == 2 and _request(db, customer) == LIMIT
-    with db.as_user(mechanic):
-        db.rpc("start_session", p_session_id=first["session_id"])
-        db.rpc("end_session", p_session_id=first["session_id"])
+    deliver(db, first["session_id"])
     assert open_requests(db, customer) == 1
     assert _request(db, customer) == "ok"
     # cancelling one frees a place
