@@ -122,14 +122,17 @@ def close_pool() -> None:
 
 
 def set_request_context(
-    conn: psycopg.Connection[Any], role: str, claims: dict[str, Any] | None, *, method: str = "POST", path: str = "/"
+    conn: psycopg.Connection[Any], role: str, claims: dict[str, Any] | None, *, method: str = "POST", path: str = "/",
+    headers: dict[str, str] | None = None,
 ) -> None:
-    """What PostgREST does at the start of each request's transaction."""
+    """What PostgREST does at the start of each request's transaction. `headers`: the request's
+    headers, set as `request.headers` the way PostgREST does (a JSON object, lower-case names)."""
     conn.execute(
         "select set_config('search_path', 'public, extensions', true), set_config('role', %s, true), "
         "set_config('request.jwt.claims', %s, true), set_config('request.method', %s, true), "
-        "set_config('request.path', %s, true)",
-        (role, json.dumps(claims or {"role": role}), method, path),
+        "set_config('request.path', %s, true), set_config('request.headers', %s, true)",
+        (role, json.dumps(claims or {"role": role}), method, path,
+         json.dumps({name.lower(): value for name, value in (headers or {}).items()})),
     )
 
 

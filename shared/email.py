@@ -18,12 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+from psycopg.types.json import Jsonb
 
 from shared import PACKAGE_DIR, db
 from shared.config import get_settings
 from shared.email_registry import EMAIL_TEMPLATES
 from shared.errors import AppError
 from shared.logs import log
+from shared.worker import JobSkipped
 from shared.worker import outcomes as worker_outcomes
 
 TEMPLATES = PACKAGE_DIR / "email_templates"
@@ -157,8 +159,13 @@ def deliver(to: str, message: Rendered, key: str) -> None:
 def send_outbox_email(payload: dict[str, Any]) -> None:
     """Job handler for `email.send`: {template, user_id, session_id, data, _dedupe_key}."""
     with db.transaction() as conn:
-        ctx = db.one(conn, "select private.email_context(%s, %s) as c",
-                     (payload["user_id"], payload.get("session_id")))["c"]
+        row = db.one(conn, "select private.email_context(%s, %s) as c, private.email_still_due(%s, %s, %s) as due",
+                     (payload["user_id"], payload.get("session_id"), payload["template"], payload.get("session_id"),
+                      Jsonb(payload.get("data") or {})))
+    if not row["due"]:
+        # e.g. mechanic_assigned after that mechanic released the session: nothing to tell
+        raise JobSkipped(f"{payload['template']} is no longer due")
+    ctx = row["c"]
     if ctx is None or not ctx.get("to"):
         log("info", "email skipped: no recipient", template=payload["template"])
         return

@@ -6,11 +6,11 @@ import uuid
 
 import pytest
 
-from tests.support.factories import make_intake, make_world
+from tests.support.factories import ensure_waiver, make_intake, make_world
 
 BIG = "x" * 1_000_000
 TABLES = ["sessions", "session_requests", "session_offers", "session_participants", "session_events",
-          "mechanic_commitments", "mechanics", "intakes", "profiles"]
+          "mechanic_commitments", "mechanics", "intakes", "profiles", "waiver_acceptances"]
 
 
 def snapshot(db) -> dict[str, str]:
@@ -21,7 +21,9 @@ def snapshot(db) -> dict[str, str]:
 
 @pytest.fixture
 def world(db):
-    return make_world(db)
+    w = make_world(db)
+    ensure_waiver(db, w.other_mechanic)  # it holds a slot as a customer below: refused for its own slot
+    return w
 
 
 def cases(w):
@@ -255,6 +257,20 @@ def scheduling_cases(w, unknown):
         (om, "mechanic_calendar", {"p_from": "2030-01-02", "p_to": "2030-01-01"}, "AD001"),
         (om, "mechanic_calendar", {"p_from": "2030-01-01", "p_to": "2030-01-02", "p_mechanic_id": m}, "AD003"),
         (om, "mechanic_calendar", {"p_from": "2030-01-01", "p_to": "2030-01-02", "p_mechanic_id": unknown}, "AD004"),
+        # trust: columns, workshop members, the waiver
+        (c, "get_my_mechanic", {}, "AD004"),  # a customer has no mechanic row
+        (None, "get_my_mechanic", {}, "AD002"),
+        (w.workshop_admin, "get_workshop_members", {"p_organization_id": None}, "AD001"),
+        (w.workshop_admin, "get_workshop_members", {"p_organization_id": unknown}, "AD004"),
+        (m, "get_workshop_members", {"p_organization_id": w.organization}, "AD004"),  # a member, not its admin
+        (c, "get_workshop_members", {"p_organization_id": w.organization}, "AD004"),
+        (w.other_customer, "accept_waiver", {"p_version": None, "p_adult": True}, "AD001"),
+        (w.other_customer, "accept_waiver", {"p_version": "v1.0", "p_adult": None}, "AD001"),
+        (w.other_customer, "accept_waiver", {"p_version": BIG, "p_adult": True}, "AD001"),
+        (w.other_customer, "accept_waiver", {"p_version": "v1.0", "p_adult": False}, "AD001"),
+        (w.other_customer, "accept_waiver", {"p_version": "v0.9", "p_adult": True}, "AD123"),
+        (w.other_customer, "accept_waiver", {"p_version": "", "p_adult": True}, "AD123"),
+        (None, "accept_waiver", {"p_version": "v1.0", "p_adult": True}, "AD002"),
     ]
 
 
