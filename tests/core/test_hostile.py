@@ -264,6 +264,11 @@ def scheduling_cases(w, unknown):
         (w.workshop_admin, "get_workshop_members", {"p_organization_id": unknown}, "AD004"),
         (m, "get_workshop_members", {"p_organization_id": w.organization}, "AD004"),  # a member, not its admin
         (c, "get_workshop_members", {"p_organization_id": w.organization}, "AD004"),
+        (om, "get_session_brief", {"p_session_id": None}, "AD001"),
+        (om, "get_session_brief", {"p_session_id": unknown}, "AD004"),
+        (om, "get_session_brief", {"p_session_id": w.session}, "AD004"),  # someone else's session
+        (w.other_customer, "get_session_brief", {"p_session_id": w.session}, "AD004"),
+        (w.workshop_admin, "get_session_brief", {"p_session_id": w.session}, "AD004"),
         (w.other_customer, "accept_waiver", {"p_version": None, "p_adult": True}, "AD001"),
         (w.other_customer, "accept_waiver", {"p_version": "v1.0", "p_adult": None}, "AD001"),
         (w.other_customer, "accept_waiver", {"p_version": BIG, "p_adult": True}, "AD001"),

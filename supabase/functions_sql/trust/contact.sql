@@ -132,3 +132,37 @@ end
 $$;
 revoke execute on function public.get_workshop_members(uuid) from public, anon;
 grant execute on function public.get_workshop_members(uuid) to authenticated, service_role;
+
+-- ---------------------------------------------------------------------------------------------
+-- What a session's mechanic needs to prepare, at any time (a booked session has no request row):
+-- plan, time, concern and vehicle, never the customer's contact details or vehicle identifiers.
+-- ---------------------------------------------------------------------------------------------
+create or replace function public.get_session_brief(p_session_id uuid) returns jsonb
+language plpgsql stable security definer set search_path = ''
+as $$
+declare
+  v_uid uuid := private.require_user();
+  v_brief jsonb;
+begin
+  perform private.require_arg('p_session_id', p_session_id);
+  select jsonb_build_object(
+           'session_id', s.id, 'status', s.status, 'plan_code', s.plan_code, 'session_type', s.session_type,
+           'planned_minutes', s.planned_minutes, 'scheduled_for', s.scheduled_for,
+           'concern', i.concern, 'details', i.details,
+           'vehicle_make', coalesce(v.make, i.vehicle_make), 'vehicle_model', coalesce(v.model, i.vehicle_model),
+           'vehicle_year', coalesce(v.year, i.vehicle_year), 'odometer', coalesce(i.odometer, v.mileage),
+           'contact_open', private.contact_window_open(s, now()))
+  into v_brief
+  from public.sessions s
+  left join public.intakes i on i.id = s.intake_id
+  left join public.vehicles v on v.id = s.vehicle_id
+  where s.id = p_session_id
+    and (s.mechanic_id = v_uid or s.customer_id = v_uid or private.is_admin());
+  if v_brief is null then
+    perform private.raise_error('not_found', 'no such session');
+  end if;
+  return v_brief;
+end
+$$;
+revoke execute on function public.get_session_brief(uuid) from public, anon;
+grant execute on function public.get_session_brief(uuid) to authenticated, service_role;
