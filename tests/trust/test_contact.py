@@ -12,7 +12,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.support.factories import accept, make_intake, make_mechanic, make_vehicle, make_world, request_free
+from tests.support.factories import accept, make_intake, make_mechanic, make_world, request_free
 from tests.support.harness import Db
 from tests.support.scheduling import at, book, every_day, future_day, scheduled_mechanic
 
@@ -187,6 +187,8 @@ def test_customers_never_read_a_mechanics_profile(db, booked):
     db.execute("update public.profiles set phone = '+1 555 0199', postal_code = 'H2X 1Y4' where id = %s", (mechanic,))
     db.execute("update public.mechanics set postal_code = 'H2X 1Y4' where id = %s", (mechanic,))
     _move(db, session, "5 minutes")  # inside the window: the mechanic reads the customer, not the reverse
+    with db.as_user(mechanic):
+        assert db.one(INTAKE_Q, (intake,)) == FULL_CONTACT["intake"]
     live = request_free(db, w.other_customer)
     accept(db, w.other_mechanic, live["request_id"])
     with db.as_user(w.other_mechanic):

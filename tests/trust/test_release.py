@@ -198,6 +198,8 @@ def test_assignment_that_holds_is_notified_after_the_delay(committed):
     db.conn.rollback()
     assert db.scalar("select status::text from private.outbox where payload ->> 'template' = 'mechanic_assigned'") \
         == "sent"
+    subjects = [f.read_text(errors="replace") for f in folder.glob("*.eml")]
+    assert sum("is ready for your session" in text for text in subjects) == 1
 
 
 def test_third_release_racing_an_accept_never_lets_the_accept_through(committed):
