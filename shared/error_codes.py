@@ -87,5 +87,13 @@ ERROR_CODES: dict[str, ErrorCode] = {
                   "The database cannot be reached right now; try again."),
         ErrorCode("AD094", "auth_not_configured", 503,
                   "Access token verification is not configured on this server (Supabase Auth)."),
+        ErrorCode("AD120", "too_many_releases", 429,
+                  "The mechanic released too many accepted requests in the last hour: accepting is paused for a while."),
+        ErrorCode("AD121", "request_released", 409,
+                  "The mechanic released this request before: it cannot accept it again."),
+        ErrorCode("AD122", "waiver_required", 403,
+                  "Accept the current terms (accept_waiver) before filing a request or booking."),
+        ErrorCode("AD123", "waiver_outdated", 409,
+                  "The terms accepted are not the current version: read and accept the current terms."),
     )
 }
