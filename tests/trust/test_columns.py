@@ -137,3 +137,14 @@ def test_availability_status_view_still_shows_shift_state_to_its_readers(db):
         assert {r["mechanic_id"] for r in db.all(q)} >= {w.mechanic, w.other_mechanic}
     with db.as_anon():
         assert db.error(q).sqlstate == DENIED
+
+
+@pytest.mark.parametrize("call", [
+    "public.get_workshop_members('not-a-uuid')", "public.get_session_brief('42')",
+    "public.accept_waiver('v1.0', 'maybe')", "public.get_workshop_members(123)",
+])
+def test_new_rpcs_refuse_arguments_of_the_wrong_type(db, call):
+    w = make_world(db)
+    with db.as_user(w.workshop_admin):
+        assert db.error(f"select {call}").sqlstate in ("22P02", "42883")  # as PostgREST's cast would
+    assert db.scalar("select count(*) from public.waiver_acceptances where user_id = %s", (w.workshop_admin,)) == 0
