@@ -247,3 +247,30 @@ def test_contact_helpers_answer_only_about_the_caller(db):
             assert db.all("select * from private.my_contact_customer_ids()") == []
     with db.as_anon():
         assert db.error("select private.mechanic_may_contact(%s)", (w.session,)).sqlstate == DENIED
+
+
+def test_the_policy_helper_and_the_single_session_rule_agree(db, booked):
+    """private.my_contact_sessions (the policies') and private.contact_window_open (one session)
+    state one rule twice: across statuses and times they answer the same."""
+    w, intake, mechanic, session = booked
+    minutes = db.scalar("select planned_minutes from public.sessions where id = %s", (session,))
+    cases = [("scheduled", starts_in, None) for starts_in in
+             ("16 minutes", "15 minutes", "14 minutes", "0 minutes", f"-{minutes} minutes -24 hours",
+              f"-{minutes} minutes -24 hours -1 second", "-3 days")]
+    cases += [("completed", "-2 hours", ended) for ended in ("-1 hour", "-24 hours", "-24 hours -1 second")]
+    cases += [("cancelled", "0 minutes", None), ("live", "-30 days", None)]
+    answers = set()
+    for status, starts_in, ended in cases:
+        db.execute("alter table public.sessions disable trigger user")  # set any state directly
+        db.execute("update public.sessions set status = %s, scheduled_for = now() + %s::interval, "
+                   "ended_at = now() + %s::interval where id = %s", (status, starts_in, ended, session))
+        db.execute("alter table public.sessions enable trigger user")
+        single = db.scalar("select private.contact_window_open(s, now()) from public.sessions s where s.id = %s",
+                           (session,))
+        with db.as_user(mechanic):
+            listed = db.scalar("select count(*) from private.my_contact_sessions() where session_id = %s",
+                               (session,)) == 1
+            readable = db.scalar("select count(*) from public.intakes where id = %s", (intake,)) == 1
+        assert single == listed == readable, (status, starts_in, ended)
+        answers.add(single)
+    assert answers == {True, False}

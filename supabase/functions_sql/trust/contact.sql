@@ -134,6 +134,32 @@ revoke execute on function public.get_workshop_members(uuid) from public, anon;
 grant execute on function public.get_workshop_members(uuid) to authenticated, service_role;
 
 -- ---------------------------------------------------------------------------------------------
+-- The contact window of one session
+-- ---------------------------------------------------------------------------------------------
+-- Whether session `s` is, at `p_now`, inside its mechanic's contact window (the rule of
+-- private.my_contact_sessions, the policies' helper in the migration: keep them the same).
+create or replace function private.contact_window_open(s public.sessions, p_now timestamptz) returns boolean
+language plpgsql stable security definer set search_path = ''
+as $$
+begin
+  if s.mechanic_id is null then
+    return false;
+  end if;
+  if s.status = 'live' then
+    return true;
+  end if;
+  return s.scheduled_for is not null
+     and s.status in ('scheduled', 'waiting', 'completed')
+     and p_now >= s.scheduled_for - private.setting_interval('contact.before_start')
+     and p_now <= coalesce(s.ended_at,
+                           s.scheduled_for + make_interval(mins => s.planned_minutes + s.extension_minutes))
+                  + private.setting_interval('contact.after_end');
+end
+$$;
+revoke execute on function private.contact_window_open(public.sessions, timestamptz) from public;
+grant execute on function private.contact_window_open(public.sessions, timestamptz) to service_role;
+
+-- ---------------------------------------------------------------------------------------------
 -- What a session's mechanic needs to prepare, at any time (a booked session has no request row):
 -- plan, time, concern and vehicle, never the customer's contact details or vehicle identifiers.
 -- ---------------------------------------------------------------------------------------------
