@@ -148,3 +148,17 @@ def test_new_rpcs_refuse_arguments_of_the_wrong_type(db, call):
     with db.as_user(w.workshop_admin):
         assert db.error(f"select {call}").sqlstate in ("22P02", "42883")  # as PostgREST's cast would
     assert db.scalar("select count(*) from public.waiver_acceptances where user_id = %s", (w.workshop_admin,)) == 0
+
+
+def test_our_sql_grants_nothing_in_storage_or_realtime():
+    """docs/access.md covers `public` only because the `storage` and `realtime` schemas are
+    Supabase's: our migrations and functions only add policies there, never grants."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2] / "supabase"
+    pattern = re.compile(r"\bgrant\b[^;]*\bon\s+(table\s+|all\s+tables\s+in\s+schema\s+)?(storage|realtime)\b",
+                         re.IGNORECASE)
+    files = [*root.glob("migrations/*.sql"), *root.glob("functions_sql/*/*.sql")]
+    assert files
+    assert [f.name for f in files if pattern.search(f.read_text())] == []

@@ -252,7 +252,7 @@ def test_contact_helpers_answer_only_about_the_caller(db):
 def test_the_policy_helper_and_the_single_session_rule_agree(db, booked):
     """private.my_contact_sessions (the policies') and private.contact_window_open (one session)
     state one rule twice: across statuses and times they answer the same."""
-    w, intake, mechanic, session = booked
+    _, intake, mechanic, session = booked
     minutes = db.scalar("select planned_minutes from public.sessions where id = %s", (session,))
     cases = [("scheduled", starts_in, None) for starts_in in
              ("16 minutes", "15 minutes", "14 minutes", "0 minutes", f"-{minutes} minutes -24 hours",
