@@ -176,3 +176,22 @@ def test_set_request_context_sets_headers_as_postgrest_does(db):
     with conn.transaction(force_rollback=True):
         set_request_context(conn, "anon", None)
         assert conn.execute("select current_setting('request.headers')").fetchone()[0] == "{}"
+
+
+def test_create_checkout_answers_waiver_required_over_http(pay):
+    """The HTTP function: 403 waiver_required, no booking, no Stripe call."""
+    from functions.checkout import create_checkout
+    from tests.support.payments import call
+
+    customer = make_customer(pay.db, waiver=False)
+    pay.commit()
+    intake = pay.intake(customer)
+    body = {"plan_code": "video15", "intake_id": str(intake), "success_url": "https://app.example.test/done",
+            "cancel_url": "https://app.example.test/pricing"}
+    status, payload = call(create_checkout, body=body, headers=pay.token(customer))
+    assert (status, payload["error"], payload["code"]) == (403, "waiver_required", WAIVER_REQUIRED)
+    assert pay.val("select count(*) from public.bookings") == 0
+    assert pay.fake.calls_to("POST", "/v1/checkout/sessions") == []
+    accept_waiver(pay.db, customer)
+    pay.commit()
+    assert pay.checkout(customer, intake=intake)["url"]
