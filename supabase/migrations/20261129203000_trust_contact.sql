@@ -31,44 +31,56 @@ insert into private.settings (key, value, value_type, description) values
 -- vehicle identifiers, the customer's profile) only while their session is live, or for a booked
 -- session from contact.before_start before its start to contact.after_end after its end.
 -- ---------------------------------------------------------------------------------------------
--- The calling mechanic's sessions inside their contact window now. The same rule as
--- private.contact_window_open (trust/contact.sql), written as one SQL predicate (settings read
--- once, no call per row): the profiles and intakes policies evaluate it for every mechanic query.
-create function private.my_contact_sessions() returns table (session_id uuid, customer_id uuid, intake_id uuid)
-language sql stable security definer set search_path = ''
+-- Whether session `s` is, at `p_now`, inside its mechanic's contact window.
+create function private.contact_window_open(s public.sessions, p_now timestamptz) returns boolean
+language plpgsql stable security definer set search_path = ''
 as $$
-  select s.id, s.customer_id, s.intake_id from public.sessions s
-  where s.mechanic_id = (select auth.uid())
-    and (s.status = 'live'
-         or (s.scheduled_for is not null and s.status in ('scheduled', 'waiting', 'completed')
-             and s.scheduled_for <= now() + (select private.setting_interval('contact.before_start'))
-             and coalesce(s.ended_at, s.scheduled_for + make_interval(mins => s.planned_minutes + s.extension_minutes))
-                 >= now() - (select private.setting_interval('contact.after_end'))))
+begin
+  if s.mechanic_id is null then
+    return false;
+  end if;
+  if s.status = 'live' then
+    return true;
+  end if;
+  return s.scheduled_for is not null
+     and s.status in ('scheduled', 'waiting', 'completed')
+     and p_now >= s.scheduled_for - private.setting_interval('contact.before_start')
+     and p_now <= coalesce(s.ended_at,
+                           s.scheduled_for + make_interval(mins => s.planned_minutes + s.extension_minutes))
+                  + private.setting_interval('contact.after_end');
+end
 $$;
 
 -- Customers whose contact details the calling mechanic may read now.
 create function private.my_contact_customer_ids() returns setof uuid
 language sql stable security definer set search_path = ''
-as $$ select c.customer_id from private.my_contact_sessions() c $$;
+as $$
+  select s.customer_id from public.sessions s
+  where s.mechanic_id = (select auth.uid()) and private.contact_window_open(s, now())
+$$;
 
 -- Intakes whose contact details the calling mechanic may read now.
 create function private.my_contact_intake_ids() returns setof uuid
 language sql stable security definer set search_path = ''
-as $$ select c.intake_id from private.my_contact_sessions() c where c.intake_id is not null $$;
+as $$
+  select s.intake_id from public.sessions s
+  where s.mechanic_id = (select auth.uid()) and s.intake_id is not null and private.contact_window_open(s, now())
+$$;
 
 -- Whether the calling user may contact the customer of session `p_session_id` now (its mechanic,
 -- inside the window).
 create function private.mechanic_may_contact(p_session_id uuid) returns boolean
 language sql stable security definer set search_path = ''
 as $$
-  select exists (select 1 from private.my_contact_sessions() c where c.session_id = p_session_id)
+  select exists (select 1 from public.sessions s
+                 where s.id = p_session_id and s.mechanic_id = (select auth.uid())
+                   and private.contact_window_open(s, now()))
 $$;
 
-revoke execute on function private.my_contact_sessions(),
-  private.my_contact_customer_ids(), private.my_contact_intake_ids(), private.mechanic_may_contact(uuid) from public;
-grant execute on function private.my_contact_sessions(),
-  private.my_contact_customer_ids(), private.my_contact_intake_ids(), private.mechanic_may_contact(uuid)
-  to authenticated, service_role;
+revoke execute on function private.contact_window_open(public.sessions, timestamptz), private.my_contact_customer_ids(),
+  private.my_contact_intake_ids(), private.mechanic_may_contact(uuid) from public;
+grant execute on function private.contact_window_open(public.sessions, timestamptz), private.my_contact_customer_ids(),
+  private.my_contact_intake_ids(), private.mechanic_may_contact(uuid) to authenticated, service_role;
 
 -- Profiles: the user, the mechanic inside its contact window, admins. Customers never read a
 -- mechanic's profile (phone, postal code): they see the mechanic through public.mechanics.
