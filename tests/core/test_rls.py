@@ -761,6 +761,7 @@ def test_platform_tables_are_written_by_functions_only(w: tuple[Db, RlsWorld], c
 # A mechanic's standing, workshop and availability are set by admins and RPCs, never by itself.
 MECHANIC_PROTECTED = {
     "status": "'suspended'", "approved_at": "now()", "rating_avg": "5", "rating_count": "500",
+    "releases_blocked_until": "null",  # a paused mechanic cannot lift its own pause
     "completed_sessions": "999", "is_brand_specialist": "true", "organization_id": "%(other_workshop)s",
     "account_type": "'individual_mechanic'", "is_available": "true", "can_accept_sessions": "false",
     "last_seen_at": "now()", "id": "gen_random_uuid()", "created_at": "now()",
