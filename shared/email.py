@@ -157,15 +157,17 @@ def deliver(to: str, message: Rendered, key: str) -> None:
 
 @worker_outcomes(retry="emails_retried", dead="emails_dead", ready=email_ready)
 def send_outbox_email(payload: dict[str, Any]) -> None:
-    """Job handler for `email.send`: {template, user_id, session_id, data, _dedupe_key}."""
+    """Job handler for `email.send`: {template, user_id, session_id, data, _dedupe_key}. A
+    mechanic_assigned notice whose mechanic no longer holds the session is skipped, not sent."""
     with db.transaction() as conn:
-        row = db.one(conn, "select private.email_context(%s, %s) as c, private.email_still_due(%s, %s, %s) as due",
-                     (payload["user_id"], payload.get("session_id"), payload["template"], payload.get("session_id"),
-                      Jsonb(payload.get("data") or {})))
-    if not row["due"]:
-        # e.g. mechanic_assigned after that mechanic released the session: nothing to tell
-        raise JobSkipped(f"{payload['template']} is no longer due")
-    ctx = row["c"]
+        if payload["template"] == "mechanic_assigned":
+            # sent only if that mechanic still holds the session (an accept-and-release tells nobody)
+            due = db.one(conn, "select private.email_still_due(%s, %s, %s) as due",
+                         (payload["template"], payload.get("session_id"), Jsonb(payload.get("data") or {})))["due"]
+            if not due:
+                raise JobSkipped("mechanic_assigned: the mechanic no longer holds the session")
+        ctx = db.one(conn, "select private.email_context(%s, %s) as c",
+                     (payload["user_id"], payload.get("session_id")))["c"]
     if ctx is None or not ctx.get("to"):
         log("info", "email skipped: no recipient", template=payload["template"])
         return
