@@ -22,6 +22,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from tests.support.contact import finish, go_live
 from tests.support.factories import accept, make_intake, make_mechanic, make_vehicle, make_world, request_free
 from tests.support.harness import Db
 
@@ -823,7 +824,8 @@ def test_mechanic_reads_customer_contact_only_while_live(w: tuple[Db, RlsWorld])
         assert db.one(request_q, (fresh.request,))["concern"].startswith("Grinding")
         assert db.all(intake_q, (fresh.intake,)) == []
         assert db.all(profile_q, (fresh.customer,)) == []
-        db.rpc("start_session", p_session_id=fresh.session)
+    go_live(db, fresh.session)
+    with db.as_user(fresh.mechanic):
         # Live: the contact details are the mechanic's to use.
         assert db.one(intake_q, (fresh.intake,)) == {
             "contact_email": "casey@example.test", "contact_phone": "+1 555 0100", "contact_name": "Casey Customer"}
@@ -836,8 +838,8 @@ def test_mechanic_reads_customer_contact_only_while_live(w: tuple[Db, RlsWorld])
         assert db.all(intake_q, (fresh.intake,)) == []
         assert db.all(profile_q, (fresh.customer,)) == []
         assert db.all(request_q, (fresh.request,)) == []
+    finish(db, fresh.session)
     with db.as_user(fresh.mechanic):
-        db.rpc("end_session", p_session_id=fresh.session)
         # an on-demand session ended: the window closed with it
         assert db.all(intake_q, (fresh.intake,)) == []
         assert db.all(profile_q, (fresh.customer,)) == []
@@ -1020,8 +1022,7 @@ def test_mechanic_loses_intake_when_its_session_is_cancelled(w: tuple[Db, RlsWor
                           (fresh.intake,)).rowcount == 1
     again = request_free(db, fresh.customer, intake=fresh.intake)
     accept(db, fresh.other_mechanic, again["request_id"])
-    with db.as_user(fresh.other_mechanic):
-        db.rpc("start_session", p_session_id=again["session_id"])
+    go_live(db, again["session_id"])
     # superuser: the intake exists, now served by the other mechanic
     assert db.scalar("select contact_phone from public.intakes where id = %s", (fresh.intake,)) == "+1 555 0777"
     with db.as_user(fresh.other_mechanic):

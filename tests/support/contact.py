@@ -57,3 +57,16 @@ def documented() -> str:
     match = re.search(re.escape(BEGIN) + r"\n(.*?)\n" + re.escape(END), text, re.S)
     assert match, f"{ACCESS_DOC} has no {BEGIN} … {END} table"
     return match.group(1).strip()
+
+
+def go_live(db: Db, session: Any) -> None:
+    """The session goes live as the platform takes it live (both participants present), whatever
+    the start rule: as the superuser, waiting → live."""
+    assert db.execute("update public.sessions set status = 'live', started_at = now() "
+                      "where id = %s and status = 'waiting'", (session,)).rowcount == 1
+
+
+def finish(db: Db, session: Any) -> None:
+    """The live session completes through its lifecycle function."""
+    db.execute("select private.complete_session(%s, null, null, now())", (session,))
+    assert db.scalar("select status from public.sessions where id = %s", (session,)) == "completed"

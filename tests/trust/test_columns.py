@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from tests.support.contact import catalog_access, documented, render
+from tests.support.contact import catalog_access, documented, go_live, render
 from tests.support.factories import make_customer, make_mechanic, make_world
 from tests.support.harness import Db
 
@@ -69,8 +69,7 @@ def test_a_customer_reads_no_mechanics_postal_code_even_after_booking_or_a_sessi
     from tests.support.factories import accept
 
     accept(db, w.mechanic, w.request)
-    with db.as_user(w.mechanic):
-        db.rpc("start_session", p_session_id=w.session)
+    go_live(db, w.session)
     with db.as_user(w.customer):
         assert db.error("select postal_code from public.mechanics where id = %s", (w.mechanic,)).sqlstate == DENIED
         assert db.all("select postal_code, phone from public.profiles where id = %s", (w.mechanic,)) == []

@@ -12,6 +12,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from tests.support.contact import finish, go_live
 from tests.support.factories import accept, make_intake, make_mechanic, make_world, request_free
 from tests.support.harness import Db
 from tests.support.scheduling import at, book, every_day, future_day, scheduled_mechanic
@@ -92,11 +93,9 @@ def test_on_demand_session_contact_per_persona_only_while_live(db):
     assert everyone() == expected(NOBODY)  # pending: nobody holds it
     accept(db, w.mechanic, ids["request_id"])
     assert everyone() == expected(NOBODY)  # waiting: accepted, not started
-    with db.as_user(w.mechanic):
-        db.rpc("start_session", p_session_id=ids["session_id"])
+    go_live(db, ids["session_id"])
     assert everyone() == expected(IN_WINDOW)  # live
-    with db.as_user(w.mechanic):
-        db.rpc("end_session", p_session_id=ids["session_id"], p_notes="Pads worn")
+    finish(db, ids["session_id"])
     assert everyone() == expected(NOBODY)  # completed: an on-demand session's window closed with it
     assert_rows_exist(db, w, intake)
 
@@ -191,8 +190,7 @@ def test_customers_never_read_a_mechanics_profile(db, booked):
         assert db.one(INTAKE_Q, (intake,)) == FULL_CONTACT["intake"]
     live = request_free(db, w.other_customer)
     accept(db, w.other_mechanic, live["request_id"])
-    with db.as_user(w.other_mechanic):
-        db.rpc("start_session", p_session_id=live["session_id"])
+    go_live(db, live["session_id"])
     # as the superuser the mechanics' profiles and postal codes exist
     assert db.scalar("select count(*) from public.profiles where id in (%s, %s) and phone is not null",
                      (mechanic, w.other_mechanic)) >= 1
@@ -225,8 +223,8 @@ def test_second_mechanic_account_harvests_nothing(db):
     # a third (honest) mechanic takes it and starts: only it reads the contact, only now
     third = make_mechanic(db, name="Honest Harper")
     accept(db, third, ids["request_id"])
+    go_live(db, ids["session_id"])
     with db.as_user(third):
-        db.rpc("start_session", p_session_id=ids["session_id"])
         assert db.one(INTAKE_Q, (intake,)) == FULL_CONTACT["intake"]
     for mechanic in (w.other_mechanic, second):
         with db.as_user(mechanic):
@@ -236,8 +234,8 @@ def test_second_mechanic_account_harvests_nothing(db):
 def test_contact_helpers_answer_only_about_the_caller(db):
     w = make_world(db)
     accept(db, w.mechanic, w.request)
+    go_live(db, w.session)
     with db.as_user(w.mechanic):
-        db.rpc("start_session", p_session_id=w.session)
         assert db.scalar("select private.mechanic_may_contact(%s)", (w.session,)) is True
         assert db.scalar("select private.mechanic_may_contact(null)") is False
         assert db.scalar("select private.mechanic_may_contact(%s)", (uuid.uuid4(),)) is False
