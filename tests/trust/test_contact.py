@@ -13,7 +13,15 @@ import psycopg
 import pytest
 
 from tests.support.contact import finish, go_live
-from tests.support.factories import accept, make_intake, make_mechanic, make_world, request_free
+from tests.support.factories import (
+    accept,
+    make_customer,
+    make_intake,
+    make_mechanic,
+    make_vehicle,
+    make_world,
+    request_free,
+)
 from tests.support.harness import Db
 from tests.support.scheduling import at, book, every_day, future_day, scheduled_mechanic
 
@@ -28,11 +36,12 @@ FULL_CONTACT = {"intake": {"contact_email": "casey@example.test", "contact_phone
 
 
 def identifying_customer(db: Db, w: Any) -> uuid.UUID:
-    """The world's customer with a phone and postal code, a vehicle with VIN and plate, and an intake
-    carrying all of it; returns the intake."""
+    """The world's customer with a phone and postal code, its vehicle with VIN and plate, and the
+    intake of its (free) request carrying all of it; returns the intake."""
     db.execute("update public.profiles set phone = %s, postal_code = 'M5V 2T6' where id = %s", (PHONE, w.customer))
     db.execute("update public.vehicles set vin = %s, plate = %s where id = %s", (VIN, PLATE, w.vehicle))
-    return make_intake(db, w.customer, w.vehicle, vin=VIN, plate=PLATE, city="Toronto")
+    db.execute("update public.intakes set vin = %s, plate = %s, city = 'Toronto' where id = %s", (VIN, PLATE, w.intake))
+    return w.intake
 
 
 def persona(db: Db, w: Any, name: str) -> AbstractContextManager[Db]:
@@ -84,7 +93,7 @@ PERSONAS = list(expected(NOBODY))
 def test_on_demand_session_contact_per_persona_only_while_live(db):
     w = make_world(db)
     intake = identifying_customer(db, w)
-    ids = request_free(db, w.customer, intake=intake)
+    ids = {"request_id": w.request, "session_id": w.session}
     assert_rows_exist(db, w, intake)
 
     def everyone() -> dict[str, Any]:
@@ -102,8 +111,12 @@ def test_on_demand_session_contact_per_persona_only_while_live(db):
 
 @pytest.fixture
 def booked(db):
-    """A booked (scheduled) session of the world's customer with a scheduling mechanic."""
+    """A booked (scheduled) session with a scheduling mechanic; its customer (a new one, without an
+    earlier session) plays "customer"."""
     w = make_world(db)
+    w.customer = make_customer(db, "Casey Customer")
+    w.vehicle = make_vehicle(db, w.customer)
+    w.intake = make_intake(db, w.customer, w.vehicle)
     intake = identifying_customer(db, w)
     mechanic = scheduled_mechanic(db, "UTC", every_day("00:00", "24:00"), rules={"slot_step_minutes": 5})
     result = book(db, w.customer, mechanic, at(future_day(5), "09:00"), intake=intake)
@@ -209,7 +222,7 @@ def test_second_mechanic_account_harvests_nothing(db):
     """A second approved account of the same person, accepting and reading: nothing either way."""
     w = make_world(db)
     intake = identifying_customer(db, w)
-    ids = request_free(db, w.customer, intake=intake)
+    ids = {"request_id": w.request, "session_id": w.session}
     second = make_mechanic(db, name="Morgan Again")
     for mechanic in (w.other_mechanic, second):
         accept(db, mechanic, ids["request_id"])
