@@ -153,16 +153,19 @@ def run_pre_request(conn: psycopg.Connection[Any], function: str | None) -> None
 
 def set_request_context(
     conn: psycopg.Connection[Any], role: str, claims: dict[str, Any] | None, *, method: str = "POST", path: str = "/",
-    pre_request: bool = True,
+    headers: dict[str, str] | None = None, pre_request: bool = True,
 ) -> None:
     """What PostgREST does at the start of each request's transaction: the role and the request
-    settings, then the configured pre-request function (pre_request=False: the settings only)."""
+    settings (`headers`: the request's headers, set as `request.headers` the way PostgREST does, a
+    JSON object with lower-case names), then the configured pre-request function
+    (pre_request=False: the settings only)."""
     function = pre_request_function(conn) if pre_request else None
     conn.execute(
         "select set_config('search_path', 'public, extensions', true), set_config('role', %s, true), "
         "set_config('request.jwt.claims', %s, true), set_config('request.method', %s, true), "
-        "set_config('request.path', %s, true)",
-        (role, json.dumps(claims or {"role": role}), method, path),
+        "set_config('request.path', %s, true), set_config('request.headers', %s, true)",
+        (role, json.dumps(claims or {"role": role}), method, path,
+         json.dumps({name.lower(): value for name, value in (headers or {}).items()})),
     )
     run_pre_request(conn, function)
 

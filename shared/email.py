@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+from psycopg.types.json import Jsonb
 
 from shared import PACKAGE_DIR, db
 from shared.config import get_settings
@@ -158,14 +159,21 @@ def deliver(to: str, message: Rendered, key: str) -> None:
 
 @worker_outcomes(retry="emails_retried", dead="emails_dead", ready=email_ready)
 def send_outbox_email(payload: dict[str, Any]) -> None:
-    """Job handler for `email.send`: {template, user_id, session_id, data, _dedupe_key}. A review
-    prompt whose review was written by now (or whose window closed) is skipped, not sent."""
+    """Job handler for `email.send`: {template, user_id, session_id, data, _dedupe_key}. Skipped, not
+    sent: a review prompt whose review was written by now (or whose window closed), and a
+    mechanic_assigned notice whose mechanic no longer holds the session."""
     with db.transaction() as conn:
         if payload["template"] == "review_prompt":
             reason = db.one(conn, "select private.review_prompt_skip_reason(%s, coalesce(%s::timestamptz, now())) as r",
                             (payload.get("session_id"), payload.get("_now")))["r"]
             if reason is not None:
                 raise JobSkipped(reason)
+        if payload["template"] == "mechanic_assigned":
+            # sent only if that mechanic still holds the session (an accept-and-release tells nobody)
+            due = db.one(conn, "select private.email_still_due(%s, %s, %s) as due",
+                         (payload["template"], payload.get("session_id"), Jsonb(payload.get("data") or {})))["due"]
+            if not due:
+                raise JobSkipped("mechanic_assigned: the mechanic no longer holds the session")
         ctx = db.one(conn, "select private.email_context(%s, %s) as c",
                      (payload["user_id"], payload.get("session_id")))["c"]
     if ctx is None or not ctx.get("to"):

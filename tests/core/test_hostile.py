@@ -6,11 +6,12 @@ import uuid
 
 import pytest
 
-from tests.support.factories import make_intake, make_world
+from tests.support.factories import ensure_waiver, make_intake, make_world
 
 BIG = "x" * 1_000_000
 TABLES = ["sessions", "session_requests", "session_offers", "session_participants", "session_events",
-          "mechanic_commitments", "mechanics", "intakes", "profiles", "mechanic_reviews"]
+          "mechanic_commitments", "mechanics", "intakes", "profiles", "mechanic_reviews",
+          "waiver_acceptances"]
 
 
 def snapshot(db) -> dict[str, str]:
@@ -21,7 +22,9 @@ def snapshot(db) -> dict[str, str]:
 
 @pytest.fixture
 def world(db):
-    return make_world(db)
+    w = make_world(db)
+    ensure_waiver(db, w.other_mechanic)  # it holds a slot as a customer below: refused for its own slot
+    return w
 
 
 def cases(w):
@@ -295,6 +298,25 @@ def scheduling_cases(w, unknown):
         (w.admin, "admin_hide_review", {"p_review_id": unknown, "p_reason": BIG}, "AD001"),
         (w.admin, "admin_hide_review", {"p_review_id": unknown, "p_reason": "abuse"}, "AD004"),
         (m, "admin_hide_review", {"p_review_id": unknown, "p_reason": "abuse"}, "AD003"),
+        # trust: columns, workshop members, the waiver
+        (c, "get_my_mechanic", {}, "AD004"),  # a customer has no mechanic row
+        (None, "get_my_mechanic", {}, "AD002"),
+        (w.workshop_admin, "get_workshop_members", {"p_organization_id": None}, "AD001"),
+        (w.workshop_admin, "get_workshop_members", {"p_organization_id": unknown}, "AD004"),
+        (m, "get_workshop_members", {"p_organization_id": w.organization}, "AD004"),  # a member, not its admin
+        (c, "get_workshop_members", {"p_organization_id": w.organization}, "AD004"),
+        (om, "get_session_brief", {"p_session_id": None}, "AD001"),
+        (om, "get_session_brief", {"p_session_id": unknown}, "AD004"),
+        (om, "get_session_brief", {"p_session_id": w.session}, "AD004"),  # someone else's session
+        (w.other_customer, "get_session_brief", {"p_session_id": w.session}, "AD004"),
+        (w.workshop_admin, "get_session_brief", {"p_session_id": w.session}, "AD004"),
+        (w.other_customer, "accept_waiver", {"p_version": None, "p_adult": True}, "AD001"),
+        (w.other_customer, "accept_waiver", {"p_version": "v1.0", "p_adult": None}, "AD001"),
+        (w.other_customer, "accept_waiver", {"p_version": BIG, "p_adult": True}, "AD001"),
+        (w.other_customer, "accept_waiver", {"p_version": "v1.0", "p_adult": False}, "AD001"),
+        (w.other_customer, "accept_waiver", {"p_version": "v0.9", "p_adult": True}, "AD123"),
+        (w.other_customer, "accept_waiver", {"p_version": "", "p_adult": True}, "AD123"),
+        (None, "accept_waiver", {"p_version": "v1.0", "p_adult": True}, "AD002"),
     ]
 
 

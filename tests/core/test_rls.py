@@ -22,6 +22,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from tests.support.contact import finish, go_live
 from tests.support.delivery import start_both
 from tests.support.factories import accept, make_intake, make_mechanic, make_vehicle, make_world, request_free
 from tests.support.harness import Db
@@ -96,8 +97,10 @@ def build_world(db: Db) -> RlsWorld:
                                 "returning id", (open_ids["request_id"],))
 
     # What participants write while a session is open.
+    # Waivers: each customer accepted the current terms when it signed up (accept_waiver).
+    waiver_customer = db.scalar("select id from public.waiver_acceptances where user_id = %s", (w.customer,))
+    waiver_other = db.scalar("select id from public.waiver_acceptances where user_id = %s", (w.other_customer,))
     with db.as_user(w.customer):
-        waiver_customer = db.scalar("insert into public.waiver_acceptances (waiver_version) values ('v1.0') returning id")
         chat_customer = db.scalar("insert into public.chat_messages (session_id, content) values (%s, 'Hello') "
                                   "returning id", (w.session,))
         file_customer = db.scalar(
@@ -107,7 +110,6 @@ def build_world(db: Db) -> RlsWorld:
         chat_mechanic = db.scalar("insert into public.chat_messages (session_id, content) values (%s, 'Hi, I am here') "
                                   "returning id", (w.session,))
     with db.as_user(w.other_customer):
-        waiver_other = db.scalar("insert into public.waiver_acceptances (waiver_version) values ('v1.0') returning id")
         chat_other = db.scalar("insert into public.chat_messages (session_id, content) values (%s, 'Engine light') "
                                "returning id", (other_ids["session_id"],))
     with db.as_user(w.other_mechanic):
@@ -276,9 +278,10 @@ def _everyone(value: Any) -> dict[str, Any]:
 VISIBILITY = [
     Visibility("profiles", "id::text", {
         "anon": DENIED,
-        # the customer sees the mechanic who accepted it, and that mechanic its customer
-        "customer": {"customer", "mechanic"}, "other_customer": {"other_customer", "other_mechanic"},
-        "mechanic": {"mechanic", "customer"}, "other_mechanic": {"other_mechanic", "other_customer"},
+        # a customer never reads a mechanic's profile; a mechanic reads its customer's only while
+        # their session is live (here it is waiting: accepted, not started)
+        "customer": {"customer"}, "other_customer": {"other_customer"},
+        "mechanic": {"mechanic"}, "other_mechanic": {"other_mechanic"},
         "pending_mechanic": {"pending_mechanic"}, "workshop_admin": {"workshop_admin"},
         "admin": ALL, "service": ALL,
     }),
@@ -312,8 +315,8 @@ VISIBILITY = [
     Visibility("intakes", "id::text", {
         **_everyone(set()), "anon": DENIED,
         "customer": {"accepted", "cancelled", "new"}, "other_customer": {"open", "other_accepted"},
-        # only the mechanic holding the session reads the intake (with its contact fields)
-        "mechanic": {"accepted"}, "other_mechanic": {"other_accepted"},
+        # accepted but not started: the mechanic does not read the intake (contact fields) yet
+        "mechanic": set(), "other_mechanic": set(),
         "admin": ALL, "service": ALL,
     }),
     Visibility("waiver_acceptances", "id::text", {
@@ -614,9 +617,10 @@ WRITES = [
     W("anon", "insert-intake", "insert into public.intakes (concern) values ('Battery drains overnight')", DENIED,
       "intakes"),
     # waiver_acceptances: the user's own, append-only
+    # accepted through accept_waiver only: a client cannot choose its address or user agent
     W("customer", "insert-own-waiver",
       "insert into public.waiver_acceptances (waiver_version, ip_address, user_agent) "
-      "values ('v1.1', '192.0.2.1', 'pytest')", 1, "waiver_acceptances"),
+      "values ('v1.1', '192.0.2.1', 'pytest')", DENIED, "waiver_acceptances"),
     W("customer", "insert-waiver-for-other",
       "insert into public.waiver_acceptances (user_id, waiver_version) values (%(other_customer)s, 'v1.1')", DENIED,
       "waiver_acceptances"),
@@ -764,6 +768,7 @@ def test_platform_tables_are_written_by_functions_only(w: tuple[Db, RlsWorld], c
 MECHANIC_PROTECTED = {
     "status": "'suspended'", "approved_at": "now()", "rating_avg": "5", "rating_count": "500",
     "rating_sum": "2500", "rating_score": "5", "customers_served": "999",
+    "releases_blocked_until": "null",  # a paused mechanic cannot lift its own pause
     "completed_sessions": "999", "is_brand_specialist": "true", "organization_id": "%(other_workshop)s",
     "account_type": "'individual_mechanic'", "is_available": "true", "can_accept_sessions": "false",
     "last_seen_at": "now()", "id": "gen_random_uuid()", "created_at": "now()",
@@ -792,17 +797,18 @@ def test_session_requests_hold_no_contact_columns(w: tuple[Db, RlsWorld]) -> Non
     assert [c for c in columns if any(word in c for word in CONTACT_WORDS)] == []
 
 
-def test_mechanic_reads_customer_contact_only_after_accepting(w: tuple[Db, RlsWorld]) -> None:
+def test_mechanic_reads_customer_contact_only_while_live(w: tuple[Db, RlsWorld]) -> None:
     db, _ = w
     fresh = make_world(db)
     intake_q = "select contact_email, contact_phone, contact_name from public.intakes where id = %s"
     profile_q = "select full_name from public.profiles where id = %s"
     request_q = ("select plan_code, concern, vehicle_make, vehicle_model, vehicle_year, status "
                  "from public.session_requests where id = %s")
-    # As the superuser: the intake (with contact) and the customer's profile exist.
+    # As the superuser: the intake (with contact) and both profiles exist.
     assert db.one(intake_q, (fresh.intake,)) == {
         "contact_email": "casey@example.test", "contact_phone": "+1 555 0100", "contact_name": "Casey Customer"}
     assert db.one(profile_q, (fresh.customer,)) == {"full_name": "Casey Customer"}
+    assert db.one(profile_q, (fresh.mechanic,)) == {"full_name": "Morgan Mechanic"}
     assert db.scalar("select count(*) from public.sessions where id = %s", (fresh.session,)) == 1
     assert db.scalar("select count(*) from public.vehicles where id = %s", (fresh.vehicle,)) == 1
 
@@ -818,30 +824,46 @@ def test_mechanic_reads_customer_contact_only_after_accepting(w: tuple[Db, RlsWo
             assert db.all("select id from public.vehicles where id = %s", (fresh.vehicle,)) == []
 
     accept(db, fresh.mechanic, fresh.request)
-
     with db.as_user(fresh.mechanic):
+        # Accepted (waiting): it prepares from the request, it does not contact the customer yet.
+        assert db.scalar("select status from public.sessions where id = %s", (fresh.session,)) == "waiting"
+        assert db.one(request_q, (fresh.request,))["concern"].startswith("Grinding")
+        assert db.all(intake_q, (fresh.intake,)) == []
+        assert db.all(profile_q, (fresh.customer,)) == []
+    go_live(db, fresh.session)
+    with db.as_user(fresh.mechanic):
+        # Live: the contact details are the mechanic's to use.
         assert db.one(intake_q, (fresh.intake,)) == {
             "contact_email": "casey@example.test", "contact_phone": "+1 555 0100", "contact_name": "Casey Customer"}
         assert db.one(profile_q, (fresh.customer,)) == {"full_name": "Casey Customer"}
-        assert db.scalar("select status from public.sessions where id = %s", (fresh.session,)) == "waiting"
-    with db.as_user(fresh.customer):  # and the customer now sees who took it
-        assert db.one(profile_q, (fresh.mechanic,)) == {"full_name": "Morgan Mechanic"}
+    with db.as_user(fresh.customer):  # the customer sees who took it through the directory, never its profile
+        assert db.all(profile_q, (fresh.mechanic,)) == []
+        assert db.scalar("select display_name from public.mechanics where id = %s", (fresh.mechanic,)) \
+            == "Morgan Mechanic"
     with db.as_user(fresh.other_mechanic):  # the others still do not; the request left their feed
         assert db.all(intake_q, (fresh.intake,)) == []
         assert db.all(profile_q, (fresh.customer,)) == []
         assert db.all(request_q, (fresh.request,)) == []
+    finish(db, fresh.session)
+    with db.as_user(fresh.mechanic):
+        # an on-demand session ended: the window closed with it
+        assert db.all(intake_q, (fresh.intake,)) == []
+        assert db.all(profile_q, (fresh.customer,)) == []
+    assert db.scalar("select count(*) from public.intakes where id = %s", (fresh.intake,)) == 1
 
 
-def test_mechanic_loses_customer_contact_after_releasing(w: tuple[Db, RlsWorld]) -> None:
+def test_mechanic_never_reads_customer_contact_when_releasing(w: tuple[Db, RlsWorld]) -> None:
     db, _ = w
     fresh = make_world(db)
     accept(db, fresh.mechanic, fresh.request)
     with db.as_user(fresh.mechanic):
+        assert db.all("select id from public.intakes where id = %s", (fresh.intake,)) == []
         assert db.rpc("cancel_request", p_request_id=fresh.request)["status"] == "pending"
         assert db.all("select id from public.intakes where id = %s", (fresh.intake,)) == []
         assert db.all("select id from public.profiles where id = %s", (fresh.customer,)) == []
-        # back in the open feed, for it as for the others
+        # back in the open feed, for the others: it released it, it cannot take it again
         assert db.scalar("select status from public.session_requests where id = %s", (fresh.request,)) == "pending"
+        assert db.rpc_error("accept_request", p_request_id=fresh.request) == "AD121"
     assert db.scalar("select count(*) from public.intakes where id = %s", (fresh.intake,)) == 1
     assert db.scalar("select count(*) from public.profiles where id = %s", (fresh.customer,)) == 1
 
@@ -932,7 +954,7 @@ def test_customer_creations_belong_to_the_customer(w: tuple[Db, RlsWorld]) -> No
         vehicle = db.scalar("insert into public.vehicles (make, model, year) values ('Kia', 'Rio', 2020) returning id")
         intake = db.scalar("insert into public.intakes (concern, vehicle_id) values ('Rattle at idle', %s) "
                            "returning id", (vehicle,))
-        waiver = db.scalar("insert into public.waiver_acceptances (waiver_version) values ('v2') returning id")
+        waiver = db.rpc("accept_waiver", p_version="v1.0", p_adult=True)["waiver_id"]
     assert db.scalar("select owner_id from public.vehicles where id = %s", (vehicle,)) == p["customer"]
     assert db.one("select customer_id, status::text from public.intakes where id = %s", (intake,)) == {
         "customer_id": p["customer"], "status": "new"}
@@ -992,8 +1014,8 @@ def test_mechanic_loses_intake_when_its_session_is_cancelled(w: tuple[Db, RlsWor
 
     An admin cancels a waiting session (the mechanic did not show up): the intake goes back to
     `new`, the customer corrects the phone number and asks again, another mechanic takes it. The
-    first mechanic must not keep reading the intake (contact_email, contact_phone): the profiles
-    policy already drops it (private.my_counterpart_ids() ignores cancelled sessions).
+    first mechanic must not keep reading the intake (contact_email, contact_phone) nor the profile:
+    its cancelled session opens no contact window.
     """
     db, _ = w
     fresh = make_world(db)
@@ -1005,6 +1027,7 @@ def test_mechanic_loses_intake_when_its_session_is_cancelled(w: tuple[Db, RlsWor
                           (fresh.intake,)).rowcount == 1
     again = request_free(db, fresh.customer, intake=fresh.intake)
     accept(db, fresh.other_mechanic, again["request_id"])
+    go_live(db, again["session_id"])
     # superuser: the intake exists, now served by the other mechanic
     assert db.scalar("select contact_phone from public.intakes where id = %s", (fresh.intake,)) == "+1 555 0777"
     with db.as_user(fresh.other_mechanic):

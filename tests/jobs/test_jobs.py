@@ -243,7 +243,9 @@ def test_emails_written_as_eml_files_with_opt_out(mail_env):
     d.execute("update public.sessions set status = 'live', started_at = now() where id = %s", (w.session,))
     d.execute("select private.complete_session(%s, 'Rotate tires', null, now())", (w.session,))
     d.conn.commit()
-    result = worker.deliver(limit=100, kinds=["email.send"])
+    # mechanic_assigned waits for notifications.assignment_notice_delay (the assignment held): later
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=3)
+    result = worker.deliver(later, limit=100, kinds=["email.send"])
     assert result["sent"] == result["claimed"] == 4 and result["dead"] == 0
     files = sorted(folder.glob("*.eml"))
     subjects = sorted(email.message_from_bytes(f.read_bytes(), policy=email.policy.default)["Subject"]

@@ -76,7 +76,9 @@ def test_no_automatic_refund_once_a_mechanic_has_the_session(pay: Pay) -> None:
     pay.commit()
     assert pay.val("select status from public.sessions") == "pending"
     assert _refunds(pay) == []
-    with pay.db.as_user(mechanic):
+    with pay.db.as_user(mechanic):  # a released request is for the other mechanics
+        assert pay.db.rpc_error("accept_request", p_request_id=_request(pay, paid["session_id"])) == "AD121"
+    with pay.db.as_user(pay.mechanic()):
         pay.db.rpc("accept_request", p_request_id=_request(pay, paid["session_id"]))
     admin = pay.admin()
     with pay.db.as_user(admin):

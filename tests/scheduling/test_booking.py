@@ -7,7 +7,7 @@ import datetime as dt
 import uuid
 
 from tests.support.delivery import start_both
-from tests.support.factories import make_admin, make_customer, make_intake, request_free
+from tests.support.factories import ensure_waiver, make_admin, make_customer, make_intake, request_free
 from tests.support.scheduling import (
     UTC,
     active_overlaps,
@@ -81,6 +81,7 @@ def test_hold_refusals(db):
         assert db.rpc_error("hold_slot", p_mechanic_id=m, p_start=at(day + dt.timedelta(days=400), "09:00"),
                             p_plan_code="free") == "AD052"
         assert db.rpc("hold_slot", p_mechanic_id=m, p_start=at(day, "09:15"), p_plan_code="free")["hold_id"]
+    ensure_waiver(db, m)  # a mechanic may book others as a customer, never itself
     with db.as_user(m):
         assert db.rpc_error("hold_slot", p_mechanic_id=m, p_start=at(day, "11:00"), p_plan_code="free") == "AD003"
     for hh in ("12:00", "13:00"):  # paid slots: one account has one free session (tests/trust)

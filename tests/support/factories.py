@@ -31,8 +31,25 @@ def make_admin(db: Db) -> uuid.UUID:
     return db.make_user(app_metadata={"role": "admin"}, user_metadata={"full_name": "Ada Admin"})
 
 
-def make_customer(db: Db, name: str = "Casey Customer") -> uuid.UUID:
-    return db.make_user(user_metadata={"full_name": name}, phone=None)
+def make_customer(db: Db, name: str = "Casey Customer", *, waiver: bool = True) -> uuid.UUID:
+    """A customer signs up and (unless `waiver` is false) accepts the current terms."""
+    customer = db.make_user(user_metadata={"full_name": name}, phone=None)
+    if waiver:
+        accept_waiver(db, customer)
+    return customer
+
+
+def ensure_waiver(db: Db, user: uuid.UUID) -> None:
+    """`user` (a customer, or a mechanic filing demand as one) has accepted the current terms."""
+    if not db.scalar("select private.has_current_waiver(%s)", (user,)):
+        accept_waiver(db, user)
+
+
+def accept_waiver(db: Db, user: uuid.UUID) -> None:
+    """`user` accepts the current terms as an adult, through the RPC."""
+    version = db.scalar("select private.setting_text('waiver.current_version')")
+    with db.as_user(user):
+        db.rpc("accept_waiver", p_version=version, p_adult=True)
 
 
 def make_mechanic(db: Db, *, approved: bool = True, name: str = "Morgan Mechanic", **fields: Any) -> uuid.UUID:
@@ -84,6 +101,7 @@ def make_intake(db: Db, customer: uuid.UUID, vehicle: uuid.UUID | None = None, *
 def request_free(db: Db, customer: uuid.UUID, **kwargs: Any) -> dict[str, Any]:
     """A free-plan request through the public RPC; returns {session_id, request_id}."""
     intake = kwargs.pop("intake", None) or make_intake(db, customer)
+    ensure_waiver(db, customer)
     with db.as_user(customer):
         return db.rpc("request_session", p_plan_code=kwargs.pop("plan", "free"), p_intake_id=intake, **kwargs)
 

@@ -84,19 +84,21 @@ class Db:
 
     # -- personas ----------------------------------------------------------------------------
     @contextmanager
-    def as_role(self, role: str, claims: dict[str, Any] | None) -> Iterator[Db]:
-        """Act as `role` with `claims` (None: `{"role": role}`) through `shared.db.set_request_context`."""
+    def as_role(self, role: str, claims: dict[str, Any] | None, *, headers: dict[str, str] | None = None) -> Iterator[Db]:
+        """Act as `role` with `claims` (None: `{"role": role}`) and request `headers` through
+        `shared.db.set_request_context`."""
         previous = self.persona
         if self.persona == "postgres":  # the catalog is read as the connection's own user
             self.pre_request = pre_request_function(self.conn)
-        set_request_context(self.conn, role, claims, pre_request=False)
+        set_request_context(self.conn, role, claims, headers=headers, pre_request=False)
         run_pre_request(self.conn, self.pre_request)
         self.persona = role
         try:
             yield self
         finally:
             self.conn.execute("reset role")
-            self.conn.execute("select set_config('request.jwt.claims', '', true)")
+            self.conn.execute("select set_config('request.jwt.claims', '', true), "
+                              "set_config('request.headers', '', true)")
             self.persona = previous
 
     def as_anon(self) -> Any:
@@ -105,8 +107,8 @@ class Db:
     def as_service(self) -> Any:
         return self.as_role("service_role", {"role": "service_role", "iss": "supabase-demo"})
 
-    def as_user(self, user_id: uuid.UUID | str, **extra: Any) -> Any:
-        return self.as_role("authenticated", self.claims_for(user_id, **extra))
+    def as_user(self, user_id: uuid.UUID | str, *, headers: dict[str, str] | None = None, **extra: Any) -> Any:
+        return self.as_role("authenticated", self.claims_for(user_id, **extra), headers=headers)
 
     def claims_for(self, user_id: uuid.UUID | str, **extra: Any) -> dict[str, Any]:
         row = self.conn.execute(

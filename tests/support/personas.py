@@ -25,11 +25,13 @@ def user_claims(user: uuid.UUID | str, **extra: Any) -> dict[str, Any]:
 
 @contextmanager
 def request_as(
-    conn: psycopg.Connection, role: str, claims: dict[str, Any] | None, *, method: str = "POST", path: str = "/"
+    conn: psycopg.Connection, role: str, claims: dict[str, Any] | None, *, method: str = "POST", path: str = "/",
+    headers: dict[str, str] | None = None,
 ) -> Iterator[psycopg.Connection]:
-    """One request's transaction acting as `role` with `claims` (committed on success, rolled back on error)."""
+    """One request's transaction acting as `role` with `claims` and request `headers` (committed on
+    success, rolled back on error)."""
     with conn.transaction():
-        set_request_context(conn, role, claims, method=method, path=path)
+        set_request_context(conn, role, claims, method=method, path=path, headers=headers)
         yield conn
 
 

@@ -24,6 +24,7 @@ begin
   if p_plan_code is null or p_intake_id is null then
     perform private.raise_error('invalid_input', 'p_plan_code and p_intake_id are required');
   end if;
+  perform private.require_waiver(v_uid);
   v_specialist := private.specialist_applies(v_uid, p_intake_id, p_vehicle_id, p_preferred_mechanic_id, p_specialist);
   v_price := private.plan_price_cents(p_plan_code, v_specialist);
   if v_price is null then
@@ -137,6 +138,8 @@ begin
   perform private.release_commitment(v_session.id, 'released', now());
   update public.session_offers set status = 'declined', responded_at = now()
   where request_id = v_request.id and mechanic_id = v_uid;
+  -- It cannot take this request again; too many releases pause its accepting (trust/contact.sql).
+  perform private.record_release(v_request.id, v_uid, now());
   update public.intakes set status = 'pending' where id = v_session.intake_id;
   return jsonb_build_object('request_id', v_request.id, 'session_id', v_session.id, 'status', 'pending');
 end

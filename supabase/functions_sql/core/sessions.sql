@@ -158,6 +158,11 @@ begin
   if not found or v_mechanic.status <> 'approved' or not v_mechanic.can_accept_sessions then
     perform private.raise_error('not_allowed', 'only an approved mechanic who may accept sessions can take requests');
   end if;
+  -- Accept-and-release (trust/contact.sql): not a request it released, not while paused; admins
+  -- assigning (p_bypass_window) are not held to it.
+  if not p_bypass_window then
+    perform private.check_release_limits(v_mechanic, p_request_id, p_now);
+  end if;
   if exists (select 1 from public.mechanic_commitments c
              where c.mechanic_id = p_mechanic_id and c.status = 'in_progress') then
     perform private.raise_error('mechanic_busy', 'finish or release your current session first');

@@ -30,8 +30,8 @@ begin
     return null;
   end if;
   if new.mechanic_id is not null and new.mechanic_id is distinct from old.mechanic_id then
-    perform private.enqueue_email('mechanic_assigned', new.customer_id, new.id,
-                                  jsonb_build_object('mechanic_id', new.mechanic_id), ':' || new.mechanic_id::text);
+    -- sent only once the assignment has held (trust/contact.sql): an accept-and-release sends nothing
+    perform private.enqueue_assignment_notice(new, now());
   end if;
   return null;
 end

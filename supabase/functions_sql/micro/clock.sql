@@ -113,17 +113,32 @@ $$;
 revoke execute on function public.reset_daily_micro_minutes(timestamptz) from public, anon, authenticated;
 grant execute on function public.reset_daily_micro_minutes(timestamptz) to service_role;
 
--- Each mechanic's availability status, for itself, its workshop's admins and platform admins.
+-- Each mechanic's availability status, for itself, its workshop's admins and platform admins. The
+-- shift columns of public.mechanics are not selectable by authenticated (docs/access.md): a
+-- security definer function reads the rows the caller may see, the view shows them.
 drop view if exists public.mechanic_availability_status;
+create or replace function private.my_availability_rows()
+returns table (mechanic_id uuid, display_name text, organization_id uuid, participation_mode public.participation_mode,
+               currently_on_shift boolean, last_clock_in timestamptz, last_clock_out timestamptz)
+language sql stable security definer set search_path = ''
+as $$
+  select m.id, m.display_name, m.organization_id, m.participation_mode, m.currently_on_shift, m.last_clock_in,
+         m.last_clock_out
+  from public.mechanics m
+  where m.id = (select auth.uid()) or m.organization_id in (select private.my_admin_org_ids())
+     or (select private.is_admin())
+$$;
+revoke execute on function private.my_availability_rows() from public;
+grant execute on function private.my_availability_rows() to authenticated, service_role;
+
 create view public.mechanic_availability_status with (security_invoker = true) as
-select m.id as mechanic_id, m.display_name, m.organization_id, m.participation_mode, m.currently_on_shift,
+select m.mechanic_id, m.display_name, m.organization_id, m.participation_mode, m.currently_on_shift,
        m.last_clock_in, m.last_clock_out,
        private.availability_status(m.currently_on_shift, m.participation_mode) as availability_status,
-       private.micro_cap(m.id) as daily_micro_minutes_cap,
-       private.micro_minutes_used(m.id, now()) as daily_micro_minutes_used,
-       greatest(private.micro_cap(m.id) - private.micro_minutes_used(m.id, now()), 0) as micro_minutes_remaining
-from public.mechanics m
-where m.id = (select auth.uid()) or m.organization_id in (select private.my_admin_org_ids())
-   or (select private.is_admin());
+       private.micro_cap(m.mechanic_id) as daily_micro_minutes_cap,
+       private.micro_minutes_used(m.mechanic_id, now()) as daily_micro_minutes_used,
+       greatest(private.micro_cap(m.mechanic_id) - private.micro_minutes_used(m.mechanic_id, now()), 0)
+         as micro_minutes_remaining
+from private.my_availability_rows() m;
 grant select on public.mechanic_availability_status to authenticated, service_role;
 

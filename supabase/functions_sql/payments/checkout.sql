@@ -32,6 +32,7 @@ begin
   if p_customer_id is null or p_plan_code is null or p_intake_id is null then
     perform private.raise_error('invalid_input', 'plan_code and intake_id are required');
   end if;
+  perform private.require_waiver(p_customer_id);
   select * into v_plan from public.service_plans where code = p_plan_code and active;
   if not found then
     perform private.raise_error('not_found', format('no active plan %L', left(p_plan_code, 60)));

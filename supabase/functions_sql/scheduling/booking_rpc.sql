@@ -77,8 +77,11 @@ grant execute on function public.mechanics_free_at(timestamptz, text, text, text
 create or replace function public.hold_slot(p_mechanic_id uuid, p_start timestamptz, p_plan_code text) returns jsonb
 language plpgsql security definer set search_path = ''
 as $$
+declare
+  v_uid uuid := private.require_user();
 begin
-  return private.hold_slot(private.require_user(), p_mechanic_id, p_start, p_plan_code, now());
+  perform private.require_waiver(v_uid);
+  return private.hold_slot(v_uid, p_mechanic_id, p_start, p_plan_code, now());
 end
 $$;
 revoke execute on function public.hold_slot(uuid, timestamptz, text) from public, anon;
@@ -113,8 +116,11 @@ create or replace function public.book_slot(p_hold_id uuid, p_intake_id uuid, p_
 returns jsonb
 language plpgsql security definer set search_path = ''
 as $$
+declare
+  v_uid uuid := private.require_user();
 begin
-  return private.book_slot(private.require_user(), p_hold_id, p_intake_id, p_vehicle_id, now());
+  perform private.require_waiver(v_uid);
+  return private.book_slot(v_uid, p_hold_id, p_intake_id, p_vehicle_id, now());
 end
 $$;
 revoke execute on function public.book_slot(uuid, uuid, uuid) from public, anon;

@@ -333,6 +333,7 @@ begin
   if p_customer_id is null or p_hold_id is null or p_intake_id is null then
     perform private.raise_error('invalid_input', 'hold_id and intake_id are required');
   end if;
+  perform private.require_waiver(p_customer_id);
   select * into v_hold from public.mechanic_commitments where id = p_hold_id and kind = 'hold';
   if not found or v_hold.customer_id is distinct from p_customer_id then
     perform private.raise_error('not_found', 'no such hold');
