@@ -1,4 +1,5 @@
 -- Rate classes of the write RPCs added with delivery evidence and the waiver.
 insert into private.rpc_rate_classes (function_name, class) values
-  ('admin_release_payouts', 'admin')
+  ('admin_release_payouts', 'admin'),
+  ('accept_waiver', 'write')
 on conflict (function_name) do update set class = excluded.class;
