@@ -29,13 +29,9 @@ insert into private.settings (key, value, value_type, description) values
   ('rate_limit.session.refill_per_minute', '60', 'number',
    'tokens per minute added back to a user''s bucket of RPC class session'),
   ('rate_limit.write.capacity', '120', 'integer',
-   'bucket size of RPC class write (every other write RPC: availability, rules, time off; and a volatile RPC without a class)'),
+   'bucket size of RPC class write (every other write RPC: settings, calendars, admin actions)'),
   ('rate_limit.write.refill_per_minute', '60', 'number',
-   'tokens per minute added back to a user''s bucket of RPC class write'),
-  ('rate_limit.admin.capacity', '600', 'integer',
-   'bucket size of RPC class admin (admin actions: approvals, assignments, credit, refunds)'),
-  ('rate_limit.admin.refill_per_minute', '300', 'number',
-   'tokens per minute added back to a user''s bucket of RPC class admin');
+   'tokens per minute added back to a user''s bucket of RPC class write');
 
 -- One open request aimed at one preferred mechanic per customer: a customer cannot hide many
 -- requests from every other mechanic behind one preferred mechanic's exclusive window. The
@@ -77,18 +73,23 @@ insert into private.rpc_rate_classes (function_name, class) values
   ('set_mechanic_micro_settings', 'write'),
   ('set_weekly_availability', 'write'),
   ('set_workshop_hours', 'write'),
-  ('admin_assign_request', 'admin'),
-  ('admin_force_end_session', 'admin'),
-  ('admin_grant_credit', 'admin'),
-  ('admin_refund', 'admin'),
-  ('admin_retry_outbox', 'admin'),
-  ('admin_set_mechanic_status', 'admin'),
-  -- the write RPCs of reviews and delivery (docs/trust.md), classed ahead of their functions
-  ('submit_review', 'write'),
-  ('reply_to_review', 'write'),
-  ('report_problem', 'write'),
-  ('admin_hide_review', 'admin'),
-  ('admin_resolve_delivery', 'admin');
+  ('reset_daily_micro_minutes', 'write'),
+  ('admin_assign_request', 'write'),
+  ('admin_force_end_session', 'write'),
+  ('admin_grant_credit', 'write'),
+  ('admin_refund', 'write'),
+  ('admin_retry_outbox', 'write'),
+  ('admin_set_mechanic_status', 'write'),
+  ('admin_rank_request', 'write'),
+  ('admin_payment_integrity', 'write'),
+  ('admin_outbox', 'write'),
+  ('admin_micro_dashboard', 'write'),
+  ('mechanic_micro_dashboard', 'write'),
+  ('workshop_micro_dashboard', 'write'),
+  ('clock_status', 'write'),
+  ('can_accept_session', 'write'),
+  ('mechanic_calendar', 'write'),
+  ('available_mechanics', 'write');
 
 -- Token buckets, one per (user, class). UNLOGGED: no WAL for a row written on every write call;
 -- after a crash the table is empty, which only refills every bucket (a limit is briefly looser,

@@ -1,5 +1,4 @@
 -- Rate classes of the write RPCs added with delivery evidence and the waiver.
 insert into private.rpc_rate_classes (function_name, class) values
-  ('admin_release_payouts', 'admin'),
-  ('accept_waiver', 'write')
+  ('admin_release_payouts', 'admin')
 on conflict (function_name) do update set class = excluded.class;

@@ -175,7 +175,9 @@ def test_milestone_emails_are_enqueued_once(db):
     templates = sorted(r["payload"]["template"] for r in db.all(
         "select payload from private.outbox where kind = 'email.send' and payload ->> 'session_id' = %s",
         (str(w.session),)))
-    assert templates == ["booking_confirmed", "mechanic_assigned", "session_ended", "summary_delivered"]
+    # delivered: the review prompt is queued too (an hour later)
+    assert templates == ["booking_confirmed", "mechanic_assigned", "review_prompt", "session_ended",
+                         "summary_delivered"]
 
 
 # ------------------------------------------------------------------------------------------------

@@ -275,10 +275,11 @@ def test_cron_jobs_runs_every_kind(pay: Pay, monkeypatch, tmp_path) -> None:
     # the transfer and the session's emails went; without LiveKit there is no room to close: skipped
     assert body["sent"] >= 2 and body["skipped"] == 1 and body["retry"] == 0
     assert body["claimed"] == body["sent"] + body["skipped"]
-    # and mechanic_assigned waits for notifications.assignment_notice_delay after the accept
+    # and mechanic_assigned waits for notifications.assignment_notice_delay after the accept, the
+    # review prompt for reviews.prompt_delay after the delivered session ended
     assert pay.val("select array_agg(kind || ' ' || status || ' ' || (payload ->> 'template') order by id) "
                    "from private.outbox where status <> 'sent' and kind = 'email.send'") == [
-        "email.send pending mechanic_assigned"]
+        "email.send pending mechanic_assigned", "email.send pending review_prompt"]
     assert pay.val("select bool_and(next_attempt_at > now()) from private.outbox where status = 'pending'") is True
     assert pay.val("select array_agg(kind || ' ' || status) from private.outbox where status <> 'sent' "
                    "and kind <> 'email.send'") == ["livekit.delete_room skipped"]

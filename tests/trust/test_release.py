@@ -16,6 +16,7 @@ import pytest
 from shared import db as shared_db
 from shared import worker
 from shared.config import get_settings
+from shared.errors import error_code
 from tests.support.factories import accept, make_customer, make_intake, make_mechanic, make_world, request_free
 from tests.support.harness import Db
 from tests.support.personas import call_as, race
@@ -62,8 +63,8 @@ def test_too_many_releases_pause_accepting_for_the_cooldown(db):
     assert db.scalar("select count(*) from public.session_requests where id = any(%s) and status = 'pending'",
                      ([uuid.UUID(r) for r in requests],)) == 6
     # the accept path as of 29 and 31 minutes later: still paused, then accepting again
-    assert db.error("select private.assign_request(%s, %s, now() + interval '29 minutes')",
-                    (requests[3], mechanic)).sqlstate == TOO_MANY
+    assert error_code(db.error("select private.assign_request(%s, %s, now() + interval '29 minutes')",
+                               (requests[3], mechanic))) == TOO_MANY
     assert db.scalar("select private.assign_request(%s, %s, now() + interval '31 minutes') ->> 'status'",
                      (requests[3], mechanic)) == "accepted"
 
