@@ -495,7 +495,7 @@ WRITES = [
       "values (%(workshop)s, %(other_mechanic)s, 'mechanic')", DENIED, "organization_members"),
     W("customer", "join-workshop",
       "insert into public.organization_members (organization_id, user_id, role) "
-      "values (%(workshop)s, %(customer)s, 'admin')", DENIED, "organization_members"),
+      "values (%(workshop)s, %(customer)s, 'manager')", DENIED, "organization_members"),
     W("mechanic", "promote-self",
       "update public.organization_members set role = 'owner' where user_id = %(mechanic)s", DENIED,
       "organization_members", "user_id = %(mechanic)s"),

@@ -78,7 +78,7 @@ def test_who_may_not_onboard(pay: Pay) -> None:
     customer = pay.customer()
     member = pay.mechanic(organization=org)  # a workshop's mechanic is not its owner
     staff = pay.customer("Ada Admin-of-workshop")
-    pay.db.execute("insert into public.organization_members values (%s, %s, 'admin')", (org, staff))
+    pay.db.execute("insert into public.organization_members values (%s, %s, 'manager')", (org, staff))
     pay.commit()
     cases = [(pending, None, 403, "AD003"), (customer, None, 403, "AD003"), (member, org, 403, "AD003"),
              (staff, org, 403, "AD003"), (customer, org, 404, "AD004")]

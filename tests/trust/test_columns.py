@@ -96,7 +96,7 @@ def test_get_my_mechanic_returns_the_callers_row_in_full(db):
 def test_workshop_owners_and_admins_reach_their_members(db):
     w = _world_with_postal_codes(db)
     manager = make_customer(db, "Mia Manager")
-    db.execute("insert into public.organization_members (organization_id, user_id, role) values (%s, %s, 'admin')",
+    db.execute("insert into public.organization_members (organization_id, user_id, role) values (%s, %s, 'manager')",
                (w.organization, manager))
     db.execute("update public.profiles set phone = '+1 555 0123' where id = %s", (w.mechanic,))
     elsewhere = db.scalar("insert into public.organizations (name) values ('Elsewhere') returning id")

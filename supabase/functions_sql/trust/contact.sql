@@ -115,7 +115,7 @@ begin
   perform private.require_arg('p_organization_id', p_organization_id);
   if not private.is_admin() and not exists (
        select 1 from public.organization_members om
-       where om.organization_id = p_organization_id and om.user_id = v_uid and om.role in ('owner', 'admin')) then
+       where om.organization_id = p_organization_id and om.user_id = v_uid and om.role in ('owner', 'manager')) then
     -- the same answer whether or not the workshop exists
     perform private.raise_error('not_found', 'no such workshop among those you administer');
   end if;
