@@ -301,8 +301,9 @@ class Pay:
         return self.val("select max_attempts from private.job_kinds where kind = %s", (kind,))
 
     def issues(self) -> list[dict[str, Any]]:
-        return self.rows("select * from private.payment_integrity_issues") + self.rows(
-            "select * from private.credit_integrity_issues")
+        return (self.rows("select * from private.payment_integrity_issues")
+                + self.rows("select * from private.credit_integrity_issues")
+                + self.rows("select * from private.referral_integrity_issues"))
 
     def assert_books_balance(self) -> None:
         assert self.issues() == []

@@ -79,9 +79,51 @@ from public.credit_ledger l
 group by l.customer_id
 having sum(l.amount_cents) <> (array_agg(l.balance_after_cents order by l.seq desc))[1] or count(*) <> max(l.seq);
 
-revoke all on private.payment_balances, private.payment_integrity_issues, private.credit_integrity_issues from public;
-grant select on private.payment_balances, private.payment_integrity_issues, private.credit_integrity_issues
-  to service_role;
+-- Referral fees (workshops/referral.sql): a referral payout lowers its workshop payout by as much,
+-- so payment_balances holds as it is; here the fees, their deductions and the payouts they move:
+--   a fee never exceeds its appointment's invoice × the rate it accrued at, and settled_cents is
+--     what its deductions still carry (deducted − restored by refunds);
+--   a referral payout carries exactly its deductions (original) and, net of reversals, what they
+--     still carry; it belongs to the same payment and session as its workshop payout;
+--   a workshop payout was lowered by at least what was deducted from it.
+create or replace view private.referral_integrity_issues as
+select 'fee' as subject, f.id, f.amount_cents as expected_cents, coalesce(d.carried, 0)::int as actual_cents,
+       case
+         when a.id is null or a.status <> 'completed' or f.amount_cents::bigint * 10000 > a.invoice_cents::bigint * f.fee_bps
+              or f.invoice_cents <> a.invoice_cents then 'fee exceeds the invoice × rate'
+         else 'settled cents disagree with the deductions'
+       end as problem
+from public.referral_fees f
+left join public.workshop_appointments a on a.id = f.appointment_id
+left join lateral (select sum(x.amount_cents - x.restored_cents) as carried
+                   from public.referral_fee_deductions x where x.fee_id = f.id) d on true
+where a.id is null or a.status <> 'completed' or f.amount_cents::bigint * 10000 > a.invoice_cents::bigint * f.fee_bps
+   or f.invoice_cents <> a.invoice_cents or f.settled_cents <> coalesce(d.carried, 0)
+union all
+select 'referral payout', p.id, coalesce(d.deducted, 0)::int, p.original_amount_cents,
+       'referral payout disagrees with its deductions'
+from public.payouts p
+join public.payouts w on w.id = p.referral_of_payout_id
+left join lateral (select sum(x.amount_cents) as deducted, sum(x.amount_cents - x.restored_cents) as carried
+                   from public.referral_fee_deductions x where x.referral_payout_id = p.id) d on true
+left join lateral (select sum(t.amount_cents) as reversed
+                   from public.transfer_reversals t where t.payout_id = p.id) v on true
+where p.original_amount_cents <> coalesce(d.deducted, 0)
+   or p.amount_cents - coalesce(v.reversed, 0) <> coalesce(d.carried, 0)
+   or p.payment_id <> w.payment_id or p.session_id <> w.session_id or p.payee_kind <> 'mechanic'
+   or w.payee_kind <> 'workshop'
+union all
+select 'workshop payout', w.id, w.original_amount_cents - w.amount_cents, d.deducted::int,
+       'workshop payout lowered by less than its referral deductions'
+from public.payouts w
+join lateral (select sum(x.amount_cents) as deducted
+              from public.referral_fee_deductions x where x.workshop_payout_id = w.id) d on d.deducted is not null
+where w.original_amount_cents - w.amount_cents < d.deducted;
+
+revoke all on private.payment_balances, private.payment_integrity_issues, private.credit_integrity_issues,
+  private.referral_integrity_issues from public;
+grant select on private.payment_balances, private.payment_integrity_issues, private.credit_integrity_issues,
+  private.referral_integrity_issues to service_role;
 comment on view private.payment_integrity_issues is
   'Payments whose amount is not exactly refunds + transfers + platform fee + pending; empty when the books balance.';
 
@@ -94,7 +136,9 @@ begin
   return query
     select to_jsonb(i) || jsonb_build_object('kind', 'payment') from private.payment_integrity_issues i
     union all
-    select to_jsonb(c) || jsonb_build_object('kind', 'credit') from private.credit_integrity_issues c;
+    select to_jsonb(c) || jsonb_build_object('kind', 'credit') from private.credit_integrity_issues c
+    union all
+    select to_jsonb(r) || jsonb_build_object('kind', 'referral') from private.referral_integrity_issues r;
 end
 $$;
 revoke execute on function public.admin_payment_integrity() from public, anon;

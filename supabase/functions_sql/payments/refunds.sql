@@ -42,10 +42,23 @@ $$;
 revoke execute on function private.refresh_payment_status(uuid) from public;
 grant execute on function private.refresh_payment_status(uuid) to service_role;
 
+-- A payout's share of its payment: its original amount, less what was deducted from it for
+-- referral fees (those cents are the referral payouts' share: workshops/referral.sql).
+create or replace function private.payout_share_cents(p_payout public.payouts) returns int
+language sql stable security definer set search_path = ''
+as $$
+  select p_payout.original_amount_cents
+         - coalesce((select sum(d.amount_cents) from public.referral_fee_deductions d
+                     where d.workshop_payout_id = p_payout.id), 0)::int
+$$;
+revoke execute on function private.payout_share_cents(public.payouts) from public;
+grant execute on function private.payout_share_cents(public.payouts) to service_role;
+
 -- A refund of a settled payment takes the payees' proportional share back: from a payout that
 -- was never attempted by lowering its amount, otherwise by a queued transfer reversal. What the
 -- payees do not return comes out of the platform's fee. The last refund (nothing left after it)
 -- takes back everything that remains, so rounding never leaves a cent behind.
+-- A referral payout's part taken back is owed again by the workshop (private.referral_restore).
 create or replace function private.allocate_refund(p_payment public.payments, p_refund public.refunds, p_all boolean,
                                                    p_now timestamptz)
 returns void
@@ -64,7 +77,7 @@ begin
       v_remaining := v_payout.amount_cents
         - coalesce((select sum(v.amount_cents) from public.transfer_reversals v where v.payout_id = v_payout.id), 0);
       v_cut := case when p_all then v_remaining
-                    else least(v_remaining, floor(v_payout.original_amount_cents::numeric * p_refund.amount_cents
+                    else least(v_remaining, floor(private.payout_share_cents(v_payout)::numeric * p_refund.amount_cents
                                                   / p_payment.settled_base_cents)::int) end;
       continue when v_cut <= 0;
       -- never attempted (no destination yet): Stripe never saw its amount, lower it in place
@@ -76,6 +89,9 @@ begin
       else
         insert into public.transfer_reversals (payout_id, refund_id, amount_cents)
         values (v_payout.id, p_refund.id, v_cut);
+      end if;
+      if v_payout.referral_of_payout_id is not null then  -- a referral fee paid from it is owed again
+        perform private.referral_restore(v_payout.id, v_cut);
       end if;
       v_taken := v_taken + v_cut;
     end loop;

@@ -10,9 +10,12 @@
 create or replace function private.transfer_job_key(p_payout public.payouts) returns text
 language sql stable security definer set search_path = ''
 as $$
-  select format('transfer:%s:%s', p_payout.session_id, p_payout.payee_id)
-         || coalesce((select ':' || p_payout.payment_id::text from public.payments pay
-                      where pay.id = p_payout.payment_id and pay.extension_id is not null), '')
+  select case when p_payout.referral_of_payout_id is not null  -- a referral payout (workshops/referral.sql)
+              then format('transfer:referral:%s', p_payout.id)
+              else format('transfer:%s:%s', p_payout.session_id, p_payout.payee_id)
+                   || coalesce((select ':' || p_payout.payment_id::text from public.payments pay
+                                where pay.id = p_payout.payment_id and pay.extension_id is not null), '')
+         end
 $$;
 revoke execute on function private.transfer_job_key(public.payouts) from public;
 grant execute on function private.transfer_job_key(public.payouts) to service_role;

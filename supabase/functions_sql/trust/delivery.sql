@@ -62,7 +62,8 @@ as $$
   end
   from public.payouts p
   join public.sessions s on s.id = p.session_id
-  left join public.mechanics m on m.id = s.mechanic_id
+  -- the session's mechanic; a referral payout's own payee (workshops/referral.sql)
+  left join public.mechanics m on m.id = coalesce(p.mechanic_id, s.mechanic_id)
   left join public.session_delivery_decisions d on d.session_id = p.session_id
   left join public.session_problem_reports r on r.session_id = p.session_id
   where p.id = p_payout_id
