@@ -307,7 +307,8 @@ def send_refund(job: dict[str, Any]) -> str | None:
 @worker_outcomes(retry="transfers_queued", dead="transfers_failed", ready=stripe_ready)
 def send_transfer(job: dict[str, Any]) -> str | None:
     """`stripe.transfer`: {payout_id}; key transfer:<session_id>:<payee>, a paid extension's
-    transfer:<session_id>:<payee>:<payment_id> (one transfer per payee per payment)."""
+    transfer:<session_id>:<payee>:<payment_id> (one transfer per payee per payment); a referral
+    payout's transfer:referral:<payout_id> (private.transfer_job_key)."""
     now = _now(job)
     with db.transaction() as conn:
         row = conn.execute("select * from private.start_payout_job(%s, coalesce(%s::timestamptz, now()))",

@@ -245,7 +245,7 @@ def test_two_payouts_released_at_once_settle_the_fee_once(pay: Pay) -> None:
                 conn.execute("select private.refresh_payouts(%s, now())", (session_id,))
                 conn.execute("select pg_sleep(%s)", (hold,))  # hold the locks while the other one runs
                 conn.commit()
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:  # reported below
             errors.append(exc)
 
     threads = [threading.Thread(target=release, args=(one["session_id"], 0.6, 0.0)),
