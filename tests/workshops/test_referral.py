@@ -205,3 +205,47 @@ def test_integrity_flags_a_fee_above_the_rate(db: Db) -> None:
         kinds = [r["kind"] for r in db.all("select x ->> 'kind' as kind from public.admin_payment_integrity() x")]
     assert kinds == ["referral"]
 
+
+
+def test_earnings_of_each_side(db: Db) -> None:
+    shop = make_shop(db)
+    virtual = make_mechanic(db, name="Vera Virtual")
+    customer, session = diagnosis(db, virtual)
+    completed_appointment(db, shop.id, customer, session, virtual, 50_000)
+    customer2, session2 = diagnosis(db, virtual)
+    fee2 = completed_appointment(db, shop.id, customer2, session2, virtual, 12_345)  # 246
+    db.execute("update public.referral_fees set settled_cents = 100 where appointment_id = %s", (fee2,))
+    with db.as_user(virtual):
+        mine = db.rpc("referral_earnings")
+    assert (mine["as"], mine["mechanic_id"], mine["totals"]) == (
+        "mechanic", str(virtual), [{"currency": "usd", "owed_cents": 1146, "paid_cents": 100, "fees": 2}])
+    assert [f["amount_cents"] for f in mine["fees"]] == [246, 1000]
+    for user in (shop.owner, shop.manager, make_admin(db)):
+        with db.as_user(user):
+            theirs = db.rpc("referral_earnings", p_workshop_id=shop.id)
+        assert (theirs["as"], theirs["workshop_id"], theirs["totals"]) == (
+            "workshop", str(shop.id), [{"currency": "usd", "owed_cents": 1146, "paid_cents": 100, "fees": 2}])
+    # a customer or another mechanic earns nothing here: an empty answer, not someone else's
+    with db.as_user(customer):
+        assert db.rpc("referral_earnings") == {"as": "mechanic", "mechanic_id": str(customer), "workshop_id": None,
+                                               "totals": [], "fees": []}
+
+
+def test_earnings_hostile_inputs(db: Db) -> None:
+    shop, other = make_shop(db), make_shop(db, "Other Garage")
+    virtual = make_mechanic(db)
+    customer, session = diagnosis(db, virtual)
+    completed_appointment(db, shop.id, customer, session, virtual, 50_000)
+    with db.as_user(shop.dispatcher):
+        assert db.rpc_error("referral_earnings", p_workshop_id=shop.id) == "AD003"  # not_allowed
+    with db.as_user(shop.mechanic):
+        assert db.rpc_error("referral_earnings", p_workshop_id=shop.id) == "AD003"
+    with db.as_user(other.owner):  # another workshop's owner: not its workshop
+        assert db.rpc_error("referral_earnings", p_workshop_id=shop.id) == "AD004"
+    with db.as_user(virtual):  # the referrer reads its own side, not the workshop's books
+        assert db.rpc_error("referral_earnings", p_workshop_id=shop.id) == "AD004"
+        assert db.rpc_error("referral_earnings", p_workshop_id=virtual) == "AD004"  # someone else's kind of id
+        assert db.rpc_error("referral_earnings", p_workshop_id="not-a-uuid") == "22P02"
+    with db.as_anon():
+        assert db.rpc_error("referral_earnings") == "42501"
+    assert len(fees(db)) == 1

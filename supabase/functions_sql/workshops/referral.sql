@@ -176,3 +176,48 @@ end
 $$;
 revoke execute on function private.referral_restore(uuid, int) from public;
 grant execute on function private.referral_restore(uuid, int) to service_role;
+
+-- ---------------------------------------------------------------------------------------------
+-- Earnings: the caller's referral fees as a mechanic (no workshop given), or what a workshop owes
+-- and paid (staff with see_earnings, admins). Per currency: owed_cents (accrued, not yet settled),
+-- paid_cents (settled so far), fees (how many), plus the fees themselves, newest first.
+-- ---------------------------------------------------------------------------------------------
+create or replace function public.referral_earnings(p_workshop_id uuid default null) returns jsonb
+language plpgsql stable security definer set search_path = ''
+as $$
+declare
+  v_uid uuid := private.require_user();
+begin
+  if p_workshop_id is not null then
+    if not exists (select 1 from public.organizations o where o.id = p_workshop_id)
+       or (private.workshop_role(p_workshop_id, v_uid) is null and not private.is_admin()) then
+      perform private.raise_error('not_found', 'no such workshop');
+    end if;
+    if not private.workshop_can(p_workshop_id, v_uid, 'see_earnings') then
+      perform private.raise_error('not_allowed', 'the workshop''s earnings are for its owner and managers');
+    end if;
+  end if;
+  return (
+    with f as (
+      select * from public.referral_fees x
+      where (p_workshop_id is null and x.mechanic_id = v_uid) or x.workshop_id = p_workshop_id)
+    select jsonb_build_object(
+      'as', case when p_workshop_id is null then 'mechanic' else 'workshop' end,
+      'mechanic_id', case when p_workshop_id is null then v_uid end,
+      'workshop_id', p_workshop_id,
+      'totals', coalesce((select jsonb_agg(jsonb_build_object('currency', t.currency, 'owed_cents', t.owed,
+                                                              'paid_cents', t.paid, 'fees', t.n) order by t.currency)
+                          from (select f.currency, sum(f.amount_cents - f.settled_cents)::int as owed,
+                                       sum(f.settled_cents)::int as paid, count(*)::int as n
+                                from f group by f.currency) t), '[]'::jsonb),
+      'fees', coalesce((select jsonb_agg(jsonb_build_object(
+                          'fee_id', f.id, 'appointment_id', f.appointment_id, 'workshop_id', f.workshop_id,
+                          'mechanic_id', f.mechanic_id, 'invoice_cents', f.invoice_cents, 'fee_bps', f.fee_bps,
+                          'amount_cents', f.amount_cents, 'settled_cents', f.settled_cents, 'currency', f.currency,
+                          'status', f.status, 'accrued_at', f.accrued_at, 'settled_at', f.settled_at)
+                          order by f.accrued_at desc, f.id)
+                        from (select * from f order by f.accrued_at desc limit 200) f), '[]'::jsonb)));
+end
+$$;
+revoke execute on function public.referral_earnings(uuid) from public, anon;
+grant execute on function public.referral_earnings(uuid) to authenticated, service_role;
