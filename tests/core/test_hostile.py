@@ -119,6 +119,13 @@ def cases(w):
         (w.customer, "workshop_micro_dashboard", {"p_organization_id": w.organization}, "AD003"),
         (w.customer, "admin_micro_dashboard", {}, "AD003"),
         (w.admin, "admin_micro_dashboard", {"p_days": 0}, "AD001"),
+        # referral earnings (workshops)
+        (w.mechanic, "referral_earnings", {"p_workshop_id": w.organization}, "AD003"),  # a member without see_earnings
+        (w.customer, "referral_earnings", {"p_workshop_id": w.organization}, "AD004"),  # not a member
+        (w.workshop_admin, "referral_earnings", {"p_workshop_id": unknown}, "AD004"),
+        (w.workshop_admin, "referral_earnings", {"p_workshop_id": w.mechanic}, "AD004"),  # another kind of id
+        (w.workshop_admin, "referral_earnings", {"p_workshop_id": "not-a-uuid"}, "22P02"),
+        (None, "referral_earnings", {}, "AD002"),
         # payments
         (w.customer, "admin_refund", {"p_session_id": w.session, "p_reason": "x"}, "AD003"),
         (w.admin, "admin_refund", {"p_session_id": None, "p_reason": "x"}, "AD001"),
