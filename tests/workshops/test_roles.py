@@ -16,7 +16,8 @@ HOURS = [{"day_of_week": 1, "open": "08:00", "close": "17:00"}]
 def _allowed(permission: str) -> set[str]:
     roles = {"edit_hours": {"owner", "manager"}, "see_earnings": {"owner", "manager"},
              "micro_settings": {"owner", "manager"}, "dispatch": {"owner", "manager", "dispatcher"},
-             "see_members": {"owner", "manager", "dispatcher", "mechanic"}}[permission]
+             "see_members": {"owner", "manager", "dispatcher", "mechanic"},
+             "manage_roster": {"owner", "manager"}}[permission]
     return roles | {"admin"}
 
 
@@ -65,17 +66,17 @@ def test_see_earnings_reads_the_workshops_payout_account(db: Db, persona: str) -
 
 
 @pytest.mark.parametrize("persona", PERSONAS)
-def test_see_members_reads_the_roster(db: Db, persona: str) -> None:
+def test_see_members_reads_the_roster_and_manage_roster_its_contacts(db: Db, persona: str) -> None:
     s = make_shop(db)
     with as_persona(db, s.personas()[persona]):
-        if persona in _allowed("see_members"):
+        if persona in _allowed("manage_roster"):
             members = db.rpc("get_workshop_members", p_organization_id=s.workshop)
             assert {m["role"] for m in members} == {"owner", "manager", "dispatcher", "mechanic"}
         else:
             db.rpc_error("get_workshop_members", p_organization_id=s.workshop)
-            if persona != "anon":
-                assert db.scalar("select count(*) from public.organization_members where organization_id = %s",
-                                 (s.workshop,)) == 0
+        if persona != "anon":
+            n = db.scalar("select count(*) from public.organization_members where organization_id = %s", (s.workshop,))
+            assert (n == 4) == (persona in _allowed("see_members")) and n in (0, 4)
     assert db.scalar("select count(*) from public.organization_members where organization_id = %s", (s.workshop,)) == 4
 
 
