@@ -240,3 +240,58 @@ def test_a_pending_workshop_builds_its_roster_a_suspended_one_does_not(db: Db) -
     with db.as_user(owner):
         assert db.rpc_error("invite_to_workshop", p_workshop_id=workshop, p_email="late@example.test",
                             p_role="mechanic") == "AD003"
+
+
+@pytest.mark.parametrize("call", [
+    "public.invite_to_workshop('not-a-uuid', 'a@b.test', 'mechanic')",
+    "public.remove_workshop_member(%(w)s, '42')",
+    "public.leave_workshop(123)",
+    "public.transfer_workshop_ownership(%(w)s, 'me')",
+    "public.revoke_invitation('x')",
+    "public.update_workshop_details(%(w)s, 'not json')",
+    "public.admin_set_workshop_status('x', 'verified')",
+    "public.create_workshop('Bay', 'UTC', '{bad')",
+])
+def test_arguments_of_the_wrong_type_are_refused(db: Db, call: str) -> None:
+    s = make_shop(db)
+    with db.as_user(s.owner):
+        assert db.error(f"select {call}", {"w": str(s.workshop)}).sqlstate in ("22P02", "42883")
+    assert db.scalar("select count(*) from public.organization_members where organization_id = %s", (s.workshop,)) == 4
+
+
+def test_null_and_foreign_ids_change_nothing(db: Db) -> None:
+    s = make_shop(db)
+    with db.as_user(s.owner):
+        assert db.rpc_error("leave_workshop", p_workshop_id=None) == "AD001"
+        assert db.rpc_error("remove_workshop_member", p_workshop_id=None, p_user_id=s.mechanic) == "AD001"
+        # another workshop's member and another workshop: not found, nothing changes
+        assert db.rpc_error("remove_workshop_member", p_workshop_id=s.other_workshop,
+                            p_user_id=s.other_owner) == "AD004"
+        assert db.rpc_error("transfer_workshop_ownership", p_workshop_id=s.other_workshop,
+                            p_new_owner_id=s.owner) == "AD004"
+        assert db.rpc_error("transfer_workshop_ownership", p_workshop_id=s.workshop,
+                            p_new_owner_id=s.other_owner) == "AD004"
+    with db.as_user(s.other_owner):
+        assert db.rpc_error("leave_workshop", p_workshop_id=s.workshop) == "AD004"
+    assert db.scalar("select count(*) from public.organization_members") == 5
+
+
+def test_a_platform_admin_transfers_ownership_of_an_abandoned_workshop(db: Db) -> None:
+    s = make_shop(db)
+    with db.as_user(s.admin):
+        db.rpc("transfer_workshop_ownership", p_workshop_id=s.workshop, p_new_owner_id=s.dispatcher)
+    assert _member_role(db, s.workshop, s.dispatcher) == "owner" and _member_role(db, s.workshop, s.owner) == "manager"
+
+
+def test_a_manager_cannot_escalate_by_inviting_a_second_account_as_owner(db: Db) -> None:
+    s = make_shop(db)
+    with db.as_user(s.manager):
+        assert db.rpc_error("invite_to_workshop", p_workshop_id=s.workshop, p_email="alt@example.test",
+                            p_role="owner") == "AD001"
+    assert db.scalar("select count(*) from public.workshop_invitations") == 0
+    # nor through the table
+    with db.as_user(s.manager):
+        assert db.error("update public.organization_members set role = 'owner' where user_id = %s",
+                        (s.manager,)).sqlstate == "42501"
+        assert db.error("insert into public.organization_members (organization_id, user_id, role) "
+                        "values (%s, %s, 'manager')", (s.workshop, s.customer)).sqlstate == "42501"
