@@ -117,3 +117,16 @@ def test_edit_hours_sets_the_weekly_availability_of_its_mechanics(db: Db, person
         except Exception:
             ok = False
     assert ok == (persona in allowed)
+
+
+@pytest.mark.parametrize("persona", PERSONAS)
+def test_manage_roster_reads_pending_mechanics_of_the_workshop(db: Db, persona: str) -> None:
+    from tests.support.factories import make_mechanic
+    from tests.support.tenancy import add_member
+    s = make_shop(db)
+    pending = make_mechanic(db, approved=False, name="Pia Pending")
+    add_member(db, s.workshop, pending, "mechanic")
+    with as_persona(db, s.personas()[persona]):
+        n = db.scalar("select count(*) from public.mechanics where id = %s", (pending,))
+    assert (n == 1) == (persona in {"owner", "manager", "admin"})
+    assert db.scalar("select count(*) from public.mechanics where id = %s", (pending,)) == 1
