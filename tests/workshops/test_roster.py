@@ -295,3 +295,38 @@ def test_a_manager_cannot_escalate_by_inviting_a_second_account_as_owner(db: Db)
                         (s.manager,)).sqlstate == "42501"
         assert db.error("insert into public.organization_members (organization_id, user_id, role) "
                         "values (%s, %s, 'manager')", (s.workshop, s.customer)).sqlstate == "42501"
+
+
+def test_concurrent_transfers_leave_exactly_one_owner(fresh_url: str) -> None:
+    import psycopg
+
+    from tests.support.personas import race
+    conns = [psycopg.connect(fresh_url) for _ in range(3)]
+    db = Db(conns[0])
+    s = make_shop(db)
+    conns[0].commit()
+    q = "select public.transfer_workshop_ownership(%s, %s)"
+    results = race([(conns[1], s.owner, q, (s.workshop, s.manager)), (conns[2], s.owner, q, (s.workshop, s.dispatcher))])
+    assert sorted(r[0] for r in results) == ["err", "ok"], results
+    assert [r[1] for r in results if r[0] == "err"] == ["AD003"]  # the loser is no longer the owner
+    assert db.scalar("select count(*) from public.organization_members where organization_id = %s and role = 'owner'",
+                     (s.workshop,)) == 1
+    for c in conns:
+        c.close()
+
+
+def test_concurrent_invitations_to_one_email_make_one(fresh_url: str) -> None:
+    import psycopg
+
+    from tests.support.personas import race
+    conns = [psycopg.connect(fresh_url) for _ in range(3)]
+    db = Db(conns[0])
+    s = make_shop(db)
+    conns[0].commit()
+    q = "select public.invite_to_workshop(%s, 'same@example.test', 'mechanic')"
+    results = race([(conns[1], s.owner, q, (s.workshop,)), (conns[2], s.manager, q, (s.workshop,))])
+    assert sorted(r[0] for r in results) == ["err", "ok"], results
+    assert [r[1] for r in results if r[0] == "err"] == ["AD005"]
+    assert db.scalar("select count(*) from public.workshop_invitations") == 1
+    for c in conns:
+        c.close()
