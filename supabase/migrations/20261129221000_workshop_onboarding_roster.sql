@@ -132,12 +132,11 @@ create policy update_edit_details on public.organizations for update to authenti
   using (id in (select private.my_workshop_ids('edit_details')))
   with check (id in (select private.my_workshop_ids('edit_details')));
 
--- mechanics: the staff who manage a workshop's roster read its mechanics' rows, pending applicants
--- too (every signed-in user reads approved ones).
+-- mechanics: a workshop's roster (see_members) reads its mechanics' rows, approved or not.
 drop policy select_directory_self_workshop_or_admin on public.mechanics;
 create policy select_directory_self_workshop_or_admin on public.mechanics for select to authenticated
   using (status = 'approved' or id = (select auth.uid())
-         or organization_id in (select private.my_workshop_ids('manage_roster')) or (select private.is_admin()));
+         or organization_id in (select private.my_workshop_ids('see_members')) or (select private.is_admin()));
 
 -- Money of a workshop: see_earnings.
 drop policy select_owner_or_admin on public.payout_accounts;
