@@ -44,6 +44,8 @@ SUBJECTS = {
     "booking_rescheduled": "Your {{ session.plan }} has a new time",
     "booking_cancelled": "Your {{ session.plan }} was cancelled",
     "booking_slot_lost": "Your booking could not be kept: refunded in full",
+    # workshops (docs/workshops.md)
+    "workshop_invitation": "{{ inviter_name }} invites you to join {{ workshop_name }} on Auto Doctor",
 }
 # Booked-session emails carry the session's calendar event (.ics, shared/calendar.py).
 CALENDAR_TEMPLATES = {"booking_confirmed", "booking_rescheduled", "booking_cancelled"}
@@ -174,8 +176,13 @@ def send_outbox_email(payload: dict[str, Any]) -> None:
                          (payload["template"], payload.get("session_id"), Jsonb(payload.get("data") or {})))["due"]
             if not due:
                 raise JobSkipped("mechanic_assigned: the mechanic no longer holds the session")
-        ctx = db.one(conn, "select private.email_context(%s, %s) as c",
-                     (payload["user_id"], payload.get("session_id")))["c"]
+        if payload.get("to_email"):
+            # an address that may have no account yet (a workshop invitation)
+            ctx = {"to": payload["to_email"], "name": payload["to_email"].split("@")[0], "marketing_emails": True,
+                   "timezone": "UTC", "session": None}
+        else:
+            ctx = db.one(conn, "select private.email_context(%s, %s) as c",
+                         (payload["user_id"], payload.get("session_id")))["c"]
     if ctx is None or not ctx.get("to"):
         log("info", "email skipped: no recipient", template=payload["template"])
         return

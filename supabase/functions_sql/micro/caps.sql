@@ -106,7 +106,7 @@ begin
   end if;
   if p_mechanic_id <> v_uid and not private.is_admin()
      and not exists (select 1 from public.mechanics m where m.id = p_mechanic_id
-                     and m.organization_id in (select private.my_admin_org_ids())) then
+                     and private.workshop_can(m.organization_id, v_uid, 'dispatch')) then
     perform private.raise_error('not_allowed', 'only the mechanic, its workshop and admins may ask');
   end if;
   return private.micro_eligibility(p_mechanic_id, case when p_session_type = 'micro' then 'micro' else 'full' end,

@@ -125,7 +125,7 @@ as $$
   select m.id, m.display_name, m.organization_id, m.participation_mode, m.currently_on_shift, m.last_clock_in,
          m.last_clock_out
   from public.mechanics m
-  where m.id = (select auth.uid()) or m.organization_id in (select private.my_admin_org_ids())
+  where m.id = (select auth.uid()) or m.organization_id in (select private.my_workshop_ids('dispatch'))
      or (select private.is_admin())
 $$;
 revoke execute on function private.my_availability_rows() from public;

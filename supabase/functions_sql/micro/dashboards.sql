@@ -52,7 +52,7 @@ begin
   if p_organization_id is null or p_days is null or p_days < 1 or p_days > 366 then
     perform private.raise_error('invalid_input', 'p_organization_id is required; p_days 1..366');
   end if;
-  if not (p_organization_id in (select private.my_admin_org_ids()) or private.is_admin()) then
+  if not private.workshop_can(p_organization_id, (select auth.uid()), 'dispatch') then
     perform private.raise_error('not_allowed', 'workshop owners and admins only');
   end if;
   v_since := now() - make_interval(days => p_days);

@@ -17,7 +17,7 @@ begin
     perform private.raise_error('invalid_input', 'mode micro_only/full_only/both; cap 0..1440 (-1 clears)');
   end if;
   v_staff := private.is_admin() or exists (select 1 from public.mechanics m where m.id = p_mechanic_id
-                                           and m.organization_id in (select private.my_admin_org_ids()));
+                                           and private.workshop_can(m.organization_id, v_uid, 'micro_settings'));
   if not v_staff and (p_mechanic_id <> v_uid or p_daily_cap is not null) then
     perform private.raise_error('not_allowed', 'a mechanic sets its mode; its workshop or an admin sets caps');
   end if;

@@ -204,8 +204,9 @@ declare
 begin
   perform private.require_user();
   perform private.require_arg('p_organization_id', p_organization_id);
-  if p_organization_id not in (select private.my_admin_org_ids()) then
-    perform private.raise_error('not_allowed', 'only the workshop''s owners and admins set its hours');
+  if not private.workshop_can(p_organization_id, (select auth.uid()), 'edit_hours')
+     or not exists (select 1 from public.organizations o where o.id = p_organization_id) then
+    perform private.raise_error('not_allowed', 'only the workshop''s staff with edit_hours set its hours');
   end if;
   if p_timezone is not null and (char_length(p_timezone) > 64 or not private.is_valid_timezone(p_timezone)) then
     perform private.raise_error('invalid_input', 'p_timezone must be an IANA zone name');
@@ -275,8 +276,9 @@ begin
     if p_mechanic_id is not null then
       perform private.raise_error('invalid_input', 'give a mechanic or a workshop, not both');
     end if;
-    if p_organization_id not in (select private.my_admin_org_ids()) then
-      perform private.raise_error('not_allowed', 'only the workshop''s owners and admins set its dates');
+    if not private.workshop_can(p_organization_id, (select auth.uid()), 'edit_hours')
+     or not exists (select 1 from public.organizations o where o.id = p_organization_id) then
+      perform private.raise_error('not_allowed', 'only the workshop''s staff with edit_hours set its dates');
     end if;
   else
     v_mechanic := private.schedule_target(p_mechanic_id);

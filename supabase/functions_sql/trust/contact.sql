@@ -104,8 +104,10 @@ $$;
 revoke execute on function public.get_my_mechanic() from public, anon;
 grant execute on function public.get_my_mechanic() to authenticated, service_role;
 
--- The members of a workshop the caller owns or administers (platform admins: any): role, name and
--- phone from the profile, and the full mechanic row of those who are mechanics.
+-- The members of a workshop with their contact details, for the staff who manage its roster
+-- (manage_roster; platform admins: any): role, name and phone from the profile, and the full
+-- mechanic row of those who are mechanics. Every member reads the plain roster
+-- (organization_members: see_members).
 create or replace function public.get_workshop_members(p_organization_id uuid) returns jsonb
 language plpgsql stable security definer set search_path = ''
 as $$
@@ -113,9 +115,7 @@ declare
   v_uid uuid := private.require_user();
 begin
   perform private.require_arg('p_organization_id', p_organization_id);
-  if not private.is_admin() and not exists (
-       select 1 from public.organization_members om
-       where om.organization_id = p_organization_id and om.user_id = v_uid and om.role in ('owner', 'manager')) then
+  if not private.workshop_can(p_organization_id, v_uid, 'manage_roster') then
     -- the same answer whether or not the workshop exists
     perform private.raise_error('not_found', 'no such workshop among those you administer');
   end if;
