@@ -54,6 +54,8 @@ begin
     when p_m.status <> 'approved' or not p_m.can_accept_sessions then 'not_approved'
     when not p_micro then case when p_m.participation_mode = 'micro_only' then 'participation_mode' end
     when p_m.participation_mode = 'full_only' then 'participation_mode'
+    -- a dispatcher of its workshop paused its micro-sessions (workshops/dispatch.sql)
+    when p_m.micro_paused_until > p_now then 'paused_by_dispatcher'
     when v_o.id is not null and not v_o.micro_sessions_enabled then 'workshop_micro_disabled'
     -- Workshop mechanics take micro sessions only on shift; independent ones any time.
     when p_m.mechanic_type = 'workshop_affiliated' and not p_m.currently_on_shift then 'not_on_shift'
