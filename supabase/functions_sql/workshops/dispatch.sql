@@ -101,13 +101,21 @@ begin
   if not found then
     perform private.raise_error('not_found', 'no such request');
   end if;
-  select m.organization_id into v_org from public.mechanics m where m.id = v_r.mechanic_id;
+  -- the accepting mechanic's workshop; once the window lapsed, the one whose accept lapsed
+  select m.organization_id into v_org from public.mechanics m
+  where m.id = coalesce(v_r.mechanic_id,
+                        (select rr.mechanic_id from private.request_releases rr
+                         where rr.request_id = v_r.id and rr.by_system order by rr.released_at desc limit 1));
   if v_org is null or not private.workshop_can(v_org, v_uid, 'dispatch') then
     -- someone else's request: as if it did not exist
     perform private.raise_error('not_found', 'no such request');
   end if;
   if v_r.mechanic_id = v_uid then
     perform private.raise_error('not_allowed', 'a mechanic cannot approve its own accept');
+  end if;
+  if v_r.mechanic_id is null then
+    perform private.raise_error('micro_approval_window_closed',
+      'the time to approve this accept has passed: the request went back to the other mechanics');
   end if;
   if v_r.status <> 'accepted' or v_r.approval_pending_until is null then
     perform private.raise_error('micro_approval_not_pending', 'this request has no accept waiting for approval');
