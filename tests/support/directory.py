@@ -47,8 +47,8 @@ def add_member(db: Db, org: uuid.UUID, user: uuid.UUID, role: str) -> None:
 
 
 def make_shop(db: Db, name: str, *, auto_accept: bool = True, **details: Any) -> Shop:
-    org = db.scalar("insert into public.organizations (name, timezone, auto_accept_micro) "
-                    "values (%s, 'America/Toronto', %s) returning id", (name, auto_accept))
+    org = db.scalar("insert into public.organizations (name, timezone, auto_accept_micro, status, verified_at) "
+                    "values (%s, 'America/Toronto', %s, 'verified', now()) returning id", (name, auto_accept))
     if details:
         cols = ", ".join(f"{k} = %({k})s" for k in details)
         db.execute(f"update public.organizations set {cols} where id = %(id)s", {**details, "id": org})
