@@ -346,6 +346,11 @@ def scheduling_cases(w, unknown):
         (w.workshop_admin, "approve_micro_accept", {"p_request_id": w.request}, "AD004"),  # nobody accepted it
         (w.workshop_admin, "approve_micro_accept", {"p_request_id": "not-a-uuid"}, "22P02"),
         (None, "approve_micro_accept", {"p_request_id": w.request}, "AD002"),
+        (w.workshop_admin, "micro_approvals_pending", {"p_workshop_id": None}, "AD001"),
+        (w.workshop_admin, "micro_approvals_pending", {"p_workshop_id": unknown}, "AD004"),
+        (m, "micro_approvals_pending", {"p_workshop_id": w.organization}, "AD004"),  # a member without dispatch
+        (c, "micro_approvals_pending", {"p_workshop_id": w.organization}, "AD004"),
+        (None, "micro_approvals_pending", {"p_workshop_id": w.organization}, "AD002"),
         (c, "find_workshops", {"p_limit": 0}, "AD001"),
         (c, "find_workshops", {"p_latitude": 45.0}, "AD001"),
         (c, "find_workshops", {"p_city": BIG}, "AD001"),

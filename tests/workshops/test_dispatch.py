@@ -192,6 +192,33 @@ def test_accept_waits_then_approved_in_time(db: Db, manual: Shops) -> None:
         assert db.rpc_error("approve_micro_accept", p_request_id=request) == NOT_PENDING
 
 
+@pytest.mark.parametrize("persona", ["dispatcher", "owner", "manager", "admin"])
+def test_dispatchers_list_what_waits_for_them(db: Db, manual: Shops, persona: str) -> None:
+    request, session = micro_request(db)
+    accept(db, manual.a.mechanic, request)
+    other, _ = micro_request(db)
+    accept(db, manual.b.mechanic, other)  # another workshop's
+    with acting(db, manual.who(persona)):
+        rows = db.rpc("micro_approvals_pending", p_workshop_id=manual.a.org)
+    assert [(r["request_id"], r["session_id"], r["mechanic_id"]) for r in rows] == \
+        [(str(request), str(session), str(manual.a.mechanic))]
+    assert "contact_email" not in rows[0] and rows[0]["concern"]
+    with db.as_user(manual.a.dispatcher):
+        db.rpc("approve_micro_accept", p_request_id=request)
+    with acting(db, manual.who(persona)):
+        assert db.rpc("micro_approvals_pending", p_workshop_id=manual.a.org) == []
+
+
+@pytest.mark.parametrize("persona", ["mechanic", "other_dispatcher", "other_owner", "customer", "independent"])
+def test_others_cannot_list_what_waits(db: Db, manual: Shops, persona: str) -> None:
+    request, _ = micro_request(db)
+    accept(db, manual.a.mechanic2, request)
+    with acting(db, manual.who(persona)):
+        assert db.rpc_error("micro_approvals_pending", p_workshop_id=manual.a.org) == NOT_FOUND
+    with db.as_anon():
+        assert db.rpc_error("micro_approvals_pending", p_workshop_id=manual.a.org) == DENIED
+
+
 @pytest.mark.parametrize("persona", ["owner", "manager", "admin"])
 def test_other_staff_with_dispatch_approve(db: Db, manual: Shops, persona: str) -> None:
     request, _ = micro_request(db)

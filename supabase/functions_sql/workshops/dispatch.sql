@@ -206,3 +206,31 @@ end
 $$;
 revoke execute on function private.require_micro_approved(uuid) from public;
 grant execute on function private.require_micro_approved(uuid) to service_role;
+
+-- What waits for the dispatchers of workshop `p_workshop_id`: its mechanics' micro accepts not yet
+-- approved, soonest deadline first, with what a dispatcher needs to decide (no contact details).
+create or replace function public.micro_approvals_pending(p_workshop_id uuid) returns jsonb
+language plpgsql stable security definer set search_path = ''
+as $$
+declare
+  v_uid uuid := private.require_user();
+begin
+  perform private.require_arg('p_workshop_id', p_workshop_id);
+  if not exists (select 1 from public.organizations o where o.id = p_workshop_id)
+     or not private.workshop_can(p_workshop_id, v_uid, 'dispatch') then
+    perform private.raise_error('not_found', 'no such workshop');
+  end if;
+  return coalesce((
+    select jsonb_agg(jsonb_build_object(
+             'request_id', r.id, 'session_id', r.session_id, 'mechanic_id', r.mechanic_id,
+             'mechanic_name', m.display_name, 'approval_pending_until', r.approval_pending_until,
+             'plan_code', r.plan_code, 'vehicle_make', r.vehicle_make, 'vehicle_model', r.vehicle_model,
+             'vehicle_year', r.vehicle_year, 'concern', r.concern, 'accepted_at', r.accepted_at)
+           order by r.approval_pending_until, r.id)
+    from public.session_requests r join public.mechanics m on m.id = r.mechanic_id
+    where r.approval_pending_until is not null and r.status = 'accepted' and m.organization_id = p_workshop_id),
+    '[]'::jsonb);
+end
+$$;
+revoke execute on function public.micro_approvals_pending(uuid) from public, anon;
+grant execute on function public.micro_approvals_pending(uuid) to authenticated, service_role;
