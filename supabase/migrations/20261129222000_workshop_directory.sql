@@ -7,6 +7,7 @@ create extension if not exists cube with schema extensions;
 create extension if not exists earthdistance with schema extensions;
 
 insert into private.error_codes (sqlstate, name, http_status, description) values
+  ('AD160', 'micro_paused', 409, 'A dispatcher of the mechanic''s workshop paused its micro-sessions.'),
   ('AD161', 'micro_approval_pending', 409,
    'The accept of this micro-session waits for a dispatcher of the mechanic''s workshop.'),
   ('AD162', 'micro_approval_not_pending', 409, 'This request has no accept waiting for approval.'),

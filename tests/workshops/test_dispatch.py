@@ -20,7 +20,7 @@ from tests.support.personas import call_as
 
 INVALID, NOT_AUTH, NOT_ALLOWED, NOT_FOUND = "AD001", "AD002", "AD003", "AD004"
 NOT_ELIGIBLE, RELEASED = "AD070", "AD121"
-PENDING, NOT_PENDING, WINDOW_CLOSED = "AD161", "AD162", "AD163"
+PAUSED, PENDING, NOT_PENDING, WINDOW_CLOSED = "AD160", "AD161", "AD162", "AD163"
 DENIED = "42501"
 STAFF = ["owner", "manager", "dispatcher", "admin"]
 OUTSIDERS = ["mechanic", "other_owner", "other_dispatcher", "customer", "independent"]
@@ -121,7 +121,7 @@ def test_a_paused_mechanic_cannot_accept_micro_until_then(db: Db, shops: Shops) 
     excluded = db.scalar("select array_agg(x) from private.eligibility_exclusions(%s, now()) x", (request,))
     assert shops.a.mechanic in excluded and shops.a.mechanic2 not in excluded
     with db.as_user(shops.a.mechanic):
-        assert db.rpc_error("accept_request", p_request_id=request) == NOT_ELIGIBLE
+        assert db.rpc_error("accept_request", p_request_id=request) == PAUSED
     assert db.scalar("select status::text from public.session_requests where id = %s", (request,)) == "pending"
     assert db.scalar("select private.micro_eligibility(%s, 'micro', 10) ->> 'reason'",
                      (shops.a.mechanic,)) == "paused_by_dispatcher"

@@ -131,6 +131,10 @@ as $$
 declare
   v_reason text := (private.micro_refusal(p_m, p_s.duration_type = 'micro', p_s.planned_minutes, p_now)).reason;
 begin
+  if v_reason = 'paused_by_dispatcher' then  -- workshops/dispatch.sql
+    perform private.raise_error('micro_paused',
+      format('a dispatcher of your workshop paused your micro-sessions until %s', p_m.micro_paused_until));
+  end if;
   if v_reason is not null then
     perform private.raise_error('session_not_eligible', format('cannot take this session: %s', v_reason),
       private.micro_eligibility(p_m.id, case when p_s.duration_type = 'micro' then 'micro' else 'full' end,
