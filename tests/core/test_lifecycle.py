@@ -149,7 +149,9 @@ def test_accept_assigns_everything(db):
     assert db.scalar("select status::text from public.session_offers where request_id = %s and mechanic_id = %s",
                      (w.request, w.other_mechanic)) == "offered"
     result = accept(db, w.mechanic, w.request)
-    assert result == {"request_id": str(w.request), "session_id": str(w.session), "status": "accepted"}
+    # its workshop accepts micro-sessions automatically: no dispatcher approval to wait for
+    assert result == {"request_id": str(w.request), "session_id": str(w.session), "status": "accepted",
+                      "approval_pending_until": None}
     request = db.one("select status, mechanic_id, accepted_at from public.session_requests where id = %s", (w.request,))
     assert request["status"] == "accepted" and request["mechanic_id"] == w.mechanic and request["accepted_at"]
     session = db.one("select status, mechanic_id from public.sessions where id = %s", (w.session,))

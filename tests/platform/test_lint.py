@@ -265,23 +265,26 @@ def _anon_sd(db: Db) -> None:
 
 
 def test_allow_list_silences_anon_security_definer(db: Db, monkeypatch: pytest.MonkeyPatch) -> None:
+    project = shared.dev.lint.anon_allow_list()  # the project's own public functions (find_workshops)
     _anon_sd(db)
     assert _found(db) == {("anon_security_definer_function_executable", "public.lint_open()")}
-    monkeypatch.setattr(shared.dev.lint, "anon_allow_list", lambda: ["lint_open"])
+    monkeypatch.setattr(shared.dev.lint, "anon_allow_list", lambda: ["lint_open", *project])
     assert _found(db) == set()
-    monkeypatch.setattr(shared.dev.lint, "anon_allow_list", lambda: ["something_else"])
+    monkeypatch.setattr(shared.dev.lint, "anon_allow_list", lambda: ["something_else", *project])
     assert len(_found(db)) == 1
 
 
 def test_allow_list_is_read_from_pyproject(db: Db, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    project = shared.dev.lint.anon_allow_list()  # the project's own public functions (find_workshops)
     monkeypatch.setenv("AUTODOCTOR_PROJECT_DIR", str(tmp_path))
     assert shared.dev.lint.anon_allow_list() == []  # no pyproject.toml at all
     (tmp_path / "pyproject.toml").write_text("[project]\nname = 'x'\n", encoding="utf-8")
     assert shared.dev.lint.anon_allow_list() == []  # no [tool.autodoctor.lint]
+    names = ["lint_open", "other", *project]
     (tmp_path / "pyproject.toml").write_text(
-        "[tool.autodoctor.lint]\nanon_security_definer_allow = ['lint_open', 'other']\n", encoding="utf-8"
+        f"[tool.autodoctor.lint]\nanon_security_definer_allow = {names!r}\n", encoding="utf-8"
     )
-    assert shared.dev.lint.anon_allow_list() == ["lint_open", "other"]
+    assert shared.dev.lint.anon_allow_list() == names
     _anon_sd(db)
     assert _found(db) == set()
 

@@ -170,6 +170,7 @@ begin
     perform private.raise_error('invalid_transition', format('the session is %s: it cannot be started', v_session.status));
   end if;
   perform private.require_good_standing(v_session.mechanic_id);
+  perform private.require_micro_approved(v_session.id);
   insert into public.session_participants (session_id, user_id, role, ready_at)
   values (v_session.id, v_uid, v_role, now())
   on conflict (session_id, user_id) do update

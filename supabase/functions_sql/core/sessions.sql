@@ -149,6 +149,7 @@ declare
   v_mechanic public.mechanics;
   v_request public.session_requests;
   v_session public.sessions;
+  v_approval_until timestamptz;
 begin
   if p_request_id is null or p_mechanic_id is null then
     perform private.raise_error('invalid_input', 'request and mechanic are required');
@@ -199,6 +200,14 @@ begin
 
   -- Participation mode, shift and daily micro cap (micro-sessions domain); reserves micro minutes.
   perform private.check_and_reserve_accept_rows(v_mechanic, v_session, p_now);
+  -- A workshop that does not accept micro-sessions automatically approves the accept through a
+  -- dispatcher within a window (workshops/dispatch.sql); admins assigning do not wait.
+  if v_session.duration_type = 'micro' and v_mechanic.organization_id is not null and not p_bypass_window then
+    v_approval_until := private.micro_approval_until(v_mechanic, p_now);
+    if v_approval_until is not null then
+      update public.session_requests set approval_pending_until = v_approval_until where id = v_request.id;
+    end if;
+  end if;
 
   insert into public.session_participants (session_id, user_id, role)
   values (v_session.id, v_session.customer_id, 'customer'), (v_session.id, p_mechanic_id, 'mechanic')
@@ -225,7 +234,8 @@ begin
   do update set status = 'accepted', responded_at = p_now;
 
   update public.intakes set status = 'in_progress' where id = v_session.intake_id;
-  return jsonb_build_object('request_id', v_request.id, 'session_id', v_session.id, 'status', 'accepted');
+  return jsonb_build_object('request_id', v_request.id, 'session_id', v_session.id, 'status', 'accepted',
+                            'approval_pending_until', v_approval_until);
 end
 $$;
 revoke execute on function private.assign_request(uuid, uuid, timestamptz, boolean) from public;

@@ -9,7 +9,7 @@ create or replace function private.job_steps(p_job text) returns text[]
 language sql immutable set search_path = ''
 as $$
   select case p_job
-    when 'sweep_requests' then array['sweep_requests']
+    when 'sweep_requests' then array['sweep_requests', 'lapse_micro_approvals']
     when 'dispatch' then array['dispatch_due']
     when 'nudges' then array['send_nudges']
     when 'session_timers' then array['end_overdue_sessions', 'send_starting_notices', 'expire_holds',
@@ -25,6 +25,7 @@ as $$
 begin
   case p_step
     when 'sweep_requests' then return private.sweep_requests(p_now);
+    when 'lapse_micro_approvals' then return private.lapse_micro_approvals(p_now, 200);  -- workshops/dispatch.sql
     when 'dispatch_due' then return private.dispatch_due(p_now, 200);
     when 'send_nudges' then return private.send_nudges(p_now);
     when 'end_overdue_sessions' then return private.end_overdue_sessions(p_now, 200);

@@ -25,6 +25,9 @@ as $$
   select m.id from public.mechanics m, r
   where r.duration_type = 'micro' and m.participation_mode = 'full_only'
   union all
+  select m.id from public.mechanics m, r  -- paused by a dispatcher (workshops/dispatch.sql)
+  where r.duration_type = 'micro' and m.micro_paused_until > p_now
+  union all
   select m.id
   from r cross join public.mechanics m
   join public.organizations o on o.id = m.organization_id

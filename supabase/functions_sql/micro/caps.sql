@@ -54,6 +54,8 @@ begin
     when p_m.status <> 'approved' or not p_m.can_accept_sessions then 'not_approved'
     when not p_micro then case when p_m.participation_mode = 'micro_only' then 'participation_mode' end
     when p_m.participation_mode = 'full_only' then 'participation_mode'
+    -- a dispatcher of its workshop paused its micro-sessions (workshops/dispatch.sql)
+    when p_m.micro_paused_until > p_now then 'paused_by_dispatcher'
     when v_o.id is not null and not v_o.micro_sessions_enabled then 'workshop_micro_disabled'
     -- Workshop mechanics take micro sessions only on shift; independent ones any time.
     when p_m.mechanic_type = 'workshop_affiliated' and not p_m.currently_on_shift then 'not_on_shift'
@@ -129,6 +131,10 @@ as $$
 declare
   v_reason text := (private.micro_refusal(p_m, p_s.duration_type = 'micro', p_s.planned_minutes, p_now)).reason;
 begin
+  if v_reason = 'paused_by_dispatcher' then  -- workshops/dispatch.sql
+    perform private.raise_error('micro_paused',
+      format('a dispatcher of your workshop paused your micro-sessions until %s', p_m.micro_paused_until));
+  end if;
   if v_reason is not null then
     perform private.raise_error('session_not_eligible', format('cannot take this session: %s', v_reason),
       private.micro_eligibility(p_m.id, case when p_s.duration_type = 'micro' then 'micro' else 'full' end,

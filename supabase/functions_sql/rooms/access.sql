@@ -30,6 +30,9 @@ begin
   if v_session.status not in ('waiting', 'live') then
     perform private.raise_error('conflict', format('the session is %s: its room is closed', v_session.status));
   end if;
+  if v_session.status = 'waiting' then
+    perform private.require_micro_approved(v_session.id);  -- workshops/dispatch.sql
+  end if;
   -- The planned end: the deadline of a live session; for a waiting one, as if it started now.
   v_end := coalesce(v_session.deadline_at,
                     p_now + make_interval(mins => v_session.planned_minutes + v_session.extension_minutes));

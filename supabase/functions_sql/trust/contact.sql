@@ -16,7 +16,7 @@ begin
   insert into private.request_releases (request_id, mechanic_id, released_at)
   values (p_request_id, p_mechanic_id, p_now);
   if (select count(*) from private.request_releases r
-      where r.mechanic_id = p_mechanic_id and r.released_at > p_now - interval '1 hour')
+      where r.mechanic_id = p_mechanic_id and r.released_at > p_now - interval '1 hour' and not r.by_system)
      >= private.setting_int('trust.max_releases_per_hour') then
     update public.mechanics
     set releases_blocked_until = p_now + private.setting_interval('trust.release_cooldown')
@@ -78,6 +78,9 @@ as $$
     exists (select 1 from public.sessions s
             where s.id = p_session_id and s.mechanic_id::text = p_data ->> 'mechanic_id'
               and s.status in ('waiting', 'live', 'completed'))
+    -- an accept waiting for its workshop's dispatcher is not told (approve_micro_accept tells it)
+    and not exists (select 1 from public.session_requests r
+                    where r.session_id = p_session_id and r.approval_pending_until is not null)
   else true end
 $$;
 revoke execute on function private.email_still_due(text, uuid, jsonb) from public;
