@@ -28,7 +28,7 @@ from tests.support.appointments import (
 from tests.support.factories import make_customer, make_mechanic, make_vehicle
 
 INVALID_INPUT, NOT_FOUND, NOT_ALLOWED, INVALID_TRANSITION = "AD001", "AD004", "AD003", "AD006"
-LIMIT_REACHED, SLOT_TAKEN, WAIVER_REQUIRED = "AD130", "AD050", "AD122"
+LIMIT_REACHED, SLOT_TAKEN, WAIVER_REQUIRED, CONFLICT = "AD130", "AD050", "AD122", "AD005"
 NOT_BOOKABLE, OUTSIDE_HOURS, FULL, TOO_LATE, NOT_STARTED, NOT_IN_WORKSHOP = (
     "AD170", "AD171", "AD172", "AD173", "AD174", "AD175")
 
@@ -389,3 +389,20 @@ def test_every_change_is_broadcast_on_the_workshop_board(db, c):
     assert {m["event"] for m in msgs} == {"appointment_changed"}
     # no contact details on the board
     assert all("email" not in str(m["payload"]) and "phone" not in str(m["payload"]) for m in msgs)
+
+
+def test_one_diagnostic_session_leads_to_one_appointment_at_a_time(db, c):
+    """A customer cannot multiply a virtual mechanic's referral by booking the same diagnosis at
+    several workshops (or twice at one); a declined request frees it for another workshop."""
+    virtual = make_mechanic(db, name="Vera Virtual")
+    session = delivered_diagnostic(db, c.customer, virtual, c.vehicle)
+    kw = {"p_vehicle_id": c.vehicle, "p_service_type": "Brakes",
+          "p_preferred_starts": starts_arg([at(day(), "09:00")]), "p_diagnostic_session_id": session}
+    first = as_(db, c.customer, "request_workshop_appointment", p_workshop_id=c.shop.id, **kw)["appointment_id"]
+    for shop in (c.shop.id, c.other_shop.id):
+        assert err(db, c.customer, "request_workshop_appointment", p_workshop_id=shop, **kw) == CONFLICT
+    as_(db, c.shop.owner, "decline_appointment", p_appointment_id=first, p_reason="No lift free")
+    assert as_(db, c.customer, "request_workshop_appointment", p_workshop_id=c.other_shop.id, **kw)["status"] == \
+        "requested"
+    assert db.scalar("select count(*) from public.workshop_appointments where diagnostic_session_id = %s",
+                     (session,)) == 2

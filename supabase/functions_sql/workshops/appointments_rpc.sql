@@ -86,6 +86,13 @@ begin
   end loop;
   -- the cap on open appointments, counted under the customer's profile lock
   perform 1 from public.profiles where id = v_uid for no key update;
+  -- one diagnosis leads to one workshop job at a time (and so to one referral fee): a declined or
+  -- cancelled appointment frees the session for another workshop
+  if v_session.id is not null and exists (
+       select 1 from public.workshop_appointments a
+       where a.diagnostic_session_id = v_session.id and a.status in ('requested', 'proposed', 'confirmed', 'completed')) then
+    perform private.raise_error('conflict', 'this diagnostic session already has an appointment');
+  end if;
   if (select count(*) from public.workshop_appointments a
       where a.customer_id = v_uid
         and (a.status in ('requested', 'proposed') or (a.status = 'confirmed' and a.starts_at > v_now)))
