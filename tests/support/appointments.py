@@ -152,3 +152,38 @@ def emails(db: Db, appt: uuid.UUID) -> list[dict[str, Any]]:
     return db.all("select payload ->> 'template' as template, (payload ->> 'user_id')::uuid as user_id, next_attempt_at as not_before, "
                   "payload -> 'data' as data from private.outbox where kind = 'email.send' "
                   "and payload -> 'data' -> 'appointment' ->> 'id' = %s order by id", (str(appt),))
+
+
+def hostile_cases(w: Any, unknown: uuid.UUID) -> list[tuple[Any, str, dict[str, Any], str]]:
+    """The appointment RPCs' rows of tests/core/test_hostile.py (persona, rpc, kwargs, SQLSTATE) on
+    its world (a customer, a workshop with an owner): nulls, unknown ids, over-long text."""
+    big = "x" * 1_000_000
+    start = "2030-01-01T10:00:00Z"
+    c, owner = w.customer, w.workshop_admin
+    return [
+        (c, "request_workshop_appointment", {"p_workshop_id": None, "p_vehicle_id": w.vehicle, "p_service_type": "Oil",
+                                             "p_preferred_starts": "{" + start + "}"}, "AD001"),
+        (c, "request_workshop_appointment", {"p_workshop_id": w.organization, "p_vehicle_id": w.vehicle,
+                                             "p_service_type": big, "p_preferred_starts": "{" + start + "}"}, "AD001"),
+        (c, "request_workshop_appointment", {"p_workshop_id": w.organization, "p_vehicle_id": w.vehicle,
+                                             "p_service_type": "Oil", "p_preferred_starts": None}, "AD001"),
+        (c, "request_workshop_appointment", {"p_workshop_id": unknown, "p_vehicle_id": w.vehicle,
+                                             "p_service_type": "Oil", "p_preferred_starts": "{" + start + "}"}, "AD004"),
+        (None, "request_workshop_appointment", {"p_workshop_id": w.organization, "p_vehicle_id": w.vehicle,
+                                                "p_service_type": "Oil", "p_preferred_starts": "{" + start + "}"},
+         "AD002"),
+        (owner, "confirm_appointment", {"p_appointment_id": None, "p_start": start}, "AD001"),
+        (owner, "confirm_appointment", {"p_appointment_id": unknown, "p_start": start}, "AD004"),
+        (owner, "assign_appointment_mechanic", {"p_appointment_id": unknown, "p_mechanic_id": w.mechanic}, "AD004"),
+        (owner, "propose_appointment_time", {"p_appointment_id": unknown, "p_start": start, "p_note": big}, "AD001"),
+        (owner, "decline_appointment", {"p_appointment_id": unknown, "p_reason": big}, "AD001"),
+        (owner, "decline_appointment", {"p_appointment_id": unknown, "p_reason": "full"}, "AD004"),
+        (c, "accept_appointment_proposal", {"p_appointment_id": None}, "AD001"),
+        (c, "decline_appointment_proposal", {"p_appointment_id": unknown}, "AD004"),
+        (c, "cancel_appointment", {"p_appointment_id": unknown, "p_reason": None}, "AD001"),
+        (c, "cancel_appointment", {"p_appointment_id": unknown, "p_reason": "x"}, "AD004"),
+        (owner, "complete_appointment", {"p_appointment_id": unknown, "p_invoice_cents": -1}, "AD001"),
+        (owner, "complete_appointment", {"p_appointment_id": unknown, "p_invoice_cents": 100}, "AD004"),
+        (owner, "mark_no_show", {"p_appointment_id": None}, "AD001"),
+        (None, "mark_no_show", {"p_appointment_id": unknown}, "AD002"),
+    ]
