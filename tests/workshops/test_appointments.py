@@ -340,9 +340,9 @@ def _to_state(db, c, state):
     return appt
 
 
-def _act(db, c, appt, action):
+def _calls(c):
     d = day()
-    calls = {
+    return {
         "confirm": (c.shop.owner, "confirm_appointment", {"p_start": at(d, "11:00")}),
         "propose": (c.shop.owner, "propose_appointment_time", {"p_start": at(d, "11:00")}),
         "decline": (c.shop.owner, "decline_appointment", {"p_reason": "x"}),
@@ -353,7 +353,10 @@ def _act(db, c, appt, action):
         "no_show": (c.shop.owner, "mark_no_show", {}),
         "assign": (c.shop.owner, "assign_appointment_mechanic", {"p_mechanic_id": c.shop.mechanic}),
     }
-    user, rpc, kw = calls[action]
+
+
+def _act(db, c, appt, action):
+    user, rpc, kw = _calls(c)[action]
     return err(db, user, rpc, p_appointment_id=appt, **kw)
 
 
@@ -406,3 +409,31 @@ def test_one_diagnostic_session_leads_to_one_appointment_at_a_time(db, c):
         "requested"
     assert db.scalar("select count(*) from public.workshop_appointments where diagnostic_session_id = %s",
                      (session,)) == 2
+
+
+# every allowed (from, action) pair, through the RPCs
+ALLOWED = [
+    ("requested", "propose", "proposed"), ("requested", "confirm", "confirmed"), ("requested", "decline", "declined"),
+    ("requested", "cancel", "cancelled"), ("proposed", "propose", "proposed"), ("proposed", "accept", "confirmed"),
+    ("proposed", "decline_proposal", "requested"), ("proposed", "decline", "declined"),
+    ("proposed", "cancel", "cancelled"), ("confirmed", "complete", "completed"), ("confirmed", "no_show", "no_show"),
+    ("confirmed", "assign", "confirmed"),
+]
+
+
+@pytest.mark.parametrize(("state", "action", "after"), ALLOWED)
+def test_allowed_transitions(db, c, state, action, after):
+    appt = _to_state(db, c, state)
+    user, rpc, kw = _calls(c)[action]
+    assert as_(db, user, rpc, p_appointment_id=appt, **kw)["status"] == after
+    assert status(db, appt) == after
+
+
+def test_the_transition_table_is_the_documented_one(db):
+    states = ["requested", "proposed", "confirmed", "declined", "cancelled", "completed", "no_show"]
+    allowed = {(a, b) for a in states for b in states
+               if db.scalar("select private.appointment_transition_allowed(%s, %s)", (a, b))}
+    assert allowed == {
+        ("requested", "proposed"), ("requested", "confirmed"), ("requested", "declined"), ("requested", "cancelled"),
+        ("proposed", "confirmed"), ("proposed", "requested"), ("proposed", "declined"), ("proposed", "cancelled"),
+        ("confirmed", "completed"), ("confirmed", "no_show"), ("confirmed", "cancelled")}
