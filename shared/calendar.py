@@ -57,6 +57,39 @@ def build_ics(event: dict[str, Any], *, now: dt.datetime | None = None) -> bytes
     return ics
 
 
+def build_appointment_ics(appointment: dict[str, Any], *, now: dt.datetime | None = None) -> bytes:
+    """The .ics of a workshop appointment from its email data (private.appointment_email_data):
+    UID from the appointment id, SEQUENCE workshop_appointments.calendar_sequence, the workshop's
+    address as LOCATION; a cancelled appointment gives METHOD:CANCEL."""
+    cancelled = appointment["status"] == "cancelled"
+    app_url = get_settings().app_url.rstrip("/")
+    cal = icalendar.Calendar()
+    cal.add("prodid", PRODID)
+    cal.add("version", "2.0")
+    cal.add("calscale", "GREGORIAN")
+    cal.add("method", "CANCEL" if cancelled else "PUBLISH")
+    ev = icalendar.Event()
+    ev.add("uid", f"appointment-{appointment['id']}@{UID_DOMAIN}")
+    ev.add("sequence", int(appointment.get("sequence") or 0))
+    ev.add("dtstamp", (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC).replace(microsecond=0))
+    ev.add("dtstart", _when(appointment["starts_at"]))
+    ev.add("dtend", _when(appointment["ends_at"]))
+    ev.add("summary", f"{appointment['service_type']} at {appointment['workshop_name']}")
+    ev.add("description", f"Workshop appointment: {app_url}/appointments/{appointment['id']}")
+    ev.add("location", appointment.get("workshop_address") or appointment["workshop_name"])
+    ev.add("url", f"{app_url}/appointments/{appointment['id']}")
+    ev.add("status", "CANCELLED" if cancelled else "CONFIRMED")
+    if not cancelled:
+        alarm = icalendar.Alarm()
+        alarm.add("action", "DISPLAY")
+        alarm.add("description", "Your workshop appointment starts in one hour")
+        alarm.add("trigger", dt.timedelta(hours=-1))
+        ev.add_component(alarm)
+    cal.add_component(ev)
+    ics: bytes = cal.to_ical()
+    return ics
+
+
 def session_event(session_id: str, user_id: str | None) -> dict[str, Any]:
     """The calendar data of a booked session the user takes part in (not_found otherwise)."""
     with db.transaction() as conn:

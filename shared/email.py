@@ -46,9 +46,18 @@ SUBJECTS = {
     "booking_slot_lost": "Your booking could not be kept: refunded in full",
     # workshops (docs/workshops.md)
     "workshop_invitation": "{{ inviter_name }} invites you to join {{ workshop_name }} on Auto Doctor",
+    # workshop appointments (docs/workshops.md)
+    "appointment_requested": "New appointment request: {{ appointment.service_type }}",
+    "appointment_confirmed": "Your appointment at {{ appointment.workshop_name }} is confirmed",
+    "appointment_proposed": "{{ appointment.workshop_name }} proposes another time",
+    "appointment_declined": "{{ appointment.workshop_name }} cannot take your appointment",
+    "appointment_cancelled": "Your appointment at {{ appointment.workshop_name }} was cancelled",
+    "appointment_reminder": "Reminder: your appointment at {{ appointment.workshop_name }} starts in {{ lead }}",
 }
 # Booked-session emails carry the session's calendar event (.ics, shared/calendar.py).
 CALENDAR_TEMPLATES = {"booking_confirmed", "booking_rescheduled", "booking_cancelled"}
+# Appointment emails carry the appointment's calendar event when it has a time.
+APPOINTMENT_CALENDAR_TEMPLATES = {"appointment_confirmed", "appointment_cancelled", "appointment_reminder"}
 # Not about a purchase the user made: sent only to users who keep marketing_emails on.
 NON_TRANSACTIONAL = {name for name, t in EMAIL_TEMPLATES.items() if not t.transactional}
 
@@ -176,6 +185,12 @@ def send_outbox_email(payload: dict[str, Any]) -> None:
                          (payload["template"], payload.get("session_id"), Jsonb(payload.get("data") or {})))["due"]
             if not due:
                 raise JobSkipped("mechanic_assigned: the mechanic no longer holds the session")
+        if payload["template"] == "appointment_reminder":
+            # sent only while the appointment is confirmed at the time the reminder was queued for
+            due = db.one(conn, "select private.appointment_email_due(%s, %s) as due",
+                         (payload["template"], Jsonb(payload.get("data") or {})))["due"]
+            if not due:
+                raise JobSkipped("appointment_reminder: the appointment is no longer confirmed at that time")
         if payload.get("to_email"):
             # an address that may have no account yet (a workshop invitation)
             ctx = {"to": payload["to_email"], "name": payload["to_email"].split("@")[0], "marketing_emails": True,
@@ -196,6 +211,12 @@ def send_outbox_email(payload: dict[str, Any]) -> None:
 
         ics = calendar.session_ics(session["id"], payload["user_id"])
         message = dataclasses.replace(message, attachments=(("session.ics", "text/calendar", ics),))
+    appointment = (payload.get("data") or {}).get("appointment") or {}
+    if payload["template"] in APPOINTMENT_CALENDAR_TEMPLATES and appointment.get("starts_at"):
+        from shared import calendar
+
+        ics = calendar.build_appointment_ics(appointment)
+        message = dataclasses.replace(message, attachments=(("appointment.ics", "text/calendar", ics),))
     deliver(ctx["to"], message, payload["_dedupe_key"])
 
 

@@ -14,6 +14,12 @@ class EmailTemplate:
 
 
 EMAIL_TEMPLATES: dict[str, EmailTemplate] = {
+    "appointment_cancelled": EmailTemplate("appointment_cancelled", has_html=True, transactional=True),
+    "appointment_confirmed": EmailTemplate("appointment_confirmed", has_html=True, transactional=True),
+    "appointment_declined": EmailTemplate("appointment_declined", has_html=True, transactional=True),
+    "appointment_proposed": EmailTemplate("appointment_proposed", has_html=True, transactional=True),
+    "appointment_reminder": EmailTemplate("appointment_reminder", has_html=True, transactional=True),
+    "appointment_requested": EmailTemplate("appointment_requested", has_html=True, transactional=True),
     "booking_cancelled": EmailTemplate("booking_cancelled", has_html=True, transactional=True),
     "booking_confirmed": EmailTemplate("booking_confirmed", has_html=True, transactional=True),
     "booking_rescheduled": EmailTemplate("booking_rescheduled", has_html=True, transactional=True),

@@ -141,5 +141,17 @@ ERROR_CODES: dict[str, ErrorCode] = {
                   "This request has no accept waiting for approval."),
         ErrorCode("AD163", "micro_approval_window_closed", 409,
                   "The time to approve this accept has passed: the request goes back to the other mechanics."),
+        ErrorCode("AD170", "workshop_not_bookable", 409,
+                  "The workshop is not verified: it takes no appointment requests."),
+        ErrorCode("AD171", "outside_workshop_hours", 422,
+                  "The appointment time is not inside the workshop's opening hours (or is in the past)."),
+        ErrorCode("AD172", "workshop_full", 409,
+                  "The workshop's capacity for that time is taken by confirmed appointments."),
+        ErrorCode("AD173", "appointment_cancel_too_late", 409,
+                  "Too close to the appointment's start for the customer to cancel."),
+        ErrorCode("AD174", "appointment_not_started", 409,
+                  "The appointment has not started yet: it cannot be completed or marked a no-show."),
+        ErrorCode("AD175", "mechanic_not_in_workshop", 422,
+                  "The mechanic is not an approved mechanic of this workshop."),
     )
 }

@@ -7,12 +7,13 @@ import uuid
 import pytest
 
 from shared.dev.lint import anon_allow_list
+from tests.support.appointments import hostile_cases as appointment_hostile_cases
 from tests.support.factories import ensure_waiver, make_intake, make_world
 
 BIG = "x" * 1_000_000
 TABLES = ["sessions", "session_requests", "session_offers", "session_participants", "session_events",
           "mechanic_commitments", "mechanics", "intakes", "profiles", "mechanic_reviews",
-          "waiver_acceptances"]
+          "waiver_acceptances", "workshop_appointments"]
 
 
 def snapshot(db) -> dict[str, str]:
@@ -189,6 +190,8 @@ def cases(w):
         (w.admin, "admin_rank_request", {"p_request_id": w.request, "p_limit": 0}, "AD001"),
         # scheduling
         *scheduling_cases(w, unknown),
+        # workshop appointments
+        *appointment_hostile_cases(w, unknown),
     ]
 
 
