@@ -64,11 +64,15 @@ def completed_appointment(db: Db, workshop: Any, customer: Any, session: Any, re
                           invoice_cents: int, *, hook: bool = True) -> uuid.UUID:
     """A completed appointment at the workshop that came from `session`, naming `referrer`; then the
     completion hook (as complete_appointment calls it)."""
+    # through its lifecycle (requested → confirmed → completed), as the appointment RPCs move it
     appointment = db.scalar(
         "insert into public.workshop_appointments (workshop_id, customer_id, diagnostic_session_id,"
-        " referring_mechanic_id, service_type, status, invoice_cents, completed_at)"
-        " values (%s, %s, %s, %s, 'brake repair', 'completed', %s, now()) returning id",
-        (workshop, customer, session, referrer, invoice_cents))
+        " referring_mechanic_id, service_type) values (%s, %s, %s, %s, 'brake repair') returning id",
+        (workshop, customer, session, referrer))
+    db.execute("update public.workshop_appointments set status = 'confirmed', starts_at = now() - interval '2 hours',"
+               " ends_at = now() - interval '1 hour' where id = %s", (appointment,))
+    db.execute("update public.workshop_appointments set status = 'completed', invoice_cents = %s, completed_at = now()"
+               " where id = %s", (invoice_cents, appointment))
     if hook:
         db.execute("select private.referral_on_appointment_completed(%s)", (appointment,))
     return uuid.UUID(str(appointment))

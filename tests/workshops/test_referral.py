@@ -62,8 +62,10 @@ def test_no_fee_without_referrer_or_invoice_or_completion(db: Db) -> None:
     completed_appointment(db, shop.id, customer, None, virtual, 50_000)       # no diagnostic session
     confirmed = db.scalar(
         "insert into public.workshop_appointments (workshop_id, customer_id, diagnostic_session_id,"
-        " referring_mechanic_id, service_type, status) values (%s, %s, %s, %s, 'brakes', 'confirmed') returning id",
+        " referring_mechanic_id, service_type) values (%s, %s, %s, %s, 'brakes') returning id",
         (shop.id, customer, session, virtual))
+    db.execute("update public.workshop_appointments set status = 'confirmed', starts_at = now() + interval '1 day',"
+               " ends_at = now() + interval '25 hours' where id = %s", (confirmed,))
     db.execute("select private.referral_on_appointment_completed(%s)", (confirmed,))  # not completed
     db.execute("select private.referral_on_appointment_completed(%s)", (None,))
     db.execute("select private.referral_on_appointment_completed(gen_random_uuid())")
@@ -198,7 +200,11 @@ def test_integrity_flags_a_fee_above_the_rate(db: Db) -> None:
     appointment = completed_appointment(db, shop.id, customer, session, virtual, 50_000)
     assert referral_issues(db) == []
     # the invoice lowered afterwards (by hand): the fee now exceeds invoice × rate
+    # (a completed appointment no longer changes through its lifecycle trigger: bypass it, as a
+    # hand-made correction in the database would)
+    db.execute("alter table public.workshop_appointments disable trigger _100_check_status")
     db.execute("update public.workshop_appointments set invoice_cents = 100 where id = %s", (appointment,))
+    db.execute("alter table public.workshop_appointments enable trigger _100_check_status")
     [issue] = referral_issues(db)
     assert (issue["subject"], issue["problem"]) == ("fee", "fee exceeds the invoice × rate")
     with db.as_user(make_admin(db)):
@@ -219,7 +225,8 @@ def test_earnings_of_each_side(db: Db) -> None:
         mine = db.rpc("referral_earnings")
     assert (mine["as"], mine["mechanic_id"], mine["totals"]) == (
         "mechanic", str(virtual), [{"currency": "usd", "owed_cents": 1146, "paid_cents": 100, "fees": 2}])
-    assert [f["amount_cents"] for f in mine["fees"]] == [246, 1000]
+    # newest first; both accrued in this one transaction (same time), so compare them as a set
+    assert sorted(f["amount_cents"] for f in mine["fees"]) == [246, 1000]
     for user in (shop.owner, shop.manager, make_admin(db)):
         with db.as_user(user):
             theirs = db.rpc("referral_earnings", p_workshop_id=shop.id)
