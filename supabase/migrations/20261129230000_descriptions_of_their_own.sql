@@ -9,7 +9,7 @@ update public.revenue_split_rules set description = case
     when mechanic_type = 'workshop_affiliated' and session_kind = 'default'
       then 'a workshop-affiliated mechanic is paid through its workshop: workshop 70%, platform 30%'
     when mechanic_type = 'workshop_affiliated' and session_kind = 'micro_on_shift'
-      then 'an on-shift micro session of a workshop''s mechanic (on the workshop's time): mechanic 65%, workshop 15%, platform 20%'
+      then 'an on-shift micro session of a workshop''s mechanic (on the workshop''s time): mechanic 65%, workshop 15%, platform 20%'
     else description end
 where description ~* 'seed';
 
