@@ -158,6 +158,9 @@ begin
   if v_delivery = 'delivered' then
     perform private.reviews_on_session_delivered(v_session.id);
   end if;
+  -- 7. journey: the summary window, a follow-up's thread, the CRM record  journey/hooks.sql
+  --    and the recommendation rules of a delivered session
+  perform private.journey_on_session_completed(v_session.id, v_delivery);
 
   perform private.lifecycle_actor_restore(v_prev_actor);
   return jsonb_build_object('session_id', v_session.id, 'status', 'completed', 'ended_at', v_session.ended_at,
