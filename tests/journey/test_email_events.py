@@ -560,3 +560,22 @@ def test_the_customer_opt_out_still_wins_over_a_lifted_suppression(resend: Resen
     subjects = [c.json()["subject"] for c in resend.stub.calls]
     assert "How was your session with Morgan Mechanic?" not in subjects
     assert resend.val("select count(*) from private.email_deliveries where template = 'session_ended'") == 0
+
+
+def test_the_dev_server_and_main_serve_the_webhook(resend: Resend, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Registered as a target of main.py, so `autodoctor serve` mounts it at /resend_webhook."""
+    from werkzeug.test import Client
+
+    import main
+    from shared.dev.server import build_app
+
+    assert "resend_webhook" in main.TARGETS
+    client = Client(build_app())
+    email = resend.sent_email()
+    payload = json.dumps(event("email.delivered", email))
+    response = client.post("/resend_webhook", data=payload, headers=sign(payload), content_type="application/json")
+    assert response.status_code == 200 and response.get_json()["outcome"] == "applied"
+    monkeypatch.delenv("RESEND_WEBHOOK_SECRET")
+    get_settings.cache_clear()
+    response = client.post("/resend_webhook", data=payload, headers=sign(payload), content_type="application/json")
+    assert response.status_code == 503 and response.get_json()["error"] == "email_events_not_configured"
