@@ -11,6 +11,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+import psycopg
 import pytest
 
 from shared import worker
@@ -579,3 +580,35 @@ def test_the_dev_server_and_main_serve_the_webhook(resend: Resend, monkeypatch: 
     get_settings.cache_clear()
     response = client.post("/resend_webhook", data=payload, headers=sign(payload), content_type="application/json")
     assert response.status_code == 503 and response.get_json()["error"] == "email_events_not_configured"
+
+
+def _waiting_on_a_lock(url: str) -> bool:
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute(
+            "select exists (select 1 from pg_locks l join pg_database d on d.oid = l.database"
+            " where l.locktype = 'advisory' and not l.granted and d.datname = current_database())"
+        ).fetchone()
+    return bool(row and row[0])
+
+
+def test_an_event_arriving_while_its_send_is_being_recorded_is_not_lost(resend: Resend) -> None:
+    """The worker is recording the email (not committed yet) when its event comes in: the event
+    waits for that record and applies to it, instead of being stored as unknown and never applied."""
+    resend_id = "em_in_flight"
+    payload = json.dumps(event("email.bounced", resend_id, **bounce()))
+    headers = sign(payload)
+    results: list[Any] = []
+    with psycopg.connect(resend.url) as conn:
+        conn.execute(
+            "select private.record_email_sent(%s, 'k:in_flight', 'session_ended', null, null, 'inflight@example.test')",
+            (resend_id,),
+        )
+        thread = threading.Thread(target=lambda: results.append(post(payload, headers)))
+        thread.start()
+        while thread.is_alive() and not _waiting_on_a_lock(resend.url):
+            threading.Event().wait(0.01)
+        conn.commit()
+    thread.join(60)
+    assert results[0][0] == 200 and results[0][1]["outcome"] == "applied"
+    assert resend.delivery(resend_id)["status"] == "bounced"
+    assert resend.suppressions() == [{"address": "inflight@example.test", "reason": "hard_bounce", "lifted_at": None}]
