@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import uuid
+import zoneinfo
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +58,10 @@ def test_unattended_one_email_and_event_and_a_retried_sweep_sends_nothing(db):
     assert sweep(db, t0 + dt.timedelta(minutes=5))["unattended"] == 1
     [mail_] = emails(db, ids["session_id"])
     assert (mail_["template"], mail_["user_id"], mail_["data"]) == (
-        "request_unattended", user(customer), {"request_id": str(ids["request_id"])})
+        "request_unattended",
+        user(customer),
+        {"request_id": str(ids["request_id"])},
+    )
     assert mail_["key"].startswith(f"email:request_unattended:{ids['session_id']}:{customer}:unattended:")
     [event] = events(db, ids["session_id"])
     assert event["event"] == "request_unattended" and event["request_id"] == str(ids["request_id"])
@@ -89,7 +93,8 @@ def test_expiry_of_a_free_request_says_nothing_was_charged(db):
     assert sweep(db, t0 + dt.timedelta(minutes=120))["expired"] == 1
     [expired] = emails(db, ids["session_id"], "request_expired")
     assert expired["user_id"] == user(customer) and expired["key"] == (
-        f"email:request_expired:{ids['session_id']}:{customer}")
+        f"email:request_expired:{ids['session_id']}:{customer}"
+    )
     assert expired["data"]["refunded_cents"] == 0 and expired["data"]["request_id"] == str(ids["request_id"])
     [event] = events(db, ids["session_id"], "request_expired")
     assert event["refunded_cents"] == 0
@@ -107,16 +112,27 @@ def test_expiry_of_a_paid_request_is_one_email_with_the_amount(db):
     assert price > 0
     assert sweep(db, created_at(db, paid["request_id"]) + dt.timedelta(minutes=121))["expired"] == 1
     # the credit refund succeeded at once, and is told by the expiry: not a second time
-    assert db.scalar("select r.status from public.refunds r join public.payments p on p.id = r.payment_id"
-                     " where p.session_id = %s", (paid["session_id"],)) == "succeeded"
+    assert (
+        db.scalar(
+            "select r.status from public.refunds r join public.payments p on p.id = r.payment_id"
+            " where p.session_id = %s",
+            (paid["session_id"],),
+        )
+        == "succeeded"
+    )
     assert [m["template"] for m in emails(db, paid["session_id"])] == ["request_expired"]
     [expired] = emails(db, paid["session_id"])
     assert expired["data"]["refunded_cents"] == price and expired["data"]["currency"] == "usd"
     [event] = events(db, paid["session_id"])
     assert (event["event"], event["refunded_cents"]) == ("request_expired", price)
-    assert db.scalar("select notice from private.refund_notices n join public.refunds r on r.id = n.refund_id"
-                     " join public.payments p on p.id = r.payment_id where p.session_id = %s",
-                     (paid["session_id"],)) == "request_expired"
+    assert (
+        db.scalar(
+            "select notice from private.refund_notices n join public.refunds r on r.id = n.refund_id"
+            " join public.payments p on p.id = r.payment_id where p.session_id = %s",
+            (paid["session_id"],),
+        )
+        == "request_expired"
+    )
 
 
 def test_expiry_refunded_by_card_is_not_announced_again_when_stripe_reports_it(pay: Pay) -> None:
@@ -156,20 +172,31 @@ def test_release_after_the_customer_was_told_is_an_email(db):
     w = make_world(db)
     accept(db, w.mechanic, w.request)
     # the worker sent the assignment notice (the assignment held)
-    assert db.scalar("update private.outbox set status = 'sent', sent_at = now()"
-                     " where payload ->> 'template' = 'mechanic_assigned' and payload ->> 'session_id' = %s"
-                     " returning 1", (str(w.session),)) == 1
+    assert (
+        db.scalar(
+            "update private.outbox set status = 'sent', sent_at = now()"
+            " where payload ->> 'template' = 'mechanic_assigned' and payload ->> 'session_id' = %s"
+            " returning 1",
+            (str(w.session),),
+        )
+        == 1
+    )
     release(db, w.mechanic, w.request)
     [released] = emails(db, w.session, "request_released")
     assert (released["user_id"], released["data"]) == (
-        user(w.customer), {"request_id": str(w.request), "released_by": "mechanic"})
+        user(w.customer),
+        {"request_id": str(w.request), "released_by": "mechanic"},
+    )
     assert ":released:" in released["key"]
     [event] = events(db, w.session, "request_released")
     assert event["emailed"] is True
     # taken again and released again by another mechanic the customer was told of: a second email
     accept(db, w.other_mechanic, w.request)
-    db.execute("update private.outbox set status = 'sent' where payload ->> 'template' = 'mechanic_assigned'"
-               " and payload ->> 'session_id' = %s", (str(w.session),))
+    db.execute(
+        "update private.outbox set status = 'sent' where payload ->> 'template' = 'mechanic_assigned'"
+        " and payload ->> 'session_id' = %s",
+        (str(w.session),),
+    )
     release(db, w.other_mechanic, w.request)
     assert len(emails(db, w.session, "request_released")) == 2
     assert len(events(db, w.session, "request_released")) == 2
@@ -177,8 +204,10 @@ def test_release_after_the_customer_was_told_is_an_email(db):
 
 def test_release_by_the_system_when_the_workshop_approval_lapsed(db):
     make_shops(db, auto_accept=False)
-    shops_mechanic = db.scalar("select m.id from public.mechanics m join public.organizations o"
-                               " on o.id = m.organization_id where o.name = 'Bay Motors' limit 1")
+    shops_mechanic = db.scalar(
+        "select m.id from public.mechanics m join public.organizations o"
+        " on o.id = m.organization_id where o.name = 'Bay Motors' limit 1"
+    )
     request, session = micro_request(db)
     until = accept(db, shops_mechanic, request)["approval_pending_until"]
     later = dt.datetime.fromisoformat(until) + dt.timedelta(seconds=1)
@@ -200,8 +229,12 @@ def test_admin_cancel_of_a_paid_request_is_one_email_with_the_refund(db):
     paid = paid_with_credit(db, customer)
     price = price_of(db, paid["session_id"])
     with db.as_user(make_admin(db)):
-        assert db.rpc("admin_force_end_session", p_session_id=paid["session_id"],
-                      p_reason="duplicate request, internal note")["status"] == "cancelled"
+        assert (
+            db.rpc(
+                "admin_force_end_session", p_session_id=paid["session_id"], p_reason="duplicate request, internal note"
+            )["status"]
+            == "cancelled"
+        )
     flush(db)
     [cancelled] = emails(db, paid["session_id"])
     assert (cancelled["template"], cancelled["user_id"]) == ("session_cancelled", user(customer))
@@ -255,10 +288,17 @@ def test_admin_partial_refund_is_announced_once_when_stripe_reports_it(pay: Pay)
         pay.deliver(pay.events.refund("refund.updated", refund["stripe_refund_id"], paid["pi"], 2000, "succeeded"))
     [refunded] = emails(pay.db, paid["session_id"], "refund_succeeded")
     assert refunded["user_id"] == user(customer)
-    assert {k: refunded["data"][k] for k in ("amount_cents", "partial", "paid_cents", "refunded_total_cents",
-                                             "destination", "origin")} == {
-        "amount_cents": 2000, "partial": True, "paid_cents": 4999, "refunded_total_cents": 2000,
-        "destination": "card", "origin": "admin"}
+    assert {
+        k: refunded["data"][k]
+        for k in ("amount_cents", "partial", "paid_cents", "refunded_total_cents", "destination", "origin")
+    } == {
+        "amount_cents": 2000,
+        "partial": True,
+        "paid_cents": 4999,
+        "refunded_total_cents": 2000,
+        "destination": "card",
+        "origin": "admin",
+    }
     assert len(events(pay.db, paid["session_id"], "refund_succeeded")) == 1
 
 
@@ -316,16 +356,20 @@ def test_booking_cancelled_by_the_customer_tells_the_mechanic_who_and_when(db):
     assert set(by_user) == {user(customer), user(mechanic)}  # no separate refund email
     to_mechanic = by_user[user(mechanic)]
     assert to_mechanic["template"] == "booking_cancelled"
-    assert to_mechanic["data"] == {"recipient": "mechanic", "cancelled_by": "customer",
-                                   "scheduled_for": start.isoformat(), "currency": "usd"}
+    assert to_mechanic["data"] == {
+        "recipient": "mechanic",
+        "cancelled_by": "customer",
+        "scheduled_for": start.isoformat(),
+        "currency": "usd",
+    }
     to_customer = by_user[user(customer)]
     price = price_of(db, sid)
     assert to_customer["data"]["refunded_cents"] == price and to_customer["data"]["recipient"] == "customer"
     # each in their own zone (09:00 UTC: 04:00 in Toronto, 10:00 or 11:00 in Paris)
-    local_m = start.astimezone(dt.timezone.utc).astimezone(__import__("zoneinfo").ZoneInfo("America/Toronto"))
+    local_m = start.astimezone(zoneinfo.ZoneInfo("America/Toronto"))
     text = rendered(db, to_mechanic).text
     assert local_m.strftime("%H:%M") in text and "by the customer" in text and "free again" in text
-    local_c = start.astimezone(__import__("zoneinfo").ZoneInfo("Europe/Paris"))
+    local_c = start.astimezone(zoneinfo.ZoneInfo("Europe/Paris"))
     assert local_c.strftime("%H:%M") in rendered(db, to_customer).text
     [event] = events(db, sid)
     assert (event["event"], event["cancelled_by"]) == ("booking_cancelled", "customer")
@@ -333,13 +377,15 @@ def test_booking_cancelled_by_the_customer_tells_the_mechanic_who_and_when(db):
 
 
 def test_booking_cancelled_by_an_admin_is_told_once_as_a_booking(db):
-    customer, mechanic, res = booked(db)
+    _, _, res = booked(db)
     with db.as_user(make_admin(db)):
         db.rpc("admin_force_end_session", p_session_id=res["session_id"], p_reason="mechanic unavailable")
     flush(db)
     msgs = emails(db, res["session_id"])
     assert sorted((m["template"], m["data"]["cancelled_by"]) for m in msgs) == [
-        ("booking_cancelled", "admin"), ("booking_cancelled", "admin")]
+        ("booking_cancelled", "admin"),
+        ("booking_cancelled", "admin"),
+    ]
     assert [e["event"] for e in events(db, res["session_id"])] == ["booking_cancelled"]
 
 
@@ -356,24 +402,35 @@ def test_booking_rescheduled_by_the_customer_old_and_new_time_in_each_zone(db):
     data = by_user[user(mechanic)]["data"]
     assert (data["recipient"], data["rescheduled_by"]) == ("mechanic", "customer")
     assert (dt.datetime.fromisoformat(data["previous_start"]), dt.datetime.fromisoformat(data["scheduled_for"])) == (
-        old, new)
+        old,
+        new,
+    )
     assert by_user[user(mechanic)]["key"].endswith(":s1")
-    zone = __import__("zoneinfo").ZoneInfo
+    zone = zoneinfo.ZoneInfo
     text = rendered(db, by_user[user(mechanic)]).text
-    assert (new.astimezone(zone("America/Toronto")).strftime("%H:%M") in text
-            and old.astimezone(zone("America/Toronto")).strftime("%H:%M") in text)
+    assert (
+        new.astimezone(zone("America/Toronto")).strftime("%H:%M") in text
+        and old.astimezone(zone("America/Toronto")).strftime("%H:%M") in text
+    )
     assert "at the customer's request" in text
     ctext = rendered(db, by_user[user(customer)]).text
     assert new.astimezone(zone("Europe/Paris")).strftime("%H:%M") in ctext
     [event] = events(db, sid)
     assert (event["event"], event["rescheduled_by"], event["calendar_sequence"]) == (
-        "booking_rescheduled", "customer", 1)
+        "booking_rescheduled",
+        "customer",
+        1,
+    )
     assert dt.datetime.fromisoformat(event["previous_start"]) == old
     assert_no_contact(event)
     # a refused move (into the past) changes nothing and tells nobody
     with db.as_user(customer):
-        assert db.rpc_error("reschedule_session", p_session_id=sid,
-                            p_new_start=dt.datetime.now(UTC) - dt.timedelta(days=1)) != ""
+        assert (
+            db.rpc_error(
+                "reschedule_session", p_session_id=sid, p_new_start=dt.datetime.now(UTC) - dt.timedelta(days=1)
+            )
+            != ""
+        )
     flush(db)
     assert len(emails(db, sid, "booking_rescheduled")) == 2 and len(events(db, sid)) == 1
 
@@ -381,11 +438,24 @@ def test_booking_rescheduled_by_the_customer_old_and_new_time_in_each_zone(db):
 # ------------------------------------------------------------------------------------------------
 # Golden files
 # ------------------------------------------------------------------------------------------------
-SESSION = {"id": "00000000-0000-4000-8000-00000000e111", "plan": "Standard Video (45 min)", "session_type": "video",
-           "status": "cancelled", "scheduled_for": "2026-03-08T06:30:00+00:00", "started_at": None, "ended_at": None,
-           "duration_minutes": 45, "price_cents": 2999, "currency": "usd", "mechanic_name": None,
-           "vehicle": "2018 Honda Civic", "mechanic_notes": None, "concern": "grinding <noise>",
-           "delivery": None, "review_until": None}
+SESSION = {
+    "id": "00000000-0000-4000-8000-00000000e111",
+    "plan": "Standard Video (45 min)",
+    "session_type": "video",
+    "status": "cancelled",
+    "scheduled_for": "2026-03-08T06:30:00+00:00",
+    "started_at": None,
+    "ended_at": None,
+    "duration_minutes": 45,
+    "price_cents": 2999,
+    "currency": "usd",
+    "mechanic_name": None,
+    "vehicle": "2018 Honda Civic",
+    "mechanic_notes": None,
+    "concern": "grinding <noise>",
+    "delivery": None,
+    "review_until": None,
+}
 BASE = {"name": "Casey <b>Customer</b>", "timezone": "America/Toronto", "marketing_emails": True, "session": SESSION}
 CASES: dict[str, tuple[str, dict[str, Any]]] = {
     "request_unattended": ("request_unattended", {"request_id": "r1"}),
@@ -394,24 +464,72 @@ CASES: dict[str, tuple[str, dict[str, Any]]] = {
     "request_released": ("request_released", {"request_id": "r1", "released_by": "mechanic"}),
     "request_released.system": ("request_released", {"request_id": "r1", "released_by": "system"}),
     "session_cancelled": ("session_cancelled", {"cancelled_by": "admin", "refunded_cents": 2999, "currency": "usd"}),
-    "refund_succeeded": ("refund_succeeded", {
-        "refund_id": "f1", "amount_cents": 1000, "currency": "usd", "destination": "card", "origin": "admin",
-        "paid_cents": 2999, "refunded_total_cents": 1000, "partial": True}),
-    "refund_succeeded.credit": ("refund_succeeded", {
-        "refund_id": "f1", "amount_cents": 2999, "currency": "usd", "destination": "credit", "origin": "automatic",
-        "paid_cents": 2999, "refunded_total_cents": 2999, "partial": False}),
-    "booking_cancelled": ("booking_cancelled", {
-        "recipient": "customer", "cancelled_by": "mechanic", "scheduled_for": SESSION["scheduled_for"],
-        "currency": "usd", "refunded_cents": 2999}),
-    "booking_cancelled.mechanic": ("booking_cancelled", {
-        "recipient": "mechanic", "cancelled_by": "customer", "scheduled_for": SESSION["scheduled_for"],
-        "currency": "usd"}),
-    "booking_rescheduled": ("booking_rescheduled", {
-        "recipient": "customer", "rescheduled_by": "mechanic", "previous_start": "2026-03-07T15:00:00+00:00",
-        "scheduled_for": SESSION["scheduled_for"], "currency": "usd", "refunded_cents": 500}),
-    "booking_rescheduled.mechanic": ("booking_rescheduled", {
-        "recipient": "mechanic", "rescheduled_by": "customer", "previous_start": "2026-03-07T15:00:00+00:00",
-        "scheduled_for": SESSION["scheduled_for"], "currency": "usd"}),
+    "refund_succeeded": (
+        "refund_succeeded",
+        {
+            "refund_id": "f1",
+            "amount_cents": 1000,
+            "currency": "usd",
+            "destination": "card",
+            "origin": "admin",
+            "paid_cents": 2999,
+            "refunded_total_cents": 1000,
+            "partial": True,
+        },
+    ),
+    "refund_succeeded.credit": (
+        "refund_succeeded",
+        {
+            "refund_id": "f1",
+            "amount_cents": 2999,
+            "currency": "usd",
+            "destination": "credit",
+            "origin": "automatic",
+            "paid_cents": 2999,
+            "refunded_total_cents": 2999,
+            "partial": False,
+        },
+    ),
+    "booking_cancelled": (
+        "booking_cancelled",
+        {
+            "recipient": "customer",
+            "cancelled_by": "mechanic",
+            "scheduled_for": SESSION["scheduled_for"],
+            "currency": "usd",
+            "refunded_cents": 2999,
+        },
+    ),
+    "booking_cancelled.mechanic": (
+        "booking_cancelled",
+        {
+            "recipient": "mechanic",
+            "cancelled_by": "customer",
+            "scheduled_for": SESSION["scheduled_for"],
+            "currency": "usd",
+        },
+    ),
+    "booking_rescheduled": (
+        "booking_rescheduled",
+        {
+            "recipient": "customer",
+            "rescheduled_by": "mechanic",
+            "previous_start": "2026-03-07T15:00:00+00:00",
+            "scheduled_for": SESSION["scheduled_for"],
+            "currency": "usd",
+            "refunded_cents": 500,
+        },
+    ),
+    "booking_rescheduled.mechanic": (
+        "booking_rescheduled",
+        {
+            "recipient": "mechanic",
+            "rescheduled_by": "customer",
+            "previous_start": "2026-03-07T15:00:00+00:00",
+            "scheduled_for": SESSION["scheduled_for"],
+            "currency": "usd",
+        },
+    ),
 }
 
 
@@ -445,7 +563,71 @@ def test_templates_escape_and_state_amounts_and_times():
 def test_message_emails_are_registered_transactional():
     from shared.email_registry import EMAIL_TEMPLATES
 
-    for name in ("request_unattended", "request_expired", "request_released", "session_cancelled",
-                 "refund_succeeded", "booking_cancelled", "booking_rescheduled"):
+    for name in (
+        "request_unattended",
+        "request_expired",
+        "request_released",
+        "session_cancelled",
+        "refund_succeeded",
+        "booking_cancelled",
+        "booking_rescheduled",
+    ):
         assert EMAIL_TEMPLATES[name].transactional and EMAIL_TEMPLATES[name].has_html
         assert name not in mail.NON_TRANSACTIONAL
+
+
+# ------------------------------------------------------------------------------------------------
+# Who hears the events; races
+# ------------------------------------------------------------------------------------------------
+def test_the_events_reach_the_sessions_people_only(db):
+    w = make_world(db)
+    accept(db, w.mechanic, w.request)
+    release(db, w.mechanic, w.request)
+    topic = f"session:{w.session}"
+    assert len(events(db, w.session, "request_released")) == 1  # the event exists
+    assert db.can_receive(w.customer, topic)
+    assert db.can_receive(w.admin, topic)
+    # the mechanic that let it go is no longer on it; nobody else ever was
+    for outsider in (w.other_customer, w.mechanic, w.other_mechanic, w.pending_mechanic, None):
+        assert not db.can_receive(outsider, topic), outsider
+
+
+def test_concurrent_duplicate_refund_reports_announce_once(pay: Pay) -> None:
+    import threading
+
+    import psycopg
+    from psycopg.types.json import Jsonb
+
+    customer = pay.customer()
+    mechanic = pay.mechanic()
+    pay.onboard(mechanic)
+    paid = pay.paid_booking(customer, plan="diagnostic")
+    pay.serve(mechanic, paid["session_id"])
+    with pay.db.as_user(pay.admin()):
+        pay.db.rpc("admin_refund", p_session_id=paid["session_id"], p_amount_cents=1500, p_reason="partial")
+    pay.commit()
+    pay.drain()
+    refund = pay.row("select * from public.refunds where payment_id = %s", (paid["payment_id"],))
+    report = pay.events.refund_object(refund["stripe_refund_id"], paid["pi"], 1500, "succeeded", None)
+    barrier = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def apply() -> None:
+        try:
+            with psycopg.connect(pay.url, autocommit=False) as conn:
+                barrier.wait()
+                conn.execute("select private.stripe_refund(%s, now())", (Jsonb(report),))
+                conn.commit()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=apply) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    pay.commit()
+    assert pay.val("select status from public.refunds where id = %s", (refund["id"],)) == "succeeded"
+    assert len(emails(pay.db, paid["session_id"], "refund_succeeded")) == 1
+    assert len(events(pay.db, paid["session_id"], "refund_succeeded")) == 1

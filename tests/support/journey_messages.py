@@ -9,8 +9,15 @@ from typing import Any
 from tests.support.harness import Db
 
 # The templates and events of a message at every turn (docs/journey.md).
-TEMPLATES = ("request_unattended", "request_expired", "request_released", "session_cancelled", "refund_succeeded",
-             "booking_cancelled", "booking_rescheduled")
+TEMPLATES = (
+    "request_unattended",
+    "request_expired",
+    "request_released",
+    "session_cancelled",
+    "refund_succeeded",
+    "booking_cancelled",
+    "booking_rescheduled",
+)
 EVENTS = TEMPLATES
 
 
@@ -27,8 +34,14 @@ def emails(db: Db, session: Any | None = None, template: str | None = None) -> l
         " and payload ->> 'template' = any(%s)"
         " and (%s::text is null or payload ->> 'session_id' = %s::text)"
         " and (%s::text is null or payload ->> 'template' = %s::text) order by id",
-        (list(TEMPLATES), None if session is None else str(session), None if session is None else str(session),
-         template, template))
+        (
+            list(TEMPLATES),
+            None if session is None else str(session),
+            None if session is None else str(session),
+            template,
+            template,
+        ),
+    )
     return [{"key": r["dedupe_key"], **r["payload"]} for r in rows]
 
 
@@ -37,7 +50,8 @@ def events(db: Db, session: Any, event: str | None = None) -> list[dict[str, Any
     rows = db.all(
         "select event, payload from realtime.messages where topic = %s and event = any(%s)"
         " and (%s::text is null or event = %s::text) order by inserted_at, id",
-        (f"session:{session}", list(EVENTS), event, event))
+        (f"session:{session}", list(EVENTS), event, event),
+    )
     return [{"event": r["event"], **r["payload"]} for r in rows]
 
 
