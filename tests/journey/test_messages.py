@@ -631,3 +631,16 @@ def test_concurrent_duplicate_refund_reports_announce_once(pay: Pay) -> None:
     assert pay.val("select status from public.refunds where id = %s", (refund["id"],)) == "succeeded"
     assert len(emails(pay.db, paid["session_id"], "refund_succeeded")) == 1
     assert len(events(pay.db, paid["session_id"], "refund_succeeded")) == 1
+
+
+def test_an_admins_full_refund_of_a_request_not_started_is_one_cancellation_email(db):
+    customer = make_customer(db)
+    paid = paid_with_credit(db, customer)
+    price = price_of(db, paid["session_id"])
+    with db.as_user(make_admin(db)):
+        db.rpc("admin_refund", p_session_id=paid["session_id"], p_reason="goodwill")
+    flush(db)
+    assert db.scalar("select status from public.sessions where id = %s", (paid["session_id"],)) == "cancelled"
+    [cancelled] = emails(db, paid["session_id"])  # the refund is in it: no refund_succeeded
+    assert (cancelled["template"], cancelled["data"]["refunded_cents"]) == ("session_cancelled", price)
+    assert [e["event"] for e in events(db, paid["session_id"])] == ["session_cancelled"]
