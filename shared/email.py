@@ -53,6 +53,12 @@ SUBJECTS = {
     "appointment_declined": "{{ appointment.workshop_name }} cannot take your appointment",
     "appointment_cancelled": "Your appointment at {{ appointment.workshop_name }} was cancelled",
     "appointment_reminder": "Reminder: your appointment at {{ appointment.workshop_name }} starts in {{ lead }}",
+    # a message at every turn (docs/journey.md)
+    "request_unattended": "Your request is with our support team",
+    "request_expired": "Your request expired{% if refunded_cents %}: refunded{% endif %}",
+    "request_released": "Your request is back in the queue",
+    "session_cancelled": "Your {{ session.plan }} was cancelled",
+    "refund_succeeded": "Refunded: {{ '%.2f' | format(amount_cents / 100) }} {{ currency | upper }}",
 }
 # Booked-session emails carry the session's calendar event (.ics, shared/calendar.py).
 CALENDAR_TEMPLATES = {"booking_confirmed", "booking_rescheduled", "booking_cancelled"}
