@@ -153,5 +153,7 @@ ERROR_CODES: dict[str, ErrorCode] = {
                   "The appointment has not started yet: it cannot be completed or marked a no-show."),
         ErrorCode("AD175", "mechanic_not_in_workshop", 422,
                   "The mechanic is not an approved mechanic of this workshop."),
+        ErrorCode("AD225", "recommendation_expired", 409,
+                  "The recommendation expired before it was shown or clicked: it is no longer offered."),
     )
 }
