@@ -74,3 +74,17 @@ def show(db: Db, customer: uuid.UUID, rec: Any, *, click: bool = False) -> dict[
     with db.as_user(customer):
         out: dict[str, Any] = db.rpc("recommendation_clicked" if click else "recommendation_shown", p_id=rec)
     return out
+
+
+def hostile_cases(w: Any, unknown: uuid.UUID) -> list[tuple[Any, str, dict[str, Any], str]]:
+    """The recommendation RPCs' rows of tests/core/test_hostile.py (persona, rpc, kwargs, SQLSTATE)."""
+    rows: list[tuple[Any, str, dict[str, Any], str]] = []
+    for rpc in ("recommendation_shown", "recommendation_clicked"):
+        rows += [
+            (w.customer, rpc, {"p_id": None}, "AD001"),
+            (w.customer, rpc, {"p_id": unknown}, "AD004"),
+            (w.customer, rpc, {"p_id": "not-a-uuid"}, "22P02"),
+            (w.mechanic, rpc, {"p_id": unknown}, "AD004"),
+            (None, rpc, {"p_id": unknown}, "AD002"),
+        ]
+    return rows
