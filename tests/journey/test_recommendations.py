@@ -452,6 +452,30 @@ def test_a_card_booking_paid_through_the_webhook_buys_it(db: Db) -> None:
     assert row == {"status": "purchased", "purchase_subject_id": uuid.UUID(out["booking_id"])}
 
 
+def test_a_refund_keeps_the_attribution_and_an_unfulfilled_checkout_buys_nothing(db: Db) -> None:
+    customer, mechanic = _people(db)
+    session = delivered(db, customer, mechanic, plan="free")
+    up = recs(db, session)["premium_upgrade"]["id"]
+    show(db, customer, up, click=True)
+    _grant(db, customer, 10000)
+    out = _credit_checkout(db, customer, "video15")
+    admin = make_admin(db)
+    with db.as_user(admin):
+        db.rpc("admin_refund", p_session_id=out["session_id"], p_reason="changed their mind")
+    assert db.scalar("select count(*) from public.refunds where payment_id = %s", (out["payment_id"],)) == 1
+    row = db.one("select status, purchase_subject_id from public.recommendations where id = %s", (up,))
+    assert row == {"status": "purchased", "purchase_subject_id": uuid.UUID(out["booking_id"])}
+    assert len(crm(db, customer, "recommendation_purchased")) == 1
+    # a card checkout paid but not fulfilled becomes `unfulfilled` (and is refunded), never `paid`: it buys nothing
+    buyer = make_customer(db)
+    buyer_up = recs(db, delivered(db, buyer, mechanic, plan="micro"))["premium_upgrade"]["id"]
+    show(db, buyer, buyer_up, click=True)
+    card = _credit_checkout(db, buyer, "video15")
+    assert card["mode"] == "stripe"
+    db.execute("update public.bookings set status = 'unfulfilled' where id = %s", (card["booking_id"],))
+    assert db.scalar("select status from public.recommendations where id = %s", (buyer_up,)) == "clicked"
+
+
 def test_unrelated_purchases_are_not_attributed(db: Db) -> None:
     customer, mechanic = _people(db)
     session = delivered(db, customer, mechanic, plan="free")
