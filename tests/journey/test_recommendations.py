@@ -136,6 +136,17 @@ def test_an_urgent_chat_lists_the_verified_workshops_near_the_customer(db: Db) -
     assert visit["deep_link"] == f"/sessions/{session}/workshops"
 
 
+def test_the_workshop_list_is_capped_by_the_setting(db: Db) -> None:
+    customer, mechanic = _people(db)
+    db.execute("update public.profiles set city = 'Toronto' where id = %s", (customer,))
+    for i in range(4):
+        verified_shop(db, f"Garage {i}", "Toronto")
+    db.execute("update private.settings set value = '2' where key = 'recommendations.max_workshops'")
+    session = delivered(db, customer, mechanic, plan="chat10")
+    submit_summary(db, session, urgency="urgent")
+    assert [w["name"] for w in recs(db, session)["workshop_visit"]["data"]["workshops"]] == ["Garage 0", "Garage 1"]
+
+
 def test_an_urgent_chat_without_a_workshop_near_gets_no_workshop_visit(db: Db) -> None:
     customer, mechanic = _people(db)
     verified_shop(db, "Ottawa Motors", "Ottawa")

@@ -20,10 +20,11 @@ as $$
     from (select 1) one
     left join public.intakes i on i.id = p_intake_id
     left join public.profiles p on p.id = p_customer_id),
-  near as (
+  near as (  -- the city's verified workshops first (as find_workshops filters), then their cards
     select c.*, (c.postal_area is not distinct from h.postal_area and h.postal_area is not null) as same_area
-    from here h cross join lateral private.workshop_cards() c
-    where h.city is not null and lower(btrim(c.city)) = h.city
+    from here h
+    join public.organizations o on o.status = 'verified' and lower(btrim(o.city)) = h.city
+    cross join lateral private.workshop_cards(o.id) c
     order by same_area desc, c.rating desc nulls last, c.name, c.id
     limit greatest(p_limit, 0))
   select coalesce(jsonb_agg(jsonb_build_object(
