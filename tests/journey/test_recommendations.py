@@ -1,4 +1,4 @@
-"""Recommendations: the rules as data and the one evaluator (each seed rule, once per session and
+"""Recommendations: the rules as data and the one evaluator (each starting rule, once per session and
 rule), the funnel RPCs per persona, the purchase attribution (credit and card bookings, follow-ups,
 workshop appointments) and its abuse, RLS, hostile input, and the races."""
 
