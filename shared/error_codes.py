@@ -153,6 +153,8 @@ ERROR_CODES: dict[str, ErrorCode] = {
                   "The appointment has not started yet: it cannot be completed or marked a no-show."),
         ErrorCode("AD175", "mechanic_not_in_workshop", 422,
                   "The mechanic is not an approved mechanic of this workshop."),
+        ErrorCode("AD225", "recommendation_expired", 409,
+                  "The recommendation expired before it was shown or clicked: it is no longer offered."),
         ErrorCode("AD240", "email_events_not_configured", 503,
                   "Email delivery events are not configured on this server (RESEND_WEBHOOK_SECRET)."),
     )
