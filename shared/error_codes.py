@@ -153,5 +153,13 @@ ERROR_CODES: dict[str, ErrorCode] = {
                   "The appointment has not started yet: it cannot be completed or marked a no-show."),
         ErrorCode("AD175", "mechanic_not_in_workshop", 422,
                   "The mechanic is not an approved mechanic of this workshop."),
+        ErrorCode("AD205", "summary_invalid", 422,
+                  "The summary is malformed: the message names the field (e.g. parts[1].estimated_cost_cents) and why; nothing was saved."),
+        ErrorCode("AD206", "summary_not_open", 409,
+                  "The session is not live or completed (not started, or cancelled): it has no summary to write."),
+        ErrorCode("AD207", "summary_window_closed", 409,
+                  "The time to save, submit or correct this session's summary is over (summaries.submit_window after its end)."),
+        ErrorCode("AD208", "summary_not_submittable", 409,
+                  "There is no draft to submit (already submitted, or never saved), or the session has not ended yet."),
     )
 }
