@@ -34,8 +34,14 @@ def test_bucket_is_private_with_size_and_type_limits(db: Db) -> None:
     row = db.one("select public, file_size_limit, allowed_mime_types from storage.buckets where id = 'intake-files'")
     assert row is not None and row["public"] is False
     assert row["file_size_limit"] == 52428800
-    assert sorted(row["allowed_mime_types"]) == ["image/heic", "image/jpeg", "image/png", "image/webp",
-                                                 "video/mp4", "video/quicktime"]
+    assert sorted(row["allowed_mime_types"]) == [
+        "image/heic",
+        "image/jpeg",
+        "image/png",
+        "image/webp",
+        "video/mp4",
+        "video/quicktime",
+    ]
 
 
 def test_customer_adds_and_deletes_while_new_or_pending(db: Db) -> None:
@@ -45,7 +51,10 @@ def test_customer_adds_and_deletes_while_new_or_pending(db: Db) -> None:
     assert put_intake_file(db, customer, intake, "clip.mov", {"size": 9_000_000, "mimetype": "video/quicktime"}) is None
     assert put_intake_file(db, customer, intake, "no-metadata-yet.jpg", None) is None
     assert visible_objects(db, customer, f"intakes/{intake}/") == [
-        f"intakes/{intake}/a.jpg", f"intakes/{intake}/clip.mov", f"intakes/{intake}/no-metadata-yet.jpg"]
+        f"intakes/{intake}/a.jpg",
+        f"intakes/{intake}/clip.mov",
+        f"intakes/{intake}/no-metadata-yet.jpg",
+    ]
     assert delete_object(db, customer, f"intakes/{intake}/no-metadata-yet.jpg") == 1
     assert _count_all(db, f"intakes/{intake}/") == 2
 
@@ -71,20 +80,24 @@ def test_wrong_type_size_owner_shape_or_intake_is_refused(db: Db) -> None:
         (customer, f"intakes/{intake}/zero.jpg", {"size": 0, "mimetype": "image/jpeg"}),
         (customer, f"intakes/{intake}/text-size.jpg", {"size": "big", "mimetype": "image/jpeg"}),
         (customer, f"intakes/{intake}/deep/nested.jpg", JPEG),
-        (customer, f"intakes/not-a-uuid/a.jpg", JPEG),
+        (customer, "intakes/not-a-uuid/a.jpg", JPEG),
         (customer, f"elsewhere/{intake}/a.jpg", JPEG),
         (other, f"intakes/{intake}/intruder.jpg", JPEG),  # another customer's intake
     ]
     for user, name, metadata in refused:
         with db.as_user(user):
-            err = db.error("insert into storage.objects (bucket_id, name, owner_id, metadata) "
-                           "values ('intake-files', %s, %s, %s::jsonb)",
-                           (name, str(user), None if metadata is None else json.dumps(metadata)))
+            err = db.error(
+                "insert into storage.objects (bucket_id, name, owner_id, metadata) "
+                "values ('intake-files', %s, %s, %s::jsonb)",
+                (name, str(user), None if metadata is None else json.dumps(metadata)),
+            )
         assert err.sqlstate == "42501", name
     # owner_id must be the caller
     with db.as_user(customer):
-        err = db.error("insert into storage.objects (bucket_id, name, owner_id, metadata) "
-                       "values ('intake-files', %s, %s, null)", (f"intakes/{intake}/x.jpg", str(other)))
+        err = db.error(
+            "insert into storage.objects (bucket_id, name, owner_id, metadata) values ('intake-files', %s, %s, null)",
+            (f"intakes/{intake}/x.jpg", str(other)),
+        )
     assert err.sqlstate == "42501"
     assert put_intake_file(db, None, intake, "anon.jpg") is not None  # anon
     assert _count_all(db, f"intakes/{intake}/") == 0
@@ -108,11 +121,14 @@ def test_no_update_of_an_intake_file(db: Db) -> None:
     intake = make_intake(db, customer)
     assert put_intake_file(db, customer, intake, "a.jpg") is None
     with db.as_user(customer):
-        changed = db.execute("update storage.objects set metadata = '{\"size\": 1}' where name = %s",
-                             (f"intakes/{intake}/a.jpg",)).rowcount
+        changed = db.execute(
+            "update storage.objects set metadata = '{\"size\": 1}' where name = %s", (f"intakes/{intake}/a.jpg",)
+        ).rowcount
     assert changed == 0
-    assert db.scalar("select metadata ->> 'size' from storage.objects where name = %s",
-                     (f"intakes/{intake}/a.jpg",)) == "120000"
+    assert (
+        db.scalar("select metadata ->> 'size' from storage.objects where name = %s", (f"intakes/{intake}/a.jpg",))
+        == "120000"
+    )
 
 
 def test_who_reads_the_files_of_an_open_request(db: Db) -> None:
@@ -120,8 +136,10 @@ def test_who_reads_the_files_of_an_open_request(db: Db) -> None:
     mechanic), then taken by one mechanic."""
     live = open_request(db)
     prefix = f"intakes/{live.intake}/"
-    assert put_intake_file(db, live.customer, live.intake, "noise.mp4", {"size": 5_000_000, "mimetype": "video/mp4"}) \
+    assert (
+        put_intake_file(db, live.customer, live.intake, "noise.mp4", {"size": 5_000_000, "mimetype": "video/mp4"})
         is None
+    )
     assert put_intake_file(db, live.customer, live.intake, "wheel.jpg") is None
     files = [prefix + "noise.mp4", prefix + "wheel.jpg"]
     other_customer = make_customer(db, "Olive Other")
@@ -175,8 +193,9 @@ def test_preferred_window_hides_the_files_from_the_others(db: Db) -> None:
         assert db.rpc_error("list_intake_files", p_request_id=live.request) == "AD004"
     assert _count_all(db, prefix) == 1
     # the window ends: now offered to everyone, files included
-    db.execute("update public.session_requests set broadcast_at = now() - interval '1 second' where id = %s",
-               (live.request,))
+    db.execute(
+        "update public.session_requests set broadcast_at = now() - interval '1 second' where id = %s", (live.request,)
+    )
     assert visible_objects(db, live.mechanic, prefix) == [prefix + "brakes.jpg"]
 
 
@@ -216,10 +235,14 @@ def test_two_uploads_at_once_cannot_both_take_the_last_place(fresh_url: str) -> 
 
     def run(k: int) -> None:
         barrier.wait()
-        results[k] = call_as(conns[k], customer,
-                             "insert into storage.objects (bucket_id, name, owner_id, metadata) "
-                             "values ('intake-files', %s, %s, '{\"size\": 10, \"mimetype\": \"image/png\"}') "
-                             "returning 1", (f"intakes/{intake}/{k}.png", str(customer)))
+        results[k] = call_as(
+            conns[k],
+            customer,
+            "insert into storage.objects (bucket_id, name, owner_id, metadata) "
+            'values (\'intake-files\', %s, %s, \'{"size": 10, "mimetype": "image/png"}\') '
+            "returning 1",
+            (f"intakes/{intake}/{k}.png", str(customer)),
+        )
 
     threads = [threading.Thread(target=run, args=(k,)) for k in range(2)]
     for t in threads:
@@ -231,8 +254,12 @@ def test_two_uploads_at_once_cannot_both_take_the_last_place(fresh_url: str) -> 
     assert sorted(r[0] for r in results) == ["err", "ok"], results
     assert [r[1] for r in results if r[0] == "err"] == ["42501"]
     with psycopg.connect(fresh_url) as conn:
-        assert conn.execute("select count(*) from storage.objects where name like %s",
-                            (f"intakes/{intake}/%",)).fetchone()[0] == 1
+        assert (
+            conn.execute(
+                "select count(*) from storage.objects where name like %s", (f"intakes/{intake}/%",)
+            ).fetchone()[0]
+            == 1
+        )
 
 
 def test_error_code_of_a_refused_upload_is_the_rls_one(db: Db) -> None:

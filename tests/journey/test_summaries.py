@@ -30,9 +30,11 @@ GOLDEN = Path(__file__).parents[1] / "support" / "golden" / "emails"
 FULL = {
     "findings": "  Front pads at 2 mm; rotors scored.  ",
     "steps_taken": ["Listened to the noise on video", "Checked the pad thickness"],
-    "parts": [{"name": "Front brake pads", "part_number": "BP-1234", "estimated_cost_cents": 8999},
-              {"name": "Front rotors", "part_number": None, "estimated_cost_cents": 15000},
-              {"name": "Brake fluid"}],
+    "parts": [
+        {"name": "Front brake pads", "part_number": "BP-1234", "estimated_cost_cents": 8999},
+        {"name": "Front rotors", "part_number": None, "estimated_cost_cents": 15000},
+        {"name": "Brake fluid"},
+    ],
     "next_steps": ["Replace pads and rotors this week"],
     "urgency": "urgent",
 }
@@ -65,20 +67,29 @@ def end(db: Db, live: Live, notes: str | None = None) -> None:
 
 
 def rows(db: Db, session: Any) -> list[dict[str, Any]]:
-    return db.all("select version, status, findings from public.session_summaries where session_id = %s"
-                  " order by version", (session,))
+    return db.all(
+        "select version, status, findings from public.session_summaries where session_id = %s order by version",
+        (session,),
+    )
 
 
 def summary_emails(db: Db, session: Any) -> list[dict[str, Any]]:
-    return [r["payload"] for r in db.all(
-        "select payload from private.outbox where kind = 'email.send' and payload ->> 'template' = 'summary_delivered'"
-        " and payload ->> 'session_id' = %s order by id", (str(session),))]
+    return [
+        r["payload"]
+        for r in db.all(
+            "select payload from private.outbox where kind = 'email.send' and payload ->> 'template' = 'summary_delivered'"
+            " and payload ->> 'session_id' = %s order by id",
+            (str(session),),
+        )
+    ]
 
 
 def shift_end(db: Db, session: Any, ago: dt.timedelta) -> None:
     """The session ended `ago` before now (its start moves with it)."""
-    db.execute("update public.sessions set started_at = started_at - %(a)s, ended_at = now() - %(a)s"
-               " where id = %(s)s", {"a": ago, "s": session})
+    db.execute(
+        "update public.sessions set started_at = started_at - %(a)s, ended_at = now() - %(a)s where id = %(s)s",
+        {"a": ago, "s": session},
+    )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -97,19 +108,26 @@ def test_draft_while_live_then_submit_after_the_end(db: Db) -> None:
     assert summary_emails(db, live.session) == []  # nothing emailed at completion
     done = submit(db, live.mechanic, live.session)
     assert done["status"] == "submitted" and done["submitted_at"] is not None and done["version"] == 1
-    assert rows(db, live.session) == [{"version": 1, "status": "submitted",
-                                       "findings": "Front pads at 2 mm; rotors scored."}]
+    assert rows(db, live.session) == [
+        {"version": 1, "status": "submitted", "findings": "Front pads at 2 mm; rotors scored."}
+    ]
     [mail_payload] = summary_emails(db, live.session)
     data = mail_payload["data"]["summary"]
     assert mail_payload["user_id"] == str(live.customer)
     assert data["parts_total"] == "239.99 USD" and data["parts"][0]["estimated_cost"] == "89.99 USD"
     assert data["parts"][2]["estimated_cost"] is None and data["urgency"] == "urgent"
     assert data["corrected"] is False and data["photo_count"] == 0
-    event = db.one("select payload, private from realtime.messages where topic = %s and event = 'summary_ready'",
-                   (f"session:{live.session}",))
+    event = db.one(
+        "select payload, private from realtime.messages where topic = %s and event = 'summary_ready'",
+        (f"session:{live.session}",),
+    )
     assert event is not None and event["private"] is True
-    assert {k: v for k, v in event["payload"].items() if k != "id"} == {"session_id": str(live.session), "summary_id": done["id"], "version": 1,
-                                "urgency": "urgent"}
+    assert {k: v for k, v in event["payload"].items() if k != "id"} == {
+        "session_id": str(live.session),
+        "summary_id": done["id"],
+        "version": 1,
+        "urgency": "urgent",
+    }
     # submitting again with no new draft
     assert submit_error(db, live.mechanic, live.session) == "AD208"
     assert len(summary_emails(db, live.session)) == 1
@@ -136,17 +154,27 @@ def test_correction_is_a_new_version_the_customer_sees_with_history(db: Db) -> N
     assert [e["data"]["summary"]["version"] for e in emails] == [1, 2]
     assert emails[1]["data"]["summary"]["corrected"] is True
     # the customer's views: once per submitted version (v1, then v2; the second read of v2 adds nothing)
-    views = db.all("select subject_id, data from public.crm_interactions where kind = 'summary_viewed'"
-                   " and session_id = %s order by id", (live.session,))
-    assert [(v["subject_id"], v["data"]["version"]) for v in views] == [(uuid.UUID(v1["id"]), 1),
-                                                                        (uuid.UUID(v2["id"]), 2)]
+    views = db.all(
+        "select subject_id, data from public.crm_interactions where kind = 'summary_viewed'"
+        " and session_id = %s order by id",
+        (live.session,),
+    )
+    assert [(v["subject_id"], v["data"]["version"]) for v in views] == [
+        (uuid.UUID(v1["id"]), 1),
+        (uuid.UUID(v2["id"]), 2),
+    ]
     # the mechanic reads every version and its draft; reading records nothing
     save(db, live.mechanic, live.session, {**FULL, "findings": "v3 in progress"})
     with db.as_user(live.mechanic):
         mine = db.rpc("get_session_summary", p_session_id=live.session)
     assert mine["draft"]["version"] == 3 and mine["latest"]["version"] == 2
-    assert db.scalar("select count(*) from public.crm_interactions where kind = 'summary_viewed'"
-                     " and session_id = %s", (live.session,)) == 2
+    assert (
+        db.scalar(
+            "select count(*) from public.crm_interactions where kind = 'summary_viewed' and session_id = %s",
+            (live.session,),
+        )
+        == 2
+    )
 
 
 def test_journey_hook_runs_on_submit(db: Db) -> None:
@@ -158,18 +186,22 @@ def test_journey_hook_runs_on_submit(db: Db) -> None:
     save(db, live.mechanic, live.session, FULL)
     end(db, live)
     done = submit(db, live.mechanic, live.session)
-    assert db.all("select * from pg_temp.hook_calls") == [{"session_id": live.session,
-                                                            "summary_id": uuid.UUID(done["id"])}]
+    assert db.all("select * from pg_temp.hook_calls") == [
+        {"session_id": live.session, "summary_id": uuid.UUID(done["id"])}
+    ]
 
 
 def test_end_session_notes_become_the_draft_findings(db: Db) -> None:
     live = live_session(db)
     save(db, live.mechanic, live.session, FULL)
     end(db, live, notes="Pads at 2 mm: replace them this week.")
-    assert db.scalar("select mechanic_notes from public.sessions where id = %s", (live.session,)) == \
-        "Pads at 2 mm: replace them this week."
-    [row] = db.all("select version, status, findings, parts from public.session_summaries where session_id = %s",
-                   (live.session,))
+    assert (
+        db.scalar("select mechanic_notes from public.sessions where id = %s", (live.session,))
+        == "Pads at 2 mm: replace them this week."
+    )
+    [row] = db.all(
+        "select version, status, findings, parts from public.session_summaries where session_id = %s", (live.session,)
+    )
     assert row["findings"] == "Pads at 2 mm: replace them this week." and row["status"] == "draft"
     assert len(row["parts"]) == 3  # the rest of the draft is kept
     assert summary_emails(db, live.session) == []
@@ -262,17 +294,21 @@ def test_photos_must_be_files_of_this_session_or_its_intake(db: Db) -> None:
     assert put_intake_file(db, other.customer, other.intake, "x.jpg") is not None  # their intake is taken
     ok = save(db, live.mechanic, live.session, {**FULL, "photo_paths": [own, f"intakes/{live.intake}/before.jpg"]})
     assert ok["photo_paths"] == [own, f"intakes/{live.intake}/before.jpg"]
-    for paths, bad in (([own, foreign], "photo_paths[1]"),
-                       ([f"sessions/{live.session}/missing.jpg"], "photo_paths[0]"),
-                       ([f"intakes/{other.intake}/x.jpg"], "photo_paths[0]"),
-                       ([own, own], "photo_paths[1]"),
-                       ([f"intakes/{live.intake}/../{other.session}/theirs.jpg"], "photo_paths[0]")):
+    for paths, bad in (
+        ([own, foreign], "photo_paths[1]"),
+        ([f"sessions/{live.session}/missing.jpg"], "photo_paths[0]"),
+        ([f"intakes/{other.intake}/x.jpg"], "photo_paths[0]"),
+        ([own, own], "photo_paths[1]"),
+        ([f"intakes/{live.intake}/../{other.session}/theirs.jpg"], "photo_paths[0]"),
+    ):
         with db.as_user(live.mechanic):
             with pytest.raises(psycopg.Error) as info:
                 db.rpc("save_summary", p_session_id=live.session, p_summary={**FULL, "photo_paths": paths})
         assert info.value.sqlstate == "AD205" and info.value.diag.message_detail == bad, paths
-    assert db.scalar("select photo_paths from public.session_summaries where session_id = %s",
-                     (live.session,)) == ok["photo_paths"]
+    assert (
+        db.scalar("select photo_paths from public.session_summaries where session_id = %s", (live.session,))
+        == ok["photo_paths"]
+    )
     end(db, live)
     submit(db, live.mechanic, live.session)
     assert summary_emails(db, live.session)[0]["data"]["summary"]["photo_count"] == 2
@@ -297,8 +333,10 @@ INVALID = [
     ({"parts": {"name": "pads"}}, "parts"),
     ({"parts": ["pads"]}, "parts[0]"),
     ({"parts": [{"name": "pads"}, {"name": "rotor", "estimated_cost_cents": -1}]}, "parts[1].estimated_cost_cents"),
-    ({"parts": [{"name": "pads"}, {"name": "rotor", "estimated_cost_cents": 10000001}]},
-     "parts[1].estimated_cost_cents"),
+    (
+        {"parts": [{"name": "pads"}, {"name": "rotor", "estimated_cost_cents": 10000001}]},
+        "parts[1].estimated_cost_cents",
+    ),
     ({"parts": [{"name": "pads", "estimated_cost_cents": 12.5}]}, "parts[0].estimated_cost_cents"),
     ({"parts": [{"name": "pads", "estimated_cost_cents": "100"}]}, "parts[0].estimated_cost_cents"),
     ({"parts": [{"name": "pads", "price": 100}]}, "parts[0].price"),
@@ -350,8 +388,13 @@ def test_who_reads_which_versions(db: Db) -> None:
     query = "select version, status from public.session_summaries where session_id = %s order by version"
     both = [{"version": 1, "status": "submitted"}, {"version": 2, "status": "draft"}]
     assert db.all(query, (live.session,)) == both  # the rows exist
-    for user, expected in ((live.mechanic, both), (admin, both), (live.customer, both[:1]),
-                           (other_mechanic, []), (other_customer, [])):
+    for user, expected in (
+        (live.mechanic, both),
+        (admin, both),
+        (live.customer, both[:1]),
+        (other_mechanic, []),
+        (other_customer, []),
+    ):
         with db.as_user(user):
             assert db.all(query, (live.session,)) == expected, user
     with db.as_anon():
@@ -365,8 +408,12 @@ def test_who_reads_which_versions(db: Db) -> None:
         assert db.error("select public.get_session_summary(%s)", (live.session,)).sqlstate == "42501"
     # nobody writes the table directly
     with db.as_user(live.mechanic):
-        assert db.error("update public.session_summaries set findings = 'x' where session_id = %s",
-                        (live.session,)).sqlstate == "42501"
+        assert (
+            db.error(
+                "update public.session_summaries set findings = 'x' where session_id = %s", (live.session,)
+            ).sqlstate
+            == "42501"
+        )
     # admins reading record no view
     assert db.scalar("select count(*) from public.crm_interactions where kind = 'summary_viewed'") == 0
 
@@ -377,8 +424,13 @@ def test_customer_before_any_submit(db: Db) -> None:
     with db.as_user(live.customer):
         out = db.rpc("get_session_summary", p_session_id=live.session)
     assert out == {"session_id": str(live.session), "latest": None, "history": [], "draft": None}
-    assert db.scalar("select count(*) from public.crm_interactions where kind = 'summary_viewed'"
-                     " and session_id = %s", (live.session,)) == 0
+    assert (
+        db.scalar(
+            "select count(*) from public.crm_interactions where kind = 'summary_viewed' and session_id = %s",
+            (live.session,),
+        )
+        == 0
+    )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -401,29 +453,64 @@ def test_two_submits_at_once_one_wins(fresh_url: str) -> None:
     assert sorted(r[0] for r in results) == ["err", "ok"], results
     assert [r[1] for r in results if r[0] == "err"] == ["AD208"]
     with psycopg.connect(fresh_url) as conn:
-        assert conn.execute("select count(*) from public.session_summaries where session_id = %s"
-                            " and status = 'submitted'", (live.session,)).fetchone()[0] == 1
-        assert conn.execute("select count(*) from private.outbox where payload ->> 'template' = 'summary_delivered'"
-                            " and payload ->> 'session_id' = %s", (str(live.session),)).fetchone()[0] == 1
+        assert (
+            conn.execute(
+                "select count(*) from public.session_summaries where session_id = %s and status = 'submitted'",
+                (live.session,),
+            ).fetchone()[0]
+            == 1
+        )
+        assert (
+            conn.execute(
+                "select count(*) from private.outbox where payload ->> 'template' = 'summary_delivered'"
+                " and payload ->> 'session_id' = %s",
+                (str(live.session),),
+            ).fetchone()[0]
+            == 1
+        )
 
 
 # ------------------------------------------------------------------------------------------------
 # the email: every part rendered, HTML escaped, golden files
 # ------------------------------------------------------------------------------------------------
 CONTEXT = {
-    "name": "Casey <b>Customer</b>", "timezone": "America/Toronto", "marketing_emails": True,
-    "session": {"id": "00000000-0000-4000-8000-00000000e111", "plan": "Standard Video (45 min)",
-                "session_type": "video", "status": "completed", "scheduled_for": None, "started_at": None,
-                "ended_at": None, "duration_minutes": 42, "price_cents": 2999, "currency": "usd",
-                "mechanic_name": "Morgan & Sons", "vehicle": "2018 Honda Civic", "mechanic_notes": None,
-                "concern": "grinding noise", "delivery": "delivered", "review_until": None},
-    "summary": {"id": "00000000-0000-4000-8000-00000000a001", "version": 2, "corrected": True,
-                "findings": "Pads <2 mm>\nRotors scored.", "steps_taken": ["Listened to the noise", "Checked pads"],
-                "parts": [{"name": "Front pads", "part_number": "BP-1234", "estimated_cost": "89.99 USD"},
-                          {"name": "Rotors & clips", "part_number": None, "estimated_cost": "150.00 USD"},
-                          {"name": "Brake fluid", "part_number": None, "estimated_cost": None}],
-                "parts_total": "239.99 USD", "next_steps": ["Replace pads and rotors this week"],
-                "urgency": "unsafe_to_drive", "photo_count": 2},
+    "name": "Casey <b>Customer</b>",
+    "timezone": "America/Toronto",
+    "marketing_emails": True,
+    "session": {
+        "id": "00000000-0000-4000-8000-00000000e111",
+        "plan": "Standard Video (45 min)",
+        "session_type": "video",
+        "status": "completed",
+        "scheduled_for": None,
+        "started_at": None,
+        "ended_at": None,
+        "duration_minutes": 42,
+        "price_cents": 2999,
+        "currency": "usd",
+        "mechanic_name": "Morgan & Sons",
+        "vehicle": "2018 Honda Civic",
+        "mechanic_notes": None,
+        "concern": "grinding noise",
+        "delivery": "delivered",
+        "review_until": None,
+    },
+    "summary": {
+        "id": "00000000-0000-4000-8000-00000000a001",
+        "version": 2,
+        "corrected": True,
+        "findings": "Pads <2 mm>\nRotors scored.",
+        "steps_taken": ["Listened to the noise", "Checked pads"],
+        "parts": [
+            {"name": "Front pads", "part_number": "BP-1234", "estimated_cost": "89.99 USD"},
+            {"name": "Rotors & clips", "part_number": None, "estimated_cost": "150.00 USD"},
+            {"name": "Brake fluid", "part_number": None, "estimated_cost": None},
+        ],
+        "parts_total": "239.99 USD",
+        "next_steps": ["Replace pads and rotors this week"],
+        "urgency": "unsafe_to_drive",
+        "photo_count": 2,
+    },
 }
 
 
@@ -440,20 +527,45 @@ def test_summary_email_matches_golden_files(monkeypatch: pytest.MonkeyPatch) -> 
             path.write_text(full)
         assert full == path.read_text(), f"{path} differs (UPDATE_GOLDEN=1 to accept a deliberate change)"
     for text in (rendered.html, rendered.text):
-        for part in ("Front pads", "BP-1234", "89.99 USD", "239.99 USD", "Brake fluid", "Checked pads",
-                     "Replace pads and rotors this week", "Unsafe to drive", "version 2",
-                     "/sessions/00000000-0000-4000-8000-00000000e111/summary#photo-2"):
+        for part in (
+            "Front pads",
+            "BP-1234",
+            "89.99 USD",
+            "239.99 USD",
+            "Brake fluid",
+            "Checked pads",
+            "Replace pads and rotors this week",
+            "Unsafe to drive",
+            "version 2",
+            "/sessions/00000000-0000-4000-8000-00000000e111/summary#photo-2",
+        ):
             assert part in text, part
     assert "Pads &lt;2 mm&gt;" in rendered.html and "Rotors &amp; clips" in rendered.html
     assert "<2 mm>" not in rendered.html and "Pads <2 mm>" in rendered.text
 
 
-@pytest.mark.parametrize(("urgency", "words"), [("none", "Nothing urgent"), ("soon", "Soon: plan"),
-                                                 ("urgent", "Urgent: have it repaired"),
-                                                 ("unsafe_to_drive", "Unsafe to drive")])
+@pytest.mark.parametrize(
+    ("urgency", "words"),
+    [
+        ("none", "Nothing urgent"),
+        ("soon", "Soon: plan"),
+        ("urgent", "Urgent: have it repaired"),
+        ("unsafe_to_drive", "Unsafe to drive"),
+    ],
+)
 def test_urgency_in_words_and_an_empty_summary_renders(urgency: str, words: str) -> None:
-    summary = {"id": "x", "version": 1, "corrected": False, "findings": "Fine.", "steps_taken": [], "parts": [],
-               "parts_total": None, "next_steps": [], "urgency": urgency, "photo_count": 0}
+    summary = {
+        "id": "x",
+        "version": 1,
+        "corrected": False,
+        "findings": "Fine.",
+        "steps_taken": [],
+        "parts": [],
+        "parts_total": None,
+        "next_steps": [],
+        "urgency": urgency,
+        "photo_count": 0,
+    }
     rendered = mail.render("summary_delivered", {**CONTEXT, "summary": summary})
     assert words in rendered.text and words in (rendered.html or "")
     assert "Parts" not in rendered.text and "photo" not in rendered.text and "version" not in rendered.text
@@ -468,10 +580,23 @@ def test_the_queued_email_renders_from_the_database(db: Db) -> None:
     [payload] = summary_emails(db, live.session)
     ctx = db.scalar("select private.email_context(%s, %s)", (live.customer, live.session))
     rendered = mail.render("summary_delivered", {**ctx, **payload["data"]})
-    for part in ("Front pads at 2 mm; rotors scored.", "BP-1234", "89.99 USD", "150.00 USD", "239.99 USD",
-                 "Brake fluid: no estimate", "Checked the pad thickness", "Replace pads and rotors this week",
-                 "Urgent: have it repaired within days."):
+    for part in (
+        "Front pads at 2 mm; rotors scored.",
+        "BP-1234",
+        "89.99 USD",
+        "150.00 USD",
+        "239.99 USD",
+        "Brake fluid: no estimate",
+        "Checked the pad thickness",
+        "Replace pads and rotors this week",
+        "Urgent: have it repaired within days.",
+    ):
         assert part in rendered.text, part
-    assert db.scalar("select dedupe_key from private.outbox where payload ->> 'template' = 'summary_delivered'"
-                     " and payload ->> 'session_id' = %s", (str(live.session),)) == \
-        f"email:summary_delivered:{live.session}:{live.customer}:v1"
+    assert (
+        db.scalar(
+            "select dedupe_key from private.outbox where payload ->> 'template' = 'summary_delivered'"
+            " and payload ->> 'session_id' = %s",
+            (str(live.session),),
+        )
+        == f"email:summary_delivered:{live.session}:{live.customer}:v1"
+    )

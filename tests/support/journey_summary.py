@@ -18,8 +18,9 @@ from tests.support.harness import Db
 JPEG = {"size": 120_000, "mimetype": "image/jpeg"}
 
 
-def put_intake_file(db: Db, user: uuid.UUID | None, intake: Any, file: str = "brakes.jpg",
-                    metadata: dict[str, Any] | None = JPEG) -> psycopg.Error | None:
+def put_intake_file(
+    db: Db, user: uuid.UUID | None, intake: Any, file: str = "brakes.jpg", metadata: dict[str, Any] | None = JPEG
+) -> psycopg.Error | None:
     """`user` (None: anon) stores intakes/<intake>/<file> in bucket intake-files; the error when the
     policies refuse it."""
     return put_object(db, user, "intake-files", f"intakes/{intake}/{file}", metadata)
@@ -32,14 +33,16 @@ def put_session_file(db: Db, user: uuid.UUID, session: Any, file: str = "rotor.j
     return name
 
 
-def put_object(db: Db, user: uuid.UUID | None, bucket: str, name: str,
-               metadata: dict[str, Any] | None) -> psycopg.Error | None:
+def put_object(
+    db: Db, user: uuid.UUID | None, bucket: str, name: str, metadata: dict[str, Any] | None
+) -> psycopg.Error | None:
     persona = db.as_anon() if user is None else db.as_user(user)
     with persona:
         try:
-            db.execute("insert into storage.objects (bucket_id, name, owner_id, metadata) values (%s, %s, %s, %s)",
-                       (bucket, name, None if user is None else str(user),
-                        None if metadata is None else json.dumps(metadata)))
+            db.execute(
+                "insert into storage.objects (bucket_id, name, owner_id, metadata) values (%s, %s, %s, %s)",
+                (bucket, name, None if user is None else str(user), None if metadata is None else json.dumps(metadata)),
+            )
         except psycopg.Error as exc:
             return exc
     return None
@@ -60,8 +63,10 @@ def visible_objects(db: Db, user: uuid.UUID | None, prefix: str) -> list[str]:
     """The object names under `prefix` that `user` (None: anon) may read (and so sign URLs for)."""
     persona = db.as_anon() if user is None else db.as_user(user)
     with persona:
-        return [r["name"] for r in db.all("select name from storage.objects where name like %s order by name",
-                                          (prefix + "%",))]
+        return [
+            r["name"]
+            for r in db.all("select name from storage.objects where name like %s order by name", (prefix + "%",))
+        ]
 
 
 @dataclass
@@ -79,8 +84,13 @@ def open_request(db: Db, **kwargs: Any) -> Live:
     customer = make_customer(db)
     intake = make_intake(db, customer)
     ids = request_free(db, customer, intake=intake, **kwargs)
-    return Live(customer=customer, mechanic=make_mechanic(db), intake=intake,
-                request=uuid.UUID(ids["request_id"]), session=uuid.UUID(ids["session_id"]))
+    return Live(
+        customer=customer,
+        mechanic=make_mechanic(db),
+        intake=intake,
+        request=uuid.UUID(ids["request_id"]),
+        session=uuid.UUID(ids["session_id"]),
+    )
 
 
 def live_session(db: Db, **kwargs: Any) -> Live:
