@@ -154,6 +154,13 @@ def test_who_reads_the_files_of_an_open_request(db: Db) -> None:
     assert visible_objects(db, other_customer, prefix) == []
     assert visible_objects(db, pending_mechanic, prefix) == []  # not approved: not offered
     assert visible_objects(db, None, prefix) == []
+    # only the customer deletes: everyone else's delete lets nothing go
+    for user in (offered, other_customer, pending_mechanic, admin, None):
+        assert delete_object(db, user, files[0]) == 0, user
+    assert _count_all(db, prefix) == 2
+    # nor adds a file to someone else's intake
+    for user in (offered, other_customer, admin):
+        assert put_intake_file(db, user, live.intake, "planted.jpg") is not None, user
     # the request RPC answers what Storage allows
     with db.as_user(offered):
         assert [f["name"] for f in db.rpc("list_intake_files", p_request_id=live.request)] == files
