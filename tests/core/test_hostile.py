@@ -405,6 +405,23 @@ def scheduling_cases(w, unknown):
         (c, "find_workshops", {"p_latitude": 45.0}, "AD001"),
         (c, "find_workshops", {"p_city": BIG}, "AD001"),
         (c, "find_workshops", {"p_brand": " "}, "AD001"),
+        # the journey: intake files and the structured summary (docs/journey.md)
+        (w.customer, "list_intake_files", {}, "AD001"),
+        (w.customer, "list_intake_files", {"p_request_id": w.request, "p_session_id": w.session}, "AD001"),
+        (w.other_customer, "list_intake_files", {"p_request_id": w.request}, "AD004"),
+        (w.customer, "list_intake_files", {"p_session_id": unknown}, "AD004"),
+        (None, "list_intake_files", {"p_request_id": w.request}, "AD002"),
+        (w.mechanic, "save_summary", {"p_session_id": w.session, "p_summary": {"findings": "x"}}, "AD004"),
+        (w.customer, "save_summary", {"p_session_id": w.session, "p_summary": {"findings": BIG}}, "AD003"),
+        (w.customer, "save_summary", {"p_session_id": None, "p_summary": {}}, "AD001"),
+        (w.other_customer, "save_summary", {"p_session_id": w.session, "p_summary": {}}, "AD004"),
+        (None, "save_summary", {"p_session_id": w.session, "p_summary": {}}, "AD002"),
+        (w.customer, "submit_summary", {"p_session_id": w.session}, "AD003"),
+        (w.mechanic, "submit_summary", {"p_session_id": unknown}, "AD004"),
+        (w.customer, "submit_summary", {"p_session_id": None}, "AD001"),
+        (w.customer, "get_session_summary", {"p_session_id": None}, "AD001"),
+        (w.other_customer, "get_session_summary", {"p_session_id": w.session}, "AD004"),
+        (None, "get_session_summary", {"p_session_id": w.session}, "AD002"),
     ]
 
 

@@ -175,9 +175,9 @@ def test_milestone_emails_are_enqueued_once(db):
     templates = sorted(r["payload"]["template"] for r in db.all(
         "select payload from private.outbox where kind = 'email.send' and payload ->> 'session_id' = %s",
         (str(w.session),)))
-    # delivered: the review prompt is queued too (an hour later)
-    assert templates == ["booking_confirmed", "mechanic_assigned", "review_prompt", "session_ended",
-                         "summary_delivered"]
+    # delivered: the review prompt is queued too (an hour later); the notes wait in the summary's
+    # draft, emailed when the mechanic submits it (tests/journey/test_summaries.py)
+    assert templates == ["booking_confirmed", "mechanic_assigned", "review_prompt", "session_ended"]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -195,8 +195,9 @@ CONTEXT = {
 }
 
 
+# summary_delivered renders a summary: its golden files are pinned by tests/journey/test_summaries.py
 @pytest.mark.parametrize("template", ["booking_confirmed", "mechanic_assigned", "session_starting",
-                                      "session_ended", "summary_delivered", "mechanic_nudge", "review_prompt"])
+                                      "session_ended", "mechanic_nudge", "review_prompt"])
 def test_templates_match_golden_files(template, monkeypatch):
     monkeypatch.setenv("APP_URL", "https://app.autodoctor.test")
     get_settings.cache_clear()
@@ -216,8 +217,8 @@ def test_html_escapes_user_text_and_text_does_not():
     assert "<script>" not in rendered.html and "&lt;script&gt;" in rendered.html
     assert "Casey &lt;b&gt;Customer&lt;/b&gt;" in rendered.html
     assert "<script>alert('x')</script>" in rendered.text  # plain text is not HTML
-    summary = mail.render("summary_delivered", CONTEXT)
-    assert "Morgan &amp; Sons" in summary.html and "Replace pads &lt;soon&gt;" in summary.html
+    ended = mail.render("session_ended", CONTEXT)
+    assert "Morgan &amp; Sons" in ended.html
     # scheduled times in the recipient's zone (08 Mar 2026 is the US spring-forward day)
     assert "Sun 08 Mar 2026, 01:30 EST" in mail.render("session_starting", CONTEXT).text
 
@@ -248,13 +249,13 @@ def test_emails_written_as_eml_files_with_opt_out(mail_env):
     # mechanic_assigned waits for notifications.assignment_notice_delay (the assignment held): later
     later = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=3)
     result = worker.deliver(later, limit=100, kinds=["email.send"])
-    assert result["sent"] == result["claimed"] == 4 and result["dead"] == 0
+    assert result["sent"] == result["claimed"] == 3 and result["dead"] == 0
     files = sorted(folder.glob("*.eml"))
     subjects = sorted(email.message_from_bytes(f.read_bytes(), policy=email.policy.default)["Subject"]
                       for f in files)
     # session_ended is not transactional and the customer opted out
-    assert subjects == ["Morgan Mechanic is ready for your session", "Your Free Session (5 min) is booked",
-                        "Your session summary from Morgan Mechanic"]
+    # the summary is emailed when the mechanic submits it, not at completion
+    assert subjects == ["Morgan Mechanic is ready for your session", "Your Free Session (5 min) is booked"]
     msg = email.message_from_bytes(files[0].read_bytes(), policy=email.policy.default)
     assert msg.is_multipart() and {p.get_content_type() for p in msg.iter_parts()} == {"text/plain", "text/html"}
 

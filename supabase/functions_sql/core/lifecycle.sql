@@ -152,7 +152,7 @@ begin
   if v_delivery = 'delivered' then
     perform private.settle_payment(v_session.id, now());
   end if;
-  -- 5. emails: session_ended, and summary_delivered with notes           jobs/emails.sql
+  -- 5. emails: session_ended (the summary is emailed on submit)          jobs/emails.sql
   perform private.emails_on_session_completed(v_session.id);
   -- 6. reviews: a delivered session may be reviewed                     reviews/prompts.sql
   if v_delivery = 'delivered' then

@@ -41,8 +41,8 @@ drop trigger if exists _400_milestone_emails on public.sessions;
 create trigger _400_milestone_emails after insert or update of mechanic_id on public.sessions
   for each row execute function private.tg_sessions__milestone_emails();
 
--- Lifecycle step (core/lifecycle.sql): a completed session tells the customer, and delivers the
--- mechanic's summary when there is one.
+-- Lifecycle step (core/lifecycle.sql): a completed session tells the customer. The mechanic's
+-- summary is emailed when the mechanic submits it (submit_summary, journey/summaries.sql), not here.
 create or replace function private.emails_on_session_completed(p_session_id uuid) returns void
 language plpgsql security definer set search_path = ''
 as $$
@@ -51,9 +51,6 @@ declare
 begin
   select * into v_s from public.sessions where id = p_session_id;
   perform private.enqueue_email('session_ended', v_s.customer_id, v_s.id);
-  if v_s.mechanic_notes is not null then
-    perform private.enqueue_email('summary_delivered', v_s.customer_id, v_s.id);
-  end if;
 end
 $$;
 revoke execute on function private.emails_on_session_completed(uuid) from public;
