@@ -153,5 +153,11 @@ ERROR_CODES: dict[str, ErrorCode] = {
                   "The appointment has not started yet: it cannot be completed or marked a no-show."),
         ErrorCode("AD175", "mechanic_not_in_workshop", 422,
                   "The mechanic is not an approved mechanic of this workshop."),
+        ErrorCode("AD245", "report_range_invalid", 400,
+                  "A report needs both dates (p_from, p_to), with p_from not after p_to."),
+        ErrorCode("AD246", "report_range_too_long", 400,
+                  "The report's range is longer than crm.report_max_days days."),
+        ErrorCode("AD247", "report_group_unknown", 400,
+                  "The report's grouping is not one of week or month."),
     )
 }
