@@ -256,7 +256,7 @@ def test_two_concurrent_recordings_of_one_payment_leave_one_row(fresh_url: str) 
                     "select private.crm_record(%s, 'purchase', now(), null, null, %s, '{}')", (customer, payment)
                 )
                 conn.commit()
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:  # reported below
             errors.append(exc)
 
     threads = [threading.Thread(target=go) for _ in range(4)]

@@ -85,36 +85,50 @@ begin
     perform private.raise_error('report_group_unknown', 'p_group must be week or month');
   end if;
 
-  with cohort as (
+  -- set-based: each step is one pass over the interactions of the cohort's intakes (by intake_id
+  -- or session_id, both indexed), never a query per intake
+  with cohort as materialized (
     select c.intake_id, c.customer_id,
            date_trunc(p_group, c.occurred_at at time zone 'UTC')::date as period
     from public.crm_interactions c
     where c.kind = 'intake_created' and c.intake_id is not null
       and c.occurred_at >= p_from::timestamp at time zone 'UTC'
       and c.occurred_at < (p_to::timestamp + interval '1 day') at time zone 'UTC'
-  ), step as (
-    select k.intake_id, k.customer_id, k.period,
-           exists (select 1 from public.crm_interactions r
-                   where r.intake_id = k.intake_id and r.kind = 'request_filed') as requested,
-           (select min(d.occurred_at) from public.crm_interactions d
-            where d.intake_id = k.intake_id and d.kind = 'session_delivered') as delivered_at
-    from cohort k
+  ), of_intake as materialized (
+    -- every interaction that carries one of the cohort's intakes
+    select x.intake_id, x.kind, x.occurred_at, x.session_id
+    from public.crm_interactions x
+    where x.intake_id in (select k.intake_id from cohort k)
+  ), requested as (
+    select distinct o.intake_id from of_intake o where o.kind = 'request_filed'
+  ), delivered as (
+    select o.intake_id, min(o.occurred_at) as delivered_at from of_intake o
+    where o.kind = 'session_delivered' group by o.intake_id
+  ), followed_up as (
+    select o.intake_id from of_intake o where o.kind = 'follow_up_asked'
+    union
+    select o.intake_id
+    from (select distinct o2.intake_id, o2.session_id from of_intake o2 where o2.session_id is not null) o
+    join public.crm_interactions f on f.session_id = o.session_id and f.kind = 'follow_up_asked'
+  ), last_purchase as (
+    -- a purchase later than the delivery exists when the customer's latest one is later
+    select p.customer_id, max(p.occurred_at) as last_at
+    from public.crm_interactions p
+    where p.kind = 'purchase' and p.data ->> 'extension' is distinct from 'true'
+      and p.customer_id in (select k.customer_id from cohort k)
+    group by p.customer_id
   ), counted as (
-    select t.*,
-           t.requested and t.delivered_at is not null as delivered,
-           t.requested and t.delivered_at is not null
-             and exists (select 1 from public.crm_interactions f
-                         where f.kind = 'follow_up_asked'
-                           and (f.intake_id = t.intake_id
-                                or f.session_id in (select x.session_id from public.crm_interactions x
-                                                    where x.intake_id = t.intake_id and x.session_id is not null)))
-             as followed_up,
-           t.requested and t.delivered_at is not null
-             and exists (select 1 from public.crm_interactions p
-                         where p.customer_id = t.customer_id and p.kind = 'purchase'
-                           and p.occurred_at > t.delivered_at
-                           and p.data ->> 'extension' is distinct from 'true') as repurchased
-    from step t
+    select k.period,
+           r.intake_id is not null as requested,
+           r.intake_id is not null and d.intake_id is not null as delivered,
+           r.intake_id is not null and d.intake_id is not null and f.intake_id is not null as followed_up,
+           r.intake_id is not null and d.intake_id is not null and coalesce(lp.last_at > d.delivered_at, false)
+             as repurchased
+    from cohort k
+    left join requested r on r.intake_id = k.intake_id
+    left join delivered d on d.intake_id = k.intake_id
+    left join (select distinct intake_id from followed_up) f on f.intake_id = k.intake_id
+    left join last_purchase lp on lp.customer_id = k.customer_id
   ), per as (
     select c.period,
            count(*) as intakes,
@@ -164,15 +178,17 @@ begin
   perform private.crm_check_range(p_from, p_to);
 
   with ranked as (
+    -- one pass: each purchase with the customer's next one
     select c.customer_id, c.occurred_at,
-           row_number() over (partition by c.customer_id order by c.occurred_at, c.id) as n
+           row_number() over w as n,
+           lead(c.occurred_at) over w as next_at
     from public.crm_interactions c
     where c.kind = 'purchase' and c.data ->> 'extension' is distinct from 'true'
+    window w as (partition by c.customer_id order by c.occurred_at, c.id)
   ), firsts as (
-    select f.customer_id, f.occurred_at as first_at, s.occurred_at as second_at,
+    select f.customer_id, f.occurred_at as first_at, f.next_at as second_at,
            date_trunc('month', f.occurred_at at time zone 'UTC')::date as period
     from ranked f
-    left join ranked s on s.customer_id = f.customer_id and s.n = 2
     where f.n = 1
       and f.occurred_at >= p_from::timestamp at time zone 'UTC'
       and f.occurred_at < (p_to::timestamp + interval '1 day') at time zone 'UTC'
