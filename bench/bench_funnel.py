@@ -30,20 +30,30 @@ def setup(url: str) -> uuid.UUID:
     (80 %), a delivery (60 %), its purchase, a follow-up (5 %) and a later purchase (10 %)."""
     admin = uuid.uuid4()
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("insert into auth.users (id, email, raw_app_meta_data, created_at) "
-                     "values (%s, 'admin@bench.test', %s, now())", (admin, json.dumps({"role": "admin"})))
+        conn.execute(
+            "insert into auth.users (id, email, raw_app_meta_data, created_at) "
+            "values (%s, 'admin@bench.test', %s, now())",
+            (admin, json.dumps({"role": "admin"})),
+        )
         conn.execute("set session_replication_role = replica")
-        conn.execute("insert into auth.users (id, email, created_at) select gen_random_uuid(), "
-                     "'c' || g || '@bench.test', now() from generate_series(1, %s) g", (CUSTOMERS,))
-        conn.execute("""
+        conn.execute(
+            "insert into auth.users (id, email, created_at) select gen_random_uuid(), "
+            "'c' || g || '@bench.test', now() from generate_series(1, %s) g",
+            (CUSTOMERS,),
+        )
+        conn.execute(
+            """
             insert into public.intakes (customer_id, concern, created_at)
             select u.id, 'noise', timestamptz '2025-12-01 00:00+00' + (g %% 364) * interval '1 day'
                                     + (g %% 1440) * interval '1 minute'
             from generate_series(1, %s) g
             join (select id, row_number() over (order by id) n from auth.users where email like 'c%%') u
-              on u.n = 1 + g %% %s""", (INTAKES, CUSTOMERS))
+              on u.n = 1 + g %% %s""",
+            (INTAKES, CUSTOMERS),
+        )
         conn.execute("""
-            insert into public.crm_interactions (customer_id, kind, occurred_at, intake_id, session_id, subject_id, data)
+            insert into public.crm_interactions (customer_id, kind, occurred_at, intake_id, session_id,
+                                                 subject_id, data)
             select i.customer_id, k.kind, i.created_at + k.after, i.id, null,
                    case when k.kind in ('purchase', 'follow_up_asked') then gen_random_uuid() end, '{}'
             from (select i.*, row_number() over (order by i.id) n from public.intakes i) i
@@ -59,8 +69,7 @@ def setup(url: str) -> uuid.UUID:
 
 
 def call(conn: psycopg.Connection[Any], admin: uuid.UUID, query: str, params: tuple[Any, ...]) -> Any:
-    set_request_context(conn, "authenticated", {"sub": str(admin), "role": "authenticated"},
-                        path="/rpc/admin_funnel")
+    set_request_context(conn, "authenticated", {"sub": str(admin), "role": "authenticated"}, path="/rpc/admin_funnel")
     return conn.execute(query, params).fetchone()[0]  # type: ignore[index]
 
 
@@ -77,9 +86,12 @@ def retention(conn: psycopg.Connection[Any], admin: uuid.UUID) -> int:
 def naive(conn: psycopg.Connection[Any], _admin: uuid.UUID) -> int:
     """Every interaction of the customers with an intake in the range, counted in the application."""
     rows = conn.execute(
-        "select customer_id, kind, occurred_at, intake_id, session_id, data ->> 'extension' from public.crm_interactions"
+        "select customer_id, kind, occurred_at, intake_id, session_id, data ->> 'extension'"
+        " from public.crm_interactions"
         " where customer_id in (select customer_id from public.crm_interactions where kind = 'intake_created'"
-        " and occurred_at >= %s and occurred_at < %s::date + 1)", (FROM, TO)).fetchall()
+        " and occurred_at >= %s and occurred_at < %s::date + 1)",
+        (FROM, TO),
+    ).fetchall()
     by_intake: dict[Any, dict[str, Any]] = defaultdict(dict)
     purchases: dict[Any, list[dt.datetime]] = defaultdict(list)
     sessions: dict[Any, Any] = {}
@@ -133,8 +145,10 @@ def main() -> None:
         print(f"admin_funnel, 365 days by week (ours): {n_ours:,} returned intakes, {ms(t_ours)}")
         print(f"admin_retention, 365 days: {n_ret:,} customers, {ms(t_ret)}")
         med, med_n = sorted(t_ours)[len(t_ours) // 2], sorted(t_naive)[len(t_naive) // 2]
-        print(f"naive (rows to the application): {n_naive:,} returned intakes, {ms(t_naive)}; "
-              f"ratio naive/ours {med_n / med:.1f}x")
+        print(
+            f"naive (rows to the application): {n_naive:,} returned intakes, {ms(t_naive)}; "
+            f"ratio naive/ours {med_n / med:.1f}x"
+        )
 
 
 if __name__ == "__main__":

@@ -98,7 +98,7 @@ begin
     -- every interaction that carries one of the cohort's intakes
     select x.intake_id, x.kind, x.occurred_at, x.session_id
     from public.crm_interactions x
-    where x.intake_id in (select k.intake_id from cohort k)
+    join cohort k on k.intake_id = x.intake_id
   ), requested as (
     select distinct o.intake_id from of_intake o where o.kind = 'request_filed'
   ), delivered as (
