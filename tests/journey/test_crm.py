@@ -27,6 +27,7 @@ from tests.support.journey_crm import (
     record,
 )
 from tests.support.payments import Pay
+from tests.support.personas import request_as
 from tests.support.reviews import submit
 
 NOT_ALLOWED, NOT_AUTHENTICATED, INVALID_INPUT, NOT_FOUND = "AD003", "AD002", "AD001", "AD004"
@@ -238,7 +239,7 @@ def test_the_card_webhook_delivered_twice_records_one_purchase(pay: Pay) -> None
     )
 
 
-def test_two_concurrent_recordings_of_one_payment_leave_one_row(fresh_url: str) -> None:
+def test_concurrent_recordings_of_one_payment_leave_one_row(fresh_url: str) -> None:
     with psycopg.connect(fresh_url, autocommit=True) as setup:
         customer = setup.execute(
             "insert into auth.users (id, email) values (gen_random_uuid(), 'race@example.test') returning id"
@@ -249,13 +250,11 @@ def test_two_concurrent_recordings_of_one_payment_leave_one_row(fresh_url: str) 
 
     def go() -> None:
         try:
-            with psycopg.connect(fresh_url) as conn:
-                conn.execute("set role service_role")
-                barrier.wait()
+            with psycopg.connect(fresh_url, autocommit=True) as conn, request_as(conn, "service_role", None):
+                barrier.wait()  # all four inside their transaction, then the same insert at once
                 conn.execute(
                     "select private.crm_record(%s, 'purchase', now(), null, null, %s, '{}')", (customer, payment)
                 )
-                conn.commit()
         except BaseException as exc:  # reported below
             errors.append(exc)
 
