@@ -165,5 +165,11 @@ ERROR_CODES: dict[str, ErrorCode] = {
                   "The recommendation expired before it was shown or clicked: it is no longer offered."),
         ErrorCode("AD240", "email_events_not_configured", 503,
                   "Email delivery events are not configured on this server (RESEND_WEBHOOK_SECRET)."),
+        ErrorCode("AD245", "report_range_invalid", 400,
+                  "A report needs both dates (p_from, p_to), with p_from not after p_to."),
+        ErrorCode("AD246", "report_range_too_long", 400,
+                  "The report's range is longer than crm.report_max_days days."),
+        ErrorCode("AD247", "report_group_unknown", 400,
+                  "The report's grouping is not one of week or month."),
     )
 }

@@ -422,6 +422,21 @@ def scheduling_cases(w, unknown):
         (w.customer, "get_session_summary", {"p_session_id": None}, "AD001"),
         (w.other_customer, "get_session_summary", {"p_session_id": w.session}, "AD004"),
         (None, "get_session_summary", {"p_session_id": w.session}, "AD002"),
+        # the funnel's reports (docs/journey.md#interactions-and-the-funnel)
+        (w.admin, "admin_funnel", {"p_from": None, "p_to": "2026-06-01"}, "AD245"),
+        (w.admin, "admin_funnel", {"p_from": "2026-06-02", "p_to": "2026-06-01"}, "AD245"),
+        (w.admin, "admin_funnel", {"p_from": "2024-06-01", "p_to": "2026-06-01"}, "AD246"),
+        (w.admin, "admin_funnel", {"p_from": "2026-06-01", "p_to": "2026-06-02", "p_group": "day"}, "AD247"),
+        (w.admin, "admin_funnel", {"p_from": "not-a-date", "p_to": "2026-06-02"}, "22007"),
+        (c, "admin_funnel", {"p_from": "2026-06-01", "p_to": "2026-06-02"}, "AD003"),
+        (None, "admin_funnel", {"p_from": "2026-06-01", "p_to": "2026-06-02"}, "AD002"),
+        (w.admin, "admin_retention", {"p_from": None, "p_to": None}, "AD245"),
+        (w.admin, "admin_retention", {"p_from": "2024-06-01", "p_to": "2026-06-01"}, "AD246"),
+        (c, "admin_retention", {"p_from": "2026-06-01", "p_to": "2026-06-02"}, "AD003"),
+        (w.admin, "admin_customer_timeline", {"p_customer_id": None}, "AD001"),
+        (w.admin, "admin_customer_timeline", {"p_customer_id": unknown}, "AD004"),
+        (w.admin, "admin_customer_timeline", {"p_customer_id": "not-a-uuid"}, "22P02"),
+        (c, "admin_customer_timeline", {"p_customer_id": c}, "AD003"),
     ]
 
 
