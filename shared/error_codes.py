@@ -153,5 +153,11 @@ ERROR_CODES: dict[str, ErrorCode] = {
                   "The appointment has not started yet: it cannot be completed or marked a no-show."),
         ErrorCode("AD175", "mechanic_not_in_workshop", 422,
                   "The mechanic is not an approved mechanic of this workshop."),
+        ErrorCode("AD215", "follow_up_not_available", 409,
+                  "The session cannot take a follow-up question: it did not end completed and delivered."),
+        ErrorCode("AD216", "follow_up_window_closed", 409,
+                  "The window for follow-up questions on this session has closed."),
+        ErrorCode("AD217", "follow_up_bad_photo", 400,
+                  "A photo of a follow-up question is not a file of the session it follows."),
     )
 }
