@@ -403,6 +403,14 @@ def scheduling_cases(w, unknown):
         (c, "find_workshops", {"p_latitude": 45.0}, "AD001"),
         (c, "find_workshops", {"p_city": BIG}, "AD001"),
         (c, "find_workshops", {"p_brand": " "}, "AD001"),
+        (c, "ask_follow_up", {"p_session_id": None, "p_question": "Is it the rotors?"}, "AD001"),
+        (c, "ask_follow_up", {"p_session_id": w.session, "p_question": BIG}, "AD001"),
+        (c, "ask_follow_up", {"p_session_id": w.session, "p_question": " "}, "AD001"),
+        (c, "ask_follow_up", {"p_session_id": "not-a-uuid", "p_question": "Is it the rotors?"}, "22P02"),
+        (c, "ask_follow_up", {"p_session_id": unknown, "p_question": "Is it the rotors?"}, "AD004"),
+        (c, "ask_follow_up", {"p_session_id": w.session, "p_question": "Is it the rotors?"}, "AD215"),  # not delivered
+        (m, "ask_follow_up", {"p_session_id": w.session, "p_question": "Is it the rotors?"}, "AD004"),
+        (None, "ask_follow_up", {"p_session_id": w.session, "p_question": "Is it the rotors?"}, "AD002"),
     ]
 
 
