@@ -437,3 +437,33 @@ def test_checkout_after_the_window_is_refused(pay: Pay) -> None:
                        headers=pay.token(t.customer))
     assert status == 409 and "window" in str(err), err
     assert pay.val("select count(*) from public.bookings where follow_up_id = %s", (pending["follow_up_id"],)) == 0
+
+
+def test_paid_follow_up_that_can_no_longer_be_filed_is_refunded(pay: Pay) -> None:
+    t, pending = _pending(pay)
+    status, out = call(create_checkout, body={**URLS, "follow_up_id": pending["follow_up_id"]},
+                       headers=pay.token(t.customer))
+    assert status == 200 and out["mode"] == "stripe", out
+    booking = pay.booking(out["booking_id"])
+    # between checkout and payment the customer filled its open requests
+    set_setting(pay.db, "limits.free_sessions_per_account", 10)
+    request_free(pay.db, t.customer)
+    request_free(pay.db, t.customer)
+    pay.commit()
+    pi = "pi_" + uuid.uuid4().hex[:20]
+    res = pay.deliver(pay.events.completed(booking["stripe_checkout_session_id"], str(booking["id"]), 299, pi))
+    assert res["outcome"] == "unfulfilled", res
+    row = pay.booking(booking["id"])
+    assert row["status"] == "unfulfilled" and row["session_id"] is None and "open requests" in row["failure_reason"]
+    refund = pay.row("select r.* from public.refunds r join public.payments p on p.id = r.payment_id "
+                     "where p.booking_id = %s", (booking["id"],))
+    assert refund is not None and (refund["amount_cents"], refund["origin"]) == (299, "unfulfilled")
+    fu = pay.row("select status, session_id from public.follow_ups where id = %s", (pending["follow_up_id"],))
+    assert fu == {"status": "pending_payment", "session_id": None}
+    pay.assert_books_balance()
+
+
+def test_the_follow_up_plan_cannot_be_bought_through_a_plain_checkout(pay: Pay) -> None:
+    customer = pay.customer()
+    pay.checkout(customer, plan="follow_up", expect=404)
+    assert pay.val("select count(*) from public.bookings where customer_id = %s", (customer,)) == 0
