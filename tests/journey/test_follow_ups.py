@@ -26,8 +26,10 @@ from tests.support.personas import race
 NOT_ALLOWED, NOT_FOUND, INVALID, CONFLICT, REQUEST_NOT_AVAILABLE = "AD003", "AD004", "AD001", "AD005", "AD009"
 LIMIT = "AD130"
 NOT_AVAILABLE, WINDOW_CLOSED, BAD_PHOTO = "AD215", "AD216", "AD217"
-URLS = {"success_url": "https://app.example.test/follow-up?cs={CHECKOUT_SESSION_ID}",
-        "cancel_url": "https://app.example.test/session"}
+URLS = {
+    "success_url": "https://app.example.test/follow-up?cs={CHECKOUT_SESSION_ID}",
+    "cancel_url": "https://app.example.test/session",
+}
 
 
 def _request_of(db: Db, session: Any) -> dict[str, Any]:
@@ -52,8 +54,14 @@ def test_free_follow_up_is_filed_linked_and_offered_to_the_same_mechanic_first(d
     assert fu is not None and fu["question"] == QUESTION and fu["photo_paths"] == [photo] and fu["status"] == "filed"
     s = db.one("select * from public.sessions where id = %s", (out["session_id"],))
     assert s is not None
-    assert (s["parent_session_id"], s["plan_code"], s["price_cents"], s["duration_type"], s["planned_minutes"],
-            s["session_type"]) == (t.session, "follow_up", 0, "micro", 10, "chat")
+    assert (
+        s["parent_session_id"],
+        s["plan_code"],
+        s["price_cents"],
+        s["duration_type"],
+        s["planned_minutes"],
+        s["session_type"],
+    ) == (t.session, "follow_up", 0, "micro", 10, "chat")
     # its own intake: the parent's vehicle, the question as its concern
     intake = db.one("select * from public.intakes where id = %s", (out["intake_id"],))
     assert intake is not None and intake["vehicle_id"] == t.vehicle and intake["concern"] == QUESTION
@@ -63,14 +71,22 @@ def test_free_follow_up_is_filed_linked_and_offered_to_the_same_mechanic_first(d
     req = _request_of(db, out["session_id"])
     assert req["preferred_mechanic_id"] == t.mechanic and req["concern"] == QUESTION
     assert req["broadcast_at"] - req["created_at"] == db.scalar(
-        "select private.setting_interval('follow_ups.same_mechanic_window')")
-    assert db.scalar("select count(*) from public.session_offers where request_id = %s and mechanic_id = %s "
-                     "and status = 'offered'", (req["id"], t.mechanic)) == 1
+        "select private.setting_interval('follow_ups.same_mechanic_window')"
+    )
+    assert (
+        db.scalar(
+            "select count(*) from public.session_offers where request_id = %s and mechanic_id = %s "
+            "and status = 'offered'",
+            (req["id"], t.mechanic),
+        )
+        == 1
+    )
     with db.as_user(other_mechanic):
         assert db.rpc_error("accept_request", p_request_id=req["id"]) == REQUEST_NOT_AVAILABLE
     # the CRM record
-    crm = db.one("select * from public.crm_interactions where kind = 'follow_up_asked' and customer_id = %s",
-                 (t.customer,))
+    crm = db.one(
+        "select * from public.crm_interactions where kind = 'follow_up_asked' and customer_id = %s", (t.customer,)
+    )
     assert crm is not None and crm["subject_id"] == fu["id"] and crm["session_id"] == t.session
     assert crm["data"]["follow_up_session_id"] == out["session_id"] and crm["data"]["free"] is True
 
@@ -88,10 +104,16 @@ def test_after_the_window_or_a_decline_the_follow_up_is_routed_as_usual(db: Db) 
     req = _request_of(db, out["session_id"])
     # routing after the window: opened to everyone (the broadcast row)
     db.execute("select private.route_request(%s, %s)", (req["id"], req["broadcast_at"]))
-    assert db.scalar("select count(*) from public.session_offers where request_id = %s and mechanic_id is null",
-                     (req["id"],)) == 1
-    assert db.scalar("select private.assign_request(%s, %s, %s) ->> 'status'",
-                     (req["id"], other, req["broadcast_at"])) == "accepted"
+    assert (
+        db.scalar(
+            "select count(*) from public.session_offers where request_id = %s and mechanic_id is null", (req["id"],)
+        )
+        == 1
+    )
+    assert (
+        db.scalar("select private.assign_request(%s, %s, %s) ->> 'status'", (req["id"], other, req["broadcast_at"]))
+        == "accepted"
+    )
 
     # a decline by the parent's mechanic opens the next one at once
     t2 = delivered(db)
@@ -149,8 +171,11 @@ def test_the_follow_up_plan_cannot_be_booked_directly(db: Db) -> None:
     assert db.scalar("select count(*) from public.service_plans where code = 'follow_up'") == 1
     # nor can a session be written with it and no parent, whoever writes it
     with pytest.raises(psycopg.Error) as err:
-        db.execute("insert into public.sessions (customer_id, plan_code, session_type, duration_type, planned_minutes, "
-                   "price_cents) values (%s, 'follow_up', 'chat', 'micro', 10, 0)", (customer,))
+        db.execute(
+            "insert into public.sessions (customer_id, plan_code, session_type, duration_type, planned_minutes, "
+            "price_cents) values (%s, 'follow_up', 'chat', 'micro', 10, 0)",
+            (customer,),
+        )
     assert err.value.sqlstate == INVALID
 
 
@@ -199,8 +224,11 @@ def test_only_a_delivered_session_within_the_window(db: Db) -> None:
 
     # delivered, but the window closed (follow_ups.window after it ended)
     t = delivered(db, mechanic=mechanic)
-    db.execute("update public.sessions set started_at = started_at - interval '8 days', "
-               "ended_at = ended_at - interval '8 days' where id = %s", (t.session,))
+    db.execute(
+        "update public.sessions set started_at = started_at - interval '8 days', "
+        "ended_at = ended_at - interval '8 days' where id = %s",
+        (t.session,),
+    )
     before = counts(db)
     assert ask_error(db, t.customer, t.session) == WINDOW_CLOSED
     assert counts(db) == before
@@ -315,14 +343,21 @@ def test_rls_per_persona(db: Db) -> None:
     # another mechanic takes it after the window: it reads the follow-up and the one photo asked
     # about, not the parent's other files
     req = _request_of(db, out["session_id"])
-    assert db.scalar("select private.assign_request(%s, %s, %s) ->> 'status'",
-                     (req["id"], taker, req["broadcast_at"])) == "accepted"
+    assert (
+        db.scalar("select private.assign_request(%s, %s, %s) ->> 'status'", (req["id"], taker, req["broadcast_at"]))
+        == "accepted"
+    )
     assert sees(taker)
 
     def files(user: uuid.UUID) -> set[str]:
         with db.as_user(user):
-            return {r["name"] for r in db.all("select name from storage.objects where bucket_id = 'session-files' "
-                                              "and name like %s", (f"sessions/{t.session}/%",))}
+            return {
+                r["name"]
+                for r in db.all(
+                    "select name from storage.objects where bucket_id = 'session-files' and name like %s",
+                    (f"sessions/{t.session}/%",),
+                )
+            }
 
     assert files(taker) == {photo}
     assert files(t.customer) == {photo, hidden}
@@ -344,12 +379,17 @@ def race_world(fresh_url: str) -> Iterator[tuple[Db, list[psycopg.Connection]]]:
 
 
 def test_two_concurrent_asks_get_one_free_and_one_payment_required(
-        race_world: tuple[Db, list[psycopg.Connection]]) -> None:
+    race_world: tuple[Db, list[psycopg.Connection]],
+) -> None:
     db, conns = race_world
     t = delivered(db)
     db.conn.commit()
-    results = race([(c, t.customer, "select public.ask_follow_up(%s, %s)", (t.session, f"{QUESTION} {i}"))
-                    for i, c in enumerate(conns)])
+    results = race(
+        [
+            (c, t.customer, "select public.ask_follow_up(%s, %s)", (t.session, f"{QUESTION} {i}"))
+            for i, c in enumerate(conns)
+        ]
+    )
     assert all(kind == "ok" for kind, _ in results), results
     assert Counter(v["status"] for _, v in results) == Counter({"filed": 1, "payment_required": 1})
     assert db.scalar("select count(*) from public.follow_ups where root_session_id = %s and free", (t.session,)) == 1
@@ -372,8 +412,9 @@ def _pending(pay: Pay) -> tuple[Any, dict[str, Any]]:
 
 def test_paid_follow_up_through_stripe_checkout_and_webhook(pay: Pay) -> None:
     t, pending = _pending(pay)
-    status, out = call(create_checkout, body={**URLS, "follow_up_id": pending["follow_up_id"]},
-                       headers=pay.token(t.customer))
+    status, out = call(
+        create_checkout, body={**URLS, "follow_up_id": pending["follow_up_id"]}, headers=pay.token(t.customer)
+    )
     assert status == 200 and out["mode"] == "stripe" and out["price_cents"] == 299, out
     assert out["follow_up_id"] == pending["follow_up_id"]
     booking = pay.booking(out["booking_id"])
@@ -383,8 +424,9 @@ def test_paid_follow_up_through_stripe_checkout_and_webhook(pay: Pay) -> None:
     assert sent["line_items"]["0"]["price_data"]["unit_amount"] == "299"
     assert sent["metadata"]["follow_up_id"] == pending["follow_up_id"]
     # a retry reuses the open checkout
-    status, again = call(create_checkout, body={**URLS, "follow_up_id": pending["follow_up_id"]},
-                         headers=pay.token(t.customer))
+    status, again = call(
+        create_checkout, body={**URLS, "follow_up_id": pending["follow_up_id"]}, headers=pay.token(t.customer)
+    )
     assert status == 200 and again["booking_id"] == out["booking_id"] and again["url"] == out["url"]
 
     pi = "pi_" + uuid.uuid4().hex[:20]
@@ -398,12 +440,18 @@ def test_paid_follow_up_through_stripe_checkout_and_webhook(pay: Pay) -> None:
     assert pay.val("select session_id from public.payments where booking_id = %s", (booking["id"],)) == s["id"]
     req = pay.row("select preferred_mechanic_id from public.session_requests where session_id = %s", (s["id"],))
     assert req is not None and req["preferred_mechanic_id"] == t.mechanic
-    assert pay.val("select count(*) from public.crm_interactions where kind = 'follow_up_asked' and subject_id = %s",
-                   (fu["id"],)) == 1
+    assert (
+        pay.val(
+            "select count(*) from public.crm_interactions where kind = 'follow_up_asked' and subject_id = %s",
+            (fu["id"],),
+        )
+        == 1
+    )
     pay.assert_books_balance()
     # paid and filed: it cannot be paid again
-    status, err = call(create_checkout, body={**URLS, "follow_up_id": pending["follow_up_id"]},
-                       headers=pay.token(t.customer))
+    status, err = call(
+        create_checkout, body={**URLS, "follow_up_id": pending["follow_up_id"]}, headers=pay.token(t.customer)
+    )
     assert status == 409, err
 
 
@@ -413,14 +461,18 @@ def test_paid_follow_up_with_credit_and_who_may_pay(pay: Pay) -> None:
     # someone else's follow-up does not exist for them; a follow-up with extra fields is refused
     status, _ = call(create_checkout, body={**URLS, "follow_up_id": pending["follow_up_id"]}, headers=pay.token(other))
     assert status == 404
-    status, _ = call(create_checkout, body={**URLS, "follow_up_id": pending["follow_up_id"],
-                                            "intake_id": pending["intake_id"]}, headers=pay.token(t.customer))
+    status, _ = call(
+        create_checkout,
+        body={**URLS, "follow_up_id": pending["follow_up_id"], "intake_id": pending["intake_id"]},
+        headers=pay.token(t.customer),
+    )
     assert status == 400
     assert pay.val("select count(*) from public.bookings where follow_up_id = %s", (pending["follow_up_id"],)) == 0
 
     pay.grant_credit(t.customer, 500)
-    status, out = call(create_checkout, body={**URLS, "follow_up_id": pending["follow_up_id"]},
-                       headers=pay.token(t.customer))
+    status, out = call(
+        create_checkout, body={**URLS, "follow_up_id": pending["follow_up_id"]}, headers=pay.token(t.customer)
+    )
     assert status == 200 and out["mode"] == "credit" and out["credit_balance_cents"] == 201, out
     fu = pay.row("select * from public.follow_ups where id = %s", (pending["follow_up_id"],))
     assert fu is not None and fu["status"] == "filed" and str(fu["session_id"]) == out["session_id"]
@@ -430,19 +482,24 @@ def test_paid_follow_up_with_credit_and_who_may_pay(pay: Pay) -> None:
 
 def test_checkout_after_the_window_is_refused(pay: Pay) -> None:
     t, pending = _pending(pay)
-    pay.db.execute("update public.sessions set started_at = started_at - interval '8 days', "
-                   "ended_at = ended_at - interval '8 days' where id = %s", (t.session,))
+    pay.db.execute(
+        "update public.sessions set started_at = started_at - interval '8 days', "
+        "ended_at = ended_at - interval '8 days' where id = %s",
+        (t.session,),
+    )
     pay.commit()
-    status, err = call(create_checkout, body={**URLS, "follow_up_id": pending["follow_up_id"]},
-                       headers=pay.token(t.customer))
+    status, err = call(
+        create_checkout, body={**URLS, "follow_up_id": pending["follow_up_id"]}, headers=pay.token(t.customer)
+    )
     assert status == 409 and "window" in str(err), err
     assert pay.val("select count(*) from public.bookings where follow_up_id = %s", (pending["follow_up_id"],)) == 0
 
 
 def test_paid_follow_up_that_can_no_longer_be_filed_is_refunded(pay: Pay) -> None:
     t, pending = _pending(pay)
-    status, out = call(create_checkout, body={**URLS, "follow_up_id": pending["follow_up_id"]},
-                       headers=pay.token(t.customer))
+    status, out = call(
+        create_checkout, body={**URLS, "follow_up_id": pending["follow_up_id"]}, headers=pay.token(t.customer)
+    )
     assert status == 200 and out["mode"] == "stripe", out
     booking = pay.booking(out["booking_id"])
     # between checkout and payment the customer filled its open requests
@@ -455,8 +512,10 @@ def test_paid_follow_up_that_can_no_longer_be_filed_is_refunded(pay: Pay) -> Non
     assert res["outcome"] == "unfulfilled", res
     row = pay.booking(booking["id"])
     assert row["status"] == "unfulfilled" and row["session_id"] is None and "open requests" in row["failure_reason"]
-    refund = pay.row("select r.* from public.refunds r join public.payments p on p.id = r.payment_id "
-                     "where p.booking_id = %s", (booking["id"],))
+    refund = pay.row(
+        "select r.* from public.refunds r join public.payments p on p.id = r.payment_id where p.booking_id = %s",
+        (booking["id"],),
+    )
     assert refund is not None and (refund["amount_cents"], refund["origin"]) == (299, "unfulfilled")
     fu = pay.row("select status, session_id from public.follow_ups where id = %s", (pending["follow_up_id"],))
     assert fu == {"status": "pending_payment", "session_id": None}

@@ -43,8 +43,9 @@ def delivered(db: Db, *, customer: uuid.UUID | None = None, mechanic: uuid.UUID 
 def session_file(db: Db, session: Any, owner: uuid.UUID, name: str = "rotor.jpg") -> str:
     """An object of bucket session-files in the session's folder (as an upload leaves it)."""
     path = f"sessions/{session}/{name}"
-    db.execute("insert into storage.objects (bucket_id, name, owner_id) values ('session-files', %s, %s)",
-               (path, str(owner)))
+    db.execute(
+        "insert into storage.objects (bucket_id, name, owner_id) values ('session-files', %s, %s)", (path, str(owner))
+    )
     return path
 
 
@@ -57,15 +58,18 @@ def text_array(items: list[str | None] | None) -> str | None:
     return "{" + ",".join(quoted) + "}"
 
 
-def ask(db: Db, user: uuid.UUID, session: Any, question: str | None = QUESTION,
-        photos: list[str] | None = None) -> dict[str, Any]:
+def ask(
+    db: Db, user: uuid.UUID, session: Any, question: str | None = QUESTION, photos: list[str] | None = None
+) -> dict[str, Any]:
     with db.as_user(user):
-        return dict(db.rpc("ask_follow_up", p_session_id=session, p_question=question,
-                           p_photo_paths=text_array(photos)))
+        return dict(
+            db.rpc("ask_follow_up", p_session_id=session, p_question=question, p_photo_paths=text_array(photos))
+        )
 
 
-def ask_error(db: Db, user: uuid.UUID, session: Any, question: str | None = QUESTION,
-              photos: list[str | None] | None = None) -> str:
+def ask_error(
+    db: Db, user: uuid.UUID, session: Any, question: str | None = QUESTION, photos: list[str | None] | None = None
+) -> str:
     """ask_follow_up that must fail: its SQLSTATE."""
     with db.as_user(user):
         try:
@@ -77,7 +81,9 @@ def ask_error(db: Db, user: uuid.UUID, session: Any, question: str | None = QUES
 
 def counts(db: Db) -> tuple[int, int, int, int]:
     """Follow-ups, intakes, sessions and CRM rows: what a refused call must leave unchanged."""
-    row = db.one("select (select count(*) from public.follow_ups) as f, (select count(*) from public.intakes) as i, "
-                 "(select count(*) from public.sessions) as s, (select count(*) from public.crm_interactions) as c")
+    row = db.one(
+        "select (select count(*) from public.follow_ups) as f, (select count(*) from public.intakes) as i, "
+        "(select count(*) from public.sessions) as s, (select count(*) from public.crm_interactions) as c"
+    )
     assert row is not None
     return row["f"], row["i"], row["s"], row["c"]
