@@ -13,6 +13,7 @@ from functions.health import health as _health
 from functions.livekit_token import livekit_token as _livekit_token
 from functions.session_calendar import session_calendar as _session_calendar
 from functions.webhooks.livekit import livekit_webhook as _livekit_webhook
+from functions.webhooks.resend import resend_webhook as _resend_webhook
 from functions.webhooks.stripe import stripe_webhook as _stripe_webhook
 
 # Targets served by `autodoctor serve` under /<target>; each is deployed as its own function.
@@ -26,6 +27,7 @@ TARGETS = [
     "stripe_webhook",
     "connect_onboarding",
     "session_calendar",
+    "resend_webhook",
 ]
 
 
@@ -72,3 +74,8 @@ def connect_onboarding(request: flask.Request) -> flask.Response:
 @functions_framework.http
 def session_calendar(request: flask.Request) -> flask.Response:
     return _session_calendar(request)
+
+
+@functions_framework.http
+def resend_webhook(request: flask.Request) -> flask.Response:
+    return _resend_webhook(request)

@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     livekit_url: str | None = Field(default=None, alias="LIVEKIT_URL")
     resend_api_key: str | None = Field(default=None, alias="RESEND_API_KEY")
     resend_api_base: str = Field(default="https://api.resend.com", alias="RESEND_API_BASE")
+    # Signing secret (`whsec_…`) of Resend's webhook endpoint; unset: resend_webhook refuses every event.
+    resend_webhook_secret: str | None = Field(default=None, alias="RESEND_WEBHOOK_SECRET")
     email_from: str = Field(default="Auto Doctor <no-reply@autodoctor.app>", alias="EMAIL_FROM")
     support_email: str | None = Field(default=None, alias="SUPPORT_EMAIL")
     email_files_dir: Path | None = Field(default=None, alias="EMAIL_FILES_DIR")

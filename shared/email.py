@@ -53,6 +53,12 @@ SUBJECTS = {
     "appointment_declined": "{{ appointment.workshop_name }} cannot take your appointment",
     "appointment_cancelled": "Your appointment at {{ appointment.workshop_name }} was cancelled",
     "appointment_reminder": "Reminder: your appointment at {{ appointment.workshop_name }} starts in {{ lead }}",
+    # a message at every turn (docs/journey.md)
+    "request_unattended": "Your request is with our support team",
+    "request_expired": "Your request expired{% if refunded_cents %}: refunded{% endif %}",
+    "request_released": "Your request is back in the queue",
+    "session_cancelled": "Your {{ session.plan }} was cancelled",
+    "refund_succeeded": "Refunded: {{ '%.2f' | format(amount_cents / 100) }} {{ currency | upper }}",
 }
 # Booked-session emails carry the session's calendar event (.ics, shared/calendar.py).
 CALENDAR_TEMPLATES = {"booking_confirmed", "booking_rescheduled", "booking_cancelled"}
@@ -103,7 +109,8 @@ def render(template: str, context: dict[str, Any]) -> Rendered:
     return Rendered(subject=subject, html=html, text=text)
 
 
-def _send_resend(to: str, message: Rendered, key: str) -> None:
+def _send_resend(to: str, message: Rendered, key: str) -> str | None:
+    """Resend's id of the email it accepted (delivery events name it), or None if it gave none."""
     settings = get_settings()
     body: dict[str, Any] = {"from": settings.email_from, "to": [to], "subject": message.subject, "text": message.text}
     if message.html:
@@ -118,9 +125,17 @@ def _send_resend(to: str, message: Rendered, key: str) -> None:
     )
     try:
         with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
-            response.read()
+            answer = response.read()
     except urllib.error.HTTPError as exc:
         raise RuntimeError(f"Resend answered {exc.code}: {exc.read()[:300]!r}") from None
+    try:
+        resend_id = json.loads(answer).get("id")
+    except (ValueError, AttributeError):
+        resend_id = None
+    if not isinstance(resend_id, str) or not 1 <= len(resend_id) <= 200:
+        log("warning", "Resend accepted an email without an id: its delivery events cannot be matched")
+        return None
+    return resend_id
 
 
 def resend_idempotency_key(key: str) -> str:
@@ -158,14 +173,34 @@ def email_ready() -> bool:
     return bool(get_settings().resend_api_key or _files_dir())
 
 
-def deliver(to: str, message: Rendered, key: str) -> None:
+def deliver(to: str, message: Rendered, key: str) -> str | None:
+    """Sends the email; Resend's id of it (None for a file, which has no delivery events)."""
     if get_settings().resend_api_key:
-        _send_resend(to, message, key)
-        return
+        return _send_resend(to, message, key)
     directory = _files_dir()
     if directory is None:
         raise AppError("email_not_configured", "set RESEND_API_KEY (or EMAIL_FILES_DIR for local files)")
     _write_file(to, message, key, directory)
+    return None
+
+
+def _record_sent(resend_id: str | None, key: str, template: str, user_id: str | None, session_id: str | None,
+                 to: str) -> None:
+    """The sent email, by Resend's id, so that its delivery events find it (journey/email_events.sql).
+    A failure here fails the job: its retry is the same email (same idempotency key, same id)."""
+    if resend_id is None:
+        return
+    with db.transaction() as conn:
+        conn.execute("select private.record_email_sent(%s, %s, %s, %s, %s, %s)",
+                     (resend_id, key, template, user_id, session_id, to))
+
+
+def suppression_of(address: str) -> dict[str, Any] | None:
+    """The active suppression of an address (a hard bounce or a complaint), or None."""
+    with db.transaction() as conn:
+        row = db.one(conn, "select private.email_suppression(%s) as s", (address,))
+    suppression: dict[str, Any] | None = row["s"]
+    return suppression
 
 
 @worker_outcomes(retry="emails_retried", dead="emails_dead", ready=email_ready)
@@ -204,6 +239,11 @@ def send_outbox_email(payload: dict[str, Any]) -> None:
     if payload["template"] in NON_TRANSACTIONAL and not ctx["marketing_emails"]:
         log("info", "email skipped: opted out", template=payload["template"])
         return
+    if payload["template"] in NON_TRANSACTIONAL:
+        # the address hard-bounced or complained: no marketing email (transactional mail still goes)
+        suppression = suppression_of(ctx["to"])
+        if suppression is not None:
+            raise JobSkipped(f"{payload['template']}: the address is suppressed ({suppression['reason']})")
     message = render(payload["template"], {**ctx, **payload.get("data", {})})
     session = ctx.get("session") or {}
     if payload["template"] in CALENDAR_TEMPLATES and session.get("scheduled_for"):
@@ -217,7 +257,9 @@ def send_outbox_email(payload: dict[str, Any]) -> None:
 
         ics = calendar.build_appointment_ics(appointment)
         message = dataclasses.replace(message, attachments=(("appointment.ics", "text/calendar", ics),))
-    deliver(ctx["to"], message, payload["_dedupe_key"])
+    resend_id = deliver(ctx["to"], message, payload["_dedupe_key"])
+    _record_sent(resend_id, payload["_dedupe_key"], payload["template"], payload.get("user_id"),
+                 payload.get("session_id"), ctx["to"])
 
 
 @worker_outcomes(retry="alerts_retried", dead="alerts_dead", ready=email_ready)
@@ -227,4 +269,5 @@ def send_support_alert(payload: dict[str, Any]) -> None:
     if not to:
         log("warning", "support alert not emailed: SUPPORT_EMAIL is not set", session_id=payload.get("session_id"))
         return
-    deliver(to, render("support_alert", payload), payload["_dedupe_key"])
+    resend_id = deliver(to, render("support_alert", payload), payload["_dedupe_key"])
+    _record_sent(resend_id, payload["_dedupe_key"], "support_alert", None, payload.get("session_id"), to)

@@ -159,5 +159,9 @@ ERROR_CODES: dict[str, ErrorCode] = {
                   "The window for follow-up questions on this session has closed."),
         ErrorCode("AD217", "follow_up_bad_photo", 400,
                   "A photo of a follow-up question is not a file of the session it follows."),
+        ErrorCode("AD225", "recommendation_expired", 409,
+                  "The recommendation expired before it was shown or clicked: it is no longer offered."),
+        ErrorCode("AD240", "email_events_not_configured", 503,
+                  "Email delivery events are not configured on this server (RESEND_WEBHOOK_SECRET)."),
     )
 }

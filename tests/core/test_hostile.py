@@ -9,6 +9,7 @@ import pytest
 from shared.dev.lint import anon_allow_list
 from tests.support.appointments import hostile_cases as appointment_hostile_cases
 from tests.support.factories import ensure_waiver, make_intake, make_world
+from tests.support.journey_recommendations import hostile_cases as recommendation_hostile_cases
 
 BIG = "x" * 1_000_000
 TABLES = ["sessions", "session_requests", "session_offers", "session_participants", "session_events",
@@ -192,6 +193,7 @@ def cases(w):
         *scheduling_cases(w, unknown),
         # workshop appointments
         *appointment_hostile_cases(w, unknown),
+        *recommendation_hostile_cases(w, unknown),
     ]
 
 

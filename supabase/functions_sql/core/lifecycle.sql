@@ -221,6 +221,8 @@ begin
   -- 5. scheduling: a booked session: calendar SEQUENCE + 1, reminders     scheduling/reminders.sql
   --    dropped, booking_cancelled emails to both sides
   perform private.scheduling_on_session_cancelled(p_session_id, v_from);
+  -- 6. journey: cancelled by an admin: the customer is told               journey/messages.sql
+  perform private.messages_on_session_cancelled(p_session_id, v_from);
 
   perform private.lifecycle_actor_restore(v_prev_actor);
 end
@@ -255,6 +257,8 @@ begin
     perform private.payments_on_request_expired(p_session_id, now());
     -- 3. core: the session is cancelled (nothing left to do if the refund did it)
     perform private.cancel_session(p_session_id, p_reason, p_now);
+    -- 4. journey: the customer is told, with the amount refunded         journey/messages.sql
+    perform private.messages_on_request_expired(p_session_id, p_now);
   end if;
 
   perform private.lifecycle_actor_restore(v_prev_actor);

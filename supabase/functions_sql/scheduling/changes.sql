@@ -74,10 +74,7 @@ begin
   where id = v_session.id returning * into v_session;
   perform private.drop_reminders(v_session.id);
   perform private.schedule_reminders(v_session.id, p_now);
-  perform private.enqueue_email('booking_rescheduled', v_session.customer_id, v_session.id, '{}'::jsonb,
-                                ':s' || v_session.calendar_sequence);
-  perform private.enqueue_email('booking_rescheduled', v_session.mechanic_id, v_session.id, '{}'::jsonb,
-                                ':s' || v_session.calendar_sequence);
+  perform private.messages_on_booking_rescheduled(v_session, lower(v_old.during));  -- journey/messages.sql
   return jsonb_build_object('session_id', v_session.id, 'scheduled_for', v_session.scheduled_for,
                             'calendar_sequence', v_session.calendar_sequence,
                             'previous_start', lower(v_old.during),

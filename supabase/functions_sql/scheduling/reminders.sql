@@ -76,10 +76,7 @@ begin
   end if;
   update public.sessions set calendar_sequence = calendar_sequence + 1 where id = p_session_id returning * into v_s;
   perform private.drop_reminders(v_s.id);
-  perform private.enqueue_email('booking_cancelled', v_s.customer_id, v_s.id, '{}'::jsonb);
-  if v_s.mechanic_id is not null then
-    perform private.enqueue_email('booking_cancelled', v_s.mechanic_id, v_s.id, '{}'::jsonb);
-  end if;
+  perform private.messages_on_booking_cancelled(v_s);  -- both sides: journey/messages.sql
 end
 $$;
 revoke execute on function private.scheduling_on_session_cancelled(uuid, public.session_status) from public;
