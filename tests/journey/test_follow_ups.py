@@ -19,6 +19,7 @@ from tests.support.delivery import deliver, start_both
 from tests.support.factories import accept, make_admin, make_customer, make_intake, make_mechanic, request_free
 from tests.support.harness import Db
 from tests.support.journey_follow_ups import QUESTION, ask, ask_error, counts, delivered, session_file
+from tests.support.journey_recommendations import recs, show
 from tests.support.limits import set_setting
 from tests.support.payments import Pay, call
 from tests.support.personas import race
@@ -526,3 +527,17 @@ def test_the_follow_up_plan_cannot_be_bought_through_a_plain_checkout(pay: Pay) 
     customer = pay.customer()
     pay.checkout(customer, plan="follow_up", expect=404)
     assert pay.val("select count(*) from public.bookings where customer_id = %s", (customer,)) == 0
+
+
+def test_a_follow_up_buys_the_follow_up_offer_it_was_shown(db: Db) -> None:
+    t = delivered(db)
+    rec = recs(db, t.session)["follow_up"]["id"]
+    show(db, t.customer, rec)
+    out = ask(db, t.customer, t.session)
+    row = db.one("select status, purchase_subject_id from public.recommendations where id = %s", (rec,))
+    assert row == {"status": "purchased", "purchase_subject_id": uuid.UUID(out["follow_up_id"])}
+    # a follow-up asked without having seen the offer buys nothing
+    t2 = delivered(db)
+    rec2 = recs(db, t2.session)["follow_up"]["id"]
+    ask(db, t2.customer, t2.session)
+    assert db.scalar("select status from public.recommendations where id = %s", (rec2,)) == "new"

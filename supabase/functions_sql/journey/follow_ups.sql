@@ -74,7 +74,8 @@ grant execute on function private.follow_ups_free_used(uuid) to service_role;
 -- Creates the session (pending, plan follow_up, linked to its parent) and its request (offered to
 -- the parent's mechanic first when still approved) of a follow-up asked or paid, and records
 -- follow_up_asked. The customer's limits are checked again (its lock is re-entrant). Returns
--- {session_id, request_id}.
+-- {session_id, request_id}. A follow-up filed buys the parent's `follow_up` recommendation
+-- (journey/recommendations.sql) when the customer was shown it.
 create or replace function private.file_follow_up(p_follow_up_id uuid, p_price_cents int, p_now timestamptz default now())
 returns jsonb
 language plpgsql security definer set search_path = ''
@@ -130,6 +131,8 @@ begin
   perform private.crm_record(v_fu.customer_id, 'follow_up_asked', p_now, v_intake.id, v_parent.id, v_fu.id,
                              jsonb_build_object('follow_up_session_id', v_session_id, 'root_session_id',
                                                 v_fu.root_session_id, 'free', v_fu.free, 'price_cents', p_price_cents));
+  -- the parent session's follow_up offer, when the customer was shown it, is bought by this follow-up
+  perform private.recommendations_mark_purchased(v_fu.customer_id, 'follow_up', v_parent.id, v_fu.id);
   return jsonb_build_object('session_id', v_session_id, 'request_id', v_request_id);
 end
 $$;
