@@ -59,7 +59,6 @@ create index follow_ups_customer_id_idx on public.follow_ups (customer_id, creat
 create index follow_ups_parent_session_id_idx on public.follow_ups (parent_session_id);      -- FK
 create index follow_ups_root_session_id_idx on public.follow_ups (root_session_id);          -- FK; free count
 create index follow_ups_intake_id_idx on public.follow_ups (intake_id);                      -- FK
-create index follow_ups_photo_paths_idx on public.follow_ups using gin (photo_paths);          -- the Storage policy
 alter table public.follow_ups enable row level security;
 revoke all on public.follow_ups from anon, authenticated;
 grant select on public.follow_ups to authenticated;
@@ -82,7 +81,7 @@ create index bookings_follow_up_id_idx on public.bookings (follow_up_id, status)
 create policy follow_up_files_select on storage.objects for select to authenticated
   using (bucket_id = 'session-files' and (storage.foldername(name))[1] = 'sessions'
          and exists (select 1 from public.follow_ups f
-                     where f.session_id is not null and f.photo_paths @> array[storage.objects.name]
+                     where f.session_id is not null and storage.objects.name = any (f.photo_paths)
                        and (select private.can_access_session(f.session_id))));
 
 insert into private.rpc_rate_classes (function_name, class) values ('ask_follow_up', 'request');
