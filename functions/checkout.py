@@ -1,5 +1,5 @@
-"""create_checkout: a customer books a paid plan, a held slot or a session extension — Stripe Checkout,
-or at once with credit."""
+"""create_checkout: a customer books a paid plan, a held slot, a session extension or a follow-up
+question — Stripe Checkout, or at once with credit."""
 
 from __future__ import annotations
 
@@ -31,7 +31,8 @@ class CheckoutBody(pydantic.BaseModel):
     plan_code: str | None = pydantic.Field(default=None, pattern=r"^[a-z][a-z0-9_]{1,40}$")
     hold_id: uuid.UUID | None = None  # a held slot (scheduling): its plan, mechanic and price
     extension_id: uuid.UUID | None = None  # a paid extension of a live session (request_extension)
-    intake_id: uuid.UUID | None = pydantic.Field(default=None, validate_default=True)  # not with extension_id
+    follow_up_id: uuid.UUID | None = None  # a follow-up question past the free ones (ask_follow_up)
+    intake_id: uuid.UUID | None = pydantic.Field(default=None, validate_default=True)  # not with extension/follow-up
     vehicle_id: uuid.UUID | None = None
     preferred_mechanic_id: uuid.UUID | None = None
     specialist: pydantic.StrictBool = False
@@ -41,21 +42,26 @@ class CheckoutBody(pydantic.BaseModel):
     @pydantic.field_validator("intake_id")
     @classmethod
     def _intake_unless_extension(cls, value: uuid.UUID | None, info: pydantic.ValidationInfo) -> uuid.UUID | None:
-        if value is None and info.data.get("extension_id") is None:
+        if value is None and info.data.get("extension_id") is None and info.data.get("follow_up_id") is None:
             raise ValueError("intake_id is required with plan_code or hold_id")
         return value
 
     @pydantic.model_validator(mode="after")
     def _plan_hold_or_extension(self) -> CheckoutBody:
-        if sum(x is not None for x in (self.plan_code, self.hold_id, self.extension_id)) != 1:
-            raise ValueError("give exactly one of plan_code (book now), hold_id (a held slot) "
-                             "or extension_id (a paid session extension)")
+        if sum(x is not None for x in (self.plan_code, self.hold_id, self.extension_id, self.follow_up_id)) != 1:
+            raise ValueError("give exactly one of plan_code (book now), hold_id (a held slot), "
+                             "extension_id (a paid session extension) or follow_up_id (a follow-up question)")
         if self.hold_id is not None and (self.preferred_mechanic_id is not None or self.specialist):
             raise ValueError("a held slot already has its mechanic and price")
         if self.extension_id is not None:
             if self.intake_id is not None or self.vehicle_id is not None or self.preferred_mechanic_id is not None \
                     or self.specialist:
                 raise ValueError("an extension is paid on its own: no intake_id, vehicle_id, "
+                                 "preferred_mechanic_id or specialist")
+        if self.follow_up_id is not None:
+            if self.intake_id is not None or self.vehicle_id is not None or self.preferred_mechanic_id is not None \
+                    or self.specialist:
+                raise ValueError("a follow-up is paid on its own: no intake_id, vehicle_id, "
                                  "preferred_mechanic_id or specialist")
         return self
 
@@ -64,7 +70,8 @@ class CheckoutBody(pydantic.BaseModel):
 def create_checkout(ctx: Ctx) -> dict[str, Any]:
     body: CheckoutBody = ctx.body
     return payments.create_checkout(ctx.require_user().id, payments.CheckoutRequest(
-        plan_code=body.plan_code, hold_id=body.hold_id, extension_id=body.extension_id, intake_id=body.intake_id,
+        plan_code=body.plan_code, hold_id=body.hold_id, extension_id=body.extension_id,
+        follow_up_id=body.follow_up_id, intake_id=body.intake_id,
         vehicle_id=body.vehicle_id,
         preferred_mechanic_id=body.preferred_mechanic_id, specialist=body.specialist,
         success_url=body.success_url, cancel_url=body.cancel_url))

@@ -47,8 +47,9 @@ def _one(conn: db.Conn, query: str, params: tuple[Any, ...]) -> Any:
 # ---------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class CheckoutRequest:
-    """Exactly one of plan_code (book now), hold_id (a held slot) or extension_id (a paid
-    extension of a live session; then no intake, vehicle, mechanic or specialist)."""
+    """Exactly one of plan_code (book now), hold_id (a held slot), extension_id (a paid
+    extension of a live session) or follow_up_id (a follow-up question past the free ones, from
+    ask_follow_up); with extension_id or follow_up_id no intake, vehicle, mechanic or specialist."""
 
     plan_code: str | None
     intake_id: uuid.UUID | None
@@ -59,6 +60,7 @@ class CheckoutRequest:
     specialist: bool = False
     hold_id: uuid.UUID | None = None
     extension_id: uuid.UUID | None = None
+    follow_up_id: uuid.UUID | None = None
 
 
 def create_checkout(
@@ -66,13 +68,18 @@ def create_checkout(
 ) -> dict[str, Any]:
     """A paid booking: {mode: "credit", booking_id, session_id, ...} when credit paid it, else
     {mode: "stripe", booking_id, url} for Stripe Checkout."""
-    if sum(x is not None for x in (req.plan_code, req.hold_id, req.extension_id)) != 1:
-        raise AppError("invalid_input", "give exactly one of plan_code, hold_id or extension_id")
+    if sum(x is not None for x in (req.plan_code, req.hold_id, req.extension_id, req.follow_up_id)) != 1:
+        raise AppError("invalid_input", "give exactly one of plan_code, hold_id, extension_id or follow_up_id")
     if req.extension_id is not None and (req.intake_id is not None or req.vehicle_id is not None
                                          or req.preferred_mechanic_id is not None or req.specialist):
         raise AppError("invalid_input", "an extension is paid on its own: no intake, vehicle, mechanic or specialist")
+    if req.follow_up_id is not None and (req.intake_id is not None or req.vehicle_id is not None
+                                         or req.preferred_mechanic_id is not None or req.specialist):
+        raise AppError("invalid_input", "a follow-up is paid on its own: no intake, vehicle, mechanic or specialist")
     with db.transaction() as conn:
-        if req.extension_id is not None:
+        if req.follow_up_id is not None:
+            prep = _one(conn, "select private.prepare_follow_up_checkout(%s, %s)", (customer_id, req.follow_up_id))
+        elif req.extension_id is not None:
             prep = _one(conn, "select private.prepare_extension_checkout(%s, %s)", (customer_id, req.extension_id))
         elif req.hold_id is not None:
             prep = _one(conn, "select private.prepare_hold_checkout(%s, %s, %s, %s)",
@@ -83,7 +90,7 @@ def create_checkout(
                          req.specialist))
     booking_id = prep["booking_id"]
     # an extension's answers also name the extension (and, paid with credit, the new deadline)
-    extra = {k: prep[k] for k in ("extension_id", "extension_status", "deadline_at") if k in prep}
+    extra = {k: prep[k] for k in ("extension_id", "extension_status", "deadline_at", "follow_up_id") if k in prep}
     if prep["mode"] == "credit":
         return {"mode": "credit", "url": None, "booking_id": booking_id, "session_id": prep["session_id"],
                 "request_id": prep["request_id"], "price_cents": prep["price_cents"], "currency": prep["currency"],
@@ -94,6 +101,8 @@ def create_checkout(
 
     if prep.get("extension_id"):
         what = {"extension_id": prep["extension_id"], "session_id": prep["session_id"]}
+    elif prep.get("follow_up_id"):
+        what = {"plan_code": prep["plan_code"], "follow_up_id": prep["follow_up_id"]}
     else:
         what = {"plan_code": prep["plan_code"]}
 

@@ -437,6 +437,14 @@ def scheduling_cases(w, unknown):
         (w.admin, "admin_customer_timeline", {"p_customer_id": unknown}, "AD004"),
         (w.admin, "admin_customer_timeline", {"p_customer_id": "not-a-uuid"}, "22P02"),
         (c, "admin_customer_timeline", {"p_customer_id": c}, "AD003"),
+        (c, "ask_follow_up", {"p_session_id": None, "p_question": "Is it the rotors?"}, "AD001"),
+        (c, "ask_follow_up", {"p_session_id": w.session, "p_question": BIG}, "AD001"),
+        (c, "ask_follow_up", {"p_session_id": w.session, "p_question": " "}, "AD001"),
+        (c, "ask_follow_up", {"p_session_id": "not-a-uuid", "p_question": "Is it the rotors?"}, "22P02"),
+        (c, "ask_follow_up", {"p_session_id": unknown, "p_question": "Is it the rotors?"}, "AD004"),
+        (c, "ask_follow_up", {"p_session_id": w.session, "p_question": "Is it the rotors?"}, "AD215"),  # not delivered
+        (m, "ask_follow_up", {"p_session_id": w.session, "p_question": "Is it the rotors?"}, "AD004"),
+        (None, "ask_follow_up", {"p_session_id": w.session, "p_question": "Is it the rotors?"}, "AD002"),
     ]
 
 

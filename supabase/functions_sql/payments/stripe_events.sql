@@ -156,6 +156,10 @@ begin
         -- a held slot: it books the slot or raises slot_taken, and then this booking is refunded
         -- like any unfulfilled one
         v_ids := private.book_paid_hold(v_booking.id, v_payment.amount_cents, p_now);
+      elsif v_booking.follow_up_id is not null then
+        -- a follow-up question past the free ones (journey/follow_ups.sql): filed, or refunded
+        -- like any unfulfilled booking
+        v_ids := private.file_paid_follow_up(v_booking.id, v_payment.amount_cents, p_now);
       else
         v_ids := private.create_session_request(v_booking.customer_id, v_booking.plan_code, v_booking.intake_id,
                                                 v_booking.vehicle_id, v_preferred, v_booking.specialist,

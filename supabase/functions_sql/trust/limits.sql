@@ -34,14 +34,15 @@ grant execute on function private.open_requests_count(uuid) to service_role;
 -- booked), except one that ended (cancelled) without any mechanic having it, which gave the
 -- customer nothing: an expired request, or one cancelled before anyone took it. A session a
 -- mechanic took counts even when cancelled later, so cancel-and-retry gains nothing. Free live
--- holds count too (p_with_holds), so two free slots cannot be held at once.
+-- holds count too (p_with_holds), so two free slots cannot be held at once. A free follow-up
+-- question (parent_session_id set) is counted on its thread instead (journey/follow_ups.sql).
 create or replace function private.free_sessions_used(
   p_customer_id uuid, p_with_holds boolean, p_exclude_hold_id uuid, p_now timestamptz
 ) returns int
 language sql stable security definer set search_path = ''
 as $$
   select (select count(*)::int from public.sessions s
-          where s.customer_id = p_customer_id and s.price_cents = 0
+          where s.customer_id = p_customer_id and s.price_cents = 0 and s.parent_session_id is null
             and not (s.status = 'cancelled' and s.mechanic_id is null))
        + case when p_with_holds then
            (select count(*)::int from public.mechanic_commitments c
@@ -88,12 +89,11 @@ grant execute on function private.check_free_session(uuid, boolean, uuid, timest
 -- ---------------------------------------------------------------------------------------------
 -- On-demand requests (request_session, a credit checkout, a paid card checkout and its webhook)
 -- ---------------------------------------------------------------------------------------------
--- Takes the customer's lock and refuses with limit_reached: too many open requests, a free
--- request past the free sessions of the account, a second open request for the same preferred
--- mechanic. Called by private.create_session_request (every path that creates a request) and,
--- before any money moves, by private.prepare_checkout.
-create or replace function private.check_demand_limits(
-  p_customer_id uuid, p_price_cents int, p_preferred_mechanic_id uuid, p_now timestamptz default now()
+-- Takes the customer's lock and refuses with limit_reached: too many open requests, a second open
+-- request for the same preferred mechanic. Every request counts, a follow-up question too
+-- (journey/follow_ups.sql calls it directly: its free ones are counted on their thread).
+create or replace function private.check_open_request_limits(
+  p_customer_id uuid, p_preferred_mechanic_id uuid, p_now timestamptz default now()
 ) returns void
 language plpgsql security definer set search_path = ''
 as $$
@@ -112,6 +112,21 @@ begin
                    and r.status in ('pending', 'unattended')) then
     perform private.raise_error('limit_reached', 'you already have an open request for this mechanic');
   end if;
+end
+$$;
+revoke execute on function private.check_open_request_limits(uuid, uuid, timestamptz) from public;
+grant execute on function private.check_open_request_limits(uuid, uuid, timestamptz) to service_role;
+
+-- The open-request limits above and, for a free request, the free sessions of the account.
+-- Called by private.create_session_request (every path that creates a request) and, before any
+-- money moves, by private.prepare_checkout.
+create or replace function private.check_demand_limits(
+  p_customer_id uuid, p_price_cents int, p_preferred_mechanic_id uuid, p_now timestamptz default now()
+) returns void
+language plpgsql security definer set search_path = ''
+as $$
+begin
+  perform private.check_open_request_limits(p_customer_id, p_preferred_mechanic_id, p_now);
   if p_price_cents = 0 then
     perform private.check_free_session(p_customer_id, false, null, p_now);
   end if;
