@@ -93,7 +93,7 @@ def test_completing_runs_each_step_once(db: Db) -> None:
     assert after["micro"] == [{"reserved_minutes": 10, "actual_minutes": 3, "settled": True}]  # live 3 minutes
     assert after["jobs"] == ["email.send booking_confirmed", "email.send mechanic_assigned",
                              "email.send review_prompt", "email.send session_ended",
-                             "livekit.delete_room "]  # the summary is emailed when the mechanic submits it
+                             "email.send summary_delivered", "livekit.delete_room "]
     assert db.scalar("select status from public.mechanic_commitments where session_id = %s", (sid,)) == "done"
     assert db.scalar("select completed_sessions from public.mechanics where id = %s", (mechanic,)) == 1
     assert db.scalar("select i.status from public.intakes i join public.sessions s on s.intake_id = i.id"

@@ -175,9 +175,10 @@ def test_milestone_emails_are_enqueued_once(db):
     templates = sorted(r["payload"]["template"] for r in db.all(
         "select payload from private.outbox where kind = 'email.send' and payload ->> 'session_id' = %s",
         (str(w.session),)))
-    # delivered: the review prompt is queued too (an hour later); the notes wait in the summary's
-    # draft, emailed when the mechanic submits it (tests/journey/test_summaries.py)
-    assert templates == ["booking_confirmed", "mechanic_assigned", "review_prompt", "session_ended"]
+    # delivered: the review prompt is queued too (an hour later); the mechanic's notes, its only
+    # summary, are delivered at the end (tests/journey/test_summaries.py)
+    assert templates == ["booking_confirmed", "mechanic_assigned", "review_prompt", "session_ended",
+                         "summary_delivered"]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -249,13 +250,13 @@ def test_emails_written_as_eml_files_with_opt_out(mail_env):
     # mechanic_assigned waits for notifications.assignment_notice_delay (the assignment held): later
     later = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=3)
     result = worker.deliver(later, limit=100, kinds=["email.send"])
-    assert result["sent"] == result["claimed"] == 3 and result["dead"] == 0
+    assert result["sent"] == result["claimed"] == 4 and result["dead"] == 0
     files = sorted(folder.glob("*.eml"))
     subjects = sorted(email.message_from_bytes(f.read_bytes(), policy=email.policy.default)["Subject"]
                       for f in files)
     # session_ended is not transactional and the customer opted out
-    # the summary is emailed when the mechanic submits it, not at completion
-    assert subjects == ["Morgan Mechanic is ready for your session", "Your Free Session (5 min) is booked"]
+    assert subjects == ["Morgan Mechanic is ready for your session", "Your Free Session (5 min) is booked",
+                        "Your session summary from Morgan Mechanic"]
     msg = email.message_from_bytes(files[0].read_bytes(), policy=email.policy.default)
     assert msg.is_multipart() and {p.get_content_type() for p in msg.iter_parts()} == {"text/plain", "text/html"}
 

@@ -204,16 +204,32 @@ def test_end_session_notes_become_the_draft_findings(db: Db) -> None:
     )
     assert row["findings"] == "Pads at 2 mm: replace them this week." and row["status"] == "draft"
     assert len(row["parts"]) == 3  # the rest of the draft is kept
-    assert summary_emails(db, live.session) == []
-    # without a draft, notes create one; a customer's end leaves none
-    other = live_session(db)
-    end(db, other, notes="Loose battery clamp.")
-    assert rows(db, other.session) == [{"version": 1, "status": "draft", "findings": "Loose battery clamp."}]
+    assert summary_emails(db, live.session) == []  # a client that keeps a draft submits it itself
+    # a customer's end leaves no summary
     third = live_session(db)
     with db.as_user(third.customer):
         db.rpc("end_session", p_session_id=third.session, p_notes="customer's words")
     assert rows(db, third.session) == []
-    assert submit(db, other.mechanic, other.session)["findings"] == "Loose battery clamp."
+    assert summary_emails(db, third.session) == []
+
+
+def test_end_session_notes_alone_are_delivered_at_the_end(db: Db) -> None:
+    """A client that only knows end_session(p_notes) keeps what it had: the notes reach the customer
+    when the session ends, as version 1, and the mechanic may still correct them."""
+    other = live_session(db)
+    end(db, other, notes="Loose battery clamp.")
+    assert rows(db, other.session) == [{"version": 1, "status": "submitted", "findings": "Loose battery clamp."}]
+    [mail] = summary_emails(db, other.session)
+    assert mail["user_id"] == str(other.customer)
+    assert mail["data"]["summary"]["findings"] == "Loose battery clamp."
+    # a correction is a new version, sent again
+    save(db, other.mechanic, other.session, {"findings": "Loose battery clamp; terminal cleaned."})
+    assert submit(db, other.mechanic, other.session)["version"] == 2
+    assert len(summary_emails(db, other.session)) == 2
+    # without notes nothing is created or sent
+    quiet = live_session(db)
+    end(db, quiet)
+    assert rows(db, quiet.session) == [] and summary_emails(db, quiet.session) == []
 
 
 def test_window_after_the_end(db: Db) -> None:

@@ -14,7 +14,7 @@ from tests.support.factories import make_intake
 from tests.support.harness import Db
 
 UTC = dt.UTC
-MIGRATION = Path(__file__).resolve().parents[2] / "supabase/migrations/20261129237000_crm_funnel.sql"
+MIGRATION = Path(__file__).resolve().parents[2] / "supabase/migrations/20261129235800_crm_funnel.sql"
 
 
 def at(text: str) -> dt.datetime:

@@ -63,7 +63,7 @@ grant execute on function private.crm_funnel_row(date, bigint, bigint, bigint, b
 -- admin_funnel: cohorts of intakes by the UTC week (or month) of their intake_created, and for
 -- each the intakes that went on to each step. Each step counts among the intakes of the step
 -- before it, so the figures never grow down the funnel:
---   intakes    intake_created in [p_from, p_to]
+--   intakes    intake_created in [p_from, p_to] (not the intake a follow-up question creates)
 --   requested  … with a request_filed of the intake (a request, or a booked slot)
 --   delivered  … and a session_delivered of the intake
 --   returned   … and, after that, a follow_up_asked on the intake (its intake_id, or the session of
@@ -92,6 +92,9 @@ begin
            date_trunc(p_group, c.occurred_at at time zone 'UTC')::date as period
     from public.crm_interactions c
     where c.kind = 'intake_created' and c.intake_id is not null
+      -- a follow-up's own intake continues its parent's journey: it is that intake's follow-up
+      -- step, not a new intake
+      and not exists (select 1 from public.follow_ups fu where fu.intake_id = c.intake_id)
       and c.occurred_at >= p_from::timestamp at time zone 'UTC'
       and c.occurred_at < (p_to::timestamp + interval '1 day') at time zone 'UTC'
   ), of_intake as materialized (

@@ -318,6 +318,35 @@ grant execute on function private.summary_money(bigint, text) to service_role;
 -- its own) and a summary_ready event on session:<id>; the journey's rules read it
 -- (journey_on_summary_submitted). Two submits at once: the session's row lock orders them, the
 -- second finds no draft (summary_not_submittable).
+-- Submits the draft `p_row` of session `p_s`: the version is final, the customer gets the
+-- summary_delivered email and the session's topic a summary_ready event, and the recommendation
+-- rules that read a summary run (journey/hooks.sql).
+create or replace function private.summary_submit(p_s public.sessions, p_row public.session_summaries)
+returns public.session_summaries
+language plpgsql volatile security definer set search_path = ''
+as $$
+declare
+  v_row public.session_summaries;
+begin
+  if p_row.findings is null then
+    perform private.summary_invalid('findings', 'is required to submit');
+  end if;
+  update public.session_summaries set status = 'submitted', submitted_at = now(), updated_at = now()
+  where id = p_row.id
+  returning * into v_row;
+  perform private.enqueue_email('summary_delivered', p_s.customer_id, p_s.id,
+                                jsonb_build_object('summary', private.summary_email_data(v_row, p_s)),
+                                format(':v%s', v_row.version));
+  perform realtime.send(jsonb_build_object('session_id', p_s.id, 'summary_id', v_row.id, 'version', v_row.version,
+                                           'urgency', v_row.urgency),
+                        'summary_ready', 'session:' || p_s.id::text, true);
+  perform private.journey_on_summary_submitted(p_s.id, v_row.id);
+  return v_row;
+end
+$$;
+revoke execute on function private.summary_submit(public.sessions, public.session_summaries) from public;
+grant execute on function private.summary_submit(public.sessions, public.session_summaries) to service_role;
+
 create or replace function public.submit_summary(p_session_id uuid) returns jsonb
 language plpgsql volatile security definer set search_path = ''
 as $$
@@ -333,20 +362,7 @@ begin
   if v_row.id is null then
     perform private.raise_error('summary_not_submittable', 'there is no draft to submit: save one first');
   end if;
-  if v_row.findings is null then
-    perform private.summary_invalid('findings', 'is required to submit');
-  end if;
-  update public.session_summaries set status = 'submitted', submitted_at = now(), updated_at = now()
-  where id = v_row.id
-  returning * into v_row;
-  perform private.enqueue_email('summary_delivered', v_s.customer_id, v_s.id,
-                                jsonb_build_object('summary', private.summary_email_data(v_row, v_s)),
-                                format(':v%s', v_row.version));
-  perform realtime.send(jsonb_build_object('session_id', v_s.id, 'summary_id', v_row.id, 'version', v_row.version,
-                                           'urgency', v_row.urgency),
-                        'summary_ready', 'session:' || v_s.id::text, true);
-  perform private.journey_on_summary_submitted(v_s.id, v_row.id);
-  return private.summary_json(v_row);
+  return private.summary_json(private.summary_submit(v_s, v_row));
 end
 $$;
 revoke execute on function public.submit_summary(uuid) from public, anon;
@@ -404,12 +420,24 @@ language plpgsql security definer set search_path = ''
 as $$
 declare
   v_s public.sessions;
+  v_untouched boolean;
+  v_row public.session_summaries;
 begin
   select * into v_s from public.sessions where id = p_session_id;
-  if v_s.mechanic_notes is not null and v_s.mechanic_id is not null
-     and not exists (select 1 from public.session_summaries x
-                     where x.session_id = v_s.id and x.status = 'draft' and x.findings = v_s.mechanic_notes) then
-    perform private.summary_write_draft(v_s, v_s.mechanic_id, jsonb_build_object('findings', v_s.mechanic_notes));
+  if v_s.mechanic_notes is null or v_s.mechanic_id is null then
+    return;
+  end if;
+  -- A client that never wrote a structured summary for this session (only end_session's notes)
+  -- gets what it always had: the notes delivered to the customer at the end, as version 1. A
+  -- client that keeps a draft gets the notes as the draft's findings and submits it itself.
+  v_untouched := not exists (select 1 from public.session_summaries x where x.session_id = v_s.id);
+  if v_untouched or not exists (select 1 from public.session_summaries x
+                                where x.session_id = v_s.id and x.status = 'draft'
+                                  and x.findings = v_s.mechanic_notes) then
+    v_row := private.summary_write_draft(v_s, v_s.mechanic_id, jsonb_build_object('findings', v_s.mechanic_notes));
+    if v_untouched then
+      perform private.summary_submit(v_s, v_row);
+    end if;
   end if;
 end
 $$;
