@@ -30,7 +30,11 @@ from tests.support.journey_email_events import (
     sign,
 )
 
-NOW = dt.datetime.now(dt.UTC)
+
+def now() -> dt.datetime:
+    """The time of the call: signatures are checked against the clock when they arrive, so a
+    timestamp made when the module was imported would grow stale in a long run."""
+    return dt.datetime.now(dt.UTC)
 
 
 @pytest.fixture
@@ -72,7 +76,7 @@ def test_bad_signatures_are_refused_and_nothing_is_stored(resend: Resend, case: 
     evt = event("email.delivered", email)
     payload = json.dumps(evt)
     headers = sign(payload)
-    old = NOW - dt.timedelta(seconds=301)
+    old = now() - dt.timedelta(seconds=301)
     if case == "wrong_secret":
         headers = sign(payload, secret=OTHER_SECRET)
     elif case == "tampered":
@@ -80,7 +84,7 @@ def test_bad_signatures_are_refused_and_nothing_is_stored(resend: Resend, case: 
     elif case == "stale":
         headers = sign(payload, timestamp=old)
     elif case == "future":
-        headers = sign(payload, timestamp=NOW + dt.timedelta(seconds=400))
+        headers = sign(payload, timestamp=now() + dt.timedelta(seconds=400))
     elif case in ("no_id", "no_timestamp", "no_signature"):
         del headers[{"no_id": "svix-id", "no_timestamp": "svix-timestamp", "no_signature": "svix-signature"}[case]]
     elif case == "no_headers":
@@ -108,8 +112,8 @@ def test_bad_signatures_are_refused_and_nothing_is_stored(resend: Resend, case: 
 def test_a_signature_inside_the_tolerance_and_among_several_is_accepted(resend: Resend) -> None:
     email = resend.sent_email()
     payload = json.dumps(event("email.delivered", email))
-    headers = sign(payload, timestamp=NOW - dt.timedelta(seconds=240))
-    other = sign(payload, secret=OTHER_SECRET, svix_id=headers["svix-id"], timestamp=NOW - dt.timedelta(seconds=240))
+    headers = sign(payload, timestamp=now() - dt.timedelta(seconds=240))
+    other = sign(payload, secret=OTHER_SECRET, svix_id=headers["svix-id"], timestamp=now() - dt.timedelta(seconds=240))
     headers["svix-signature"] = f"{other['svix-signature']} {headers['svix-signature']}"  # a rotated secret
     status, body = post(payload, headers)
     assert status == 200 and body["outcome"] == "applied" and body["event_id"] == headers["svix-id"]
@@ -195,7 +199,7 @@ def test_a_hostile_event_id_gets_a_coded_error(resend: Resend, svix_id: str) -> 
 # ---------------------------------------------------------------------------------------------
 def test_each_event_kind_is_recorded_on_its_email(resend: Resend) -> None:
     email = resend.sent_email(to="Casey@Example.test")
-    t = NOW - dt.timedelta(minutes=10)
+    t = now() - dt.timedelta(minutes=10)
     _ok(send(event("email.sent", email, t)), "no_change")
     _ok(send(event("email.delivery_delayed", email, t + dt.timedelta(minutes=1))), "applied")
     d = resend.delivery(email)
@@ -291,9 +295,9 @@ def test_two_deliveries_of_one_event_at_once_apply_it_once(resend: Resend) -> No
 )
 def test_a_late_event_never_moves_the_status_back(resend: Resend, first: str, then: str, final: str) -> None:
     email = resend.sent_email()
-    late = NOW - dt.timedelta(minutes=5)
+    late = now() - dt.timedelta(minutes=5)
     extra = bounce("Transient")
-    _ok(send(event(first, email, NOW - dt.timedelta(minutes=1), **extra)), "applied")
+    _ok(send(event(first, email, now() - dt.timedelta(minutes=1), **extra)), "applied")
     result = send(event(then, email, late, **extra))
     assert result[0] == 200
     d = resend.delivery(email)
@@ -328,8 +332,8 @@ def test_events_of_unknown_emails_are_stored_and_change_nothing(resend: Resend) 
 
 def test_an_event_that_came_before_the_send_was_recorded_applies_when_it_is(resend: Resend) -> None:
     """Resend may report a delivery before the worker has recorded the id it got back."""
-    _ok(send(event("email.delivered", "em_early", NOW - dt.timedelta(minutes=2))), "unknown_email")
-    _ok(send(event("email.bounced", "em_early", NOW - dt.timedelta(minutes=1), **bounce())), "unknown_email")
+    _ok(send(event("email.delivered", "em_early", now() - dt.timedelta(minutes=2))), "unknown_email")
+    _ok(send(event("email.bounced", "em_early", now() - dt.timedelta(minutes=1), **bounce())), "unknown_email")
     resend.conn.rollback()
     resend.db.scalar(
         "select private.record_email_sent('em_early', 'k', 'session_ended', null, null, 'early@example.test')"
