@@ -177,5 +177,13 @@ ERROR_CODES: dict[str, ErrorCode] = {
                   "The report's range is longer than crm.report_max_days days."),
         ErrorCode("AD247", "report_group_unknown", 400,
                   "The report's grouping is not one of week or month."),
+        ErrorCode("AD260", "vetting_documents_missing", 409,
+                  "The applicant has not sent every kind of document approval requires (vetting.required_documents): the message lists the missing kinds."),
+        ErrorCode("AD261", "mechanic_not_under_review", 409,
+                  "Only an applicant (a mechanic pending approval) is reviewed; an approved or suspended mechanic is suspended or reinstated instead."),
+        ErrorCode("AD265", "mechanic_not_suspendable", 409,
+                  "Only an approved mechanic is suspended (an applicant is rejected instead; a suspended one is suspended already)."),
+        ErrorCode("AD266", "mechanic_not_suspended", 409,
+                  "Only a suspended mechanic is reinstated."),
     )
 }
