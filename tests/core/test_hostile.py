@@ -194,6 +194,37 @@ def cases(w):
         # workshop appointments
         *appointment_hostile_cases(w, unknown),
         *recommendation_hostile_cases(w, unknown),
+        # operations: vetting and suspension
+        (w.mechanic, "admin_review_mechanic", {"p_mechanic_id": w.mechanic, "p_decision": "approved",
+                                               "p_note": None}, "AD003"),
+        (w.customer, "admin_review_mechanic", {"p_mechanic_id": w.mechanic, "p_decision": "approved",
+                                               "p_note": None}, "AD003"),
+        (w.admin, "admin_review_mechanic", {"p_mechanic_id": None, "p_decision": "approved", "p_note": None}, "AD001"),
+        (w.admin, "admin_review_mechanic", {"p_mechanic_id": w.mechanic, "p_decision": BIG, "p_note": None}, "AD001"),
+        (w.admin, "admin_review_mechanic", {"p_mechanic_id": w.mechanic, "p_decision": "rejected",
+                                            "p_note": BIG}, "AD001"),
+        (w.admin, "admin_review_mechanic", {"p_mechanic_id": unknown, "p_decision": "rejected", "p_note": "no"},
+         "AD004"),
+        (w.admin, "admin_review_mechanic", {"p_mechanic_id": w.mechanic, "p_decision": "rejected",
+                                            "p_note": "no"}, "AD261"),  # approved already
+        (None, "admin_review_mechanic", {"p_mechanic_id": w.mechanic, "p_decision": "approved", "p_note": None},
+         "AD002"),
+        (w.mechanic, "admin_mechanic_vetting", {"p_mechanic_id": w.mechanic}, "AD003"),
+        (w.admin, "admin_mechanic_vetting", {"p_mechanic_id": None}, "AD001"),
+        (w.admin, "admin_mechanic_vetting", {"p_mechanic_id": unknown}, "AD004"),
+        (w.customer, "my_vetting", {}, "AD003"),
+        (None, "my_vetting", {}, "AD002"),
+        (w.mechanic, "admin_suspend_mechanic", {"p_mechanic_id": w.mechanic, "p_reason": "x"}, "AD003"),
+        (w.admin, "admin_suspend_mechanic", {"p_mechanic_id": None, "p_reason": "x"}, "AD001"),
+        (w.admin, "admin_suspend_mechanic", {"p_mechanic_id": w.mechanic, "p_reason": None}, "AD001"),
+        (w.admin, "admin_suspend_mechanic", {"p_mechanic_id": w.mechanic, "p_reason": BIG}, "AD001"),
+        (w.admin, "admin_suspend_mechanic", {"p_mechanic_id": unknown, "p_reason": "x"}, "AD004"),
+        (w.admin, "admin_suspend_mechanic", {"p_mechanic_id": "x'; drop table y;--", "p_reason": "x"}, "22P02"),
+        (w.customer, "admin_reinstate_mechanic", {"p_mechanic_id": w.mechanic}, "AD003"),
+        (w.admin, "admin_reinstate_mechanic", {"p_mechanic_id": None}, "AD001"),
+        (w.admin, "admin_reinstate_mechanic", {"p_mechanic_id": w.mechanic, "p_note": BIG}, "AD001"),
+        (w.admin, "admin_reinstate_mechanic", {"p_mechanic_id": w.mechanic}, "AD266"),  # not suspended
+        (w.admin, "admin_reinstate_mechanic", {"p_mechanic_id": unknown}, "AD004"),
     ]
 
 
