@@ -11,6 +11,10 @@ from typing import Any
 import psycopg
 import pytest
 
+from tests.support.appointments import as_, confirmed, make_cast
+from tests.support.appointments import at as appointment_at
+from tests.support.appointments import day as appointment_day
+from tests.support.appointments import err as appointment_err
 from tests.support.delivery import books_balance, paid_with_credit, release_hold, start_both, take_part
 from tests.support.factories import accept, make_admin, make_customer, make_intake, make_mechanic, request_free
 from tests.support.harness import Db
@@ -192,3 +196,22 @@ def test_suspension_racing_an_accept_leaves_no_accepted_work(race_world: Any) ->
         assert check.scalar("select status::text from public.session_requests where id = %s", (request,)) == "pending"
         assert check.scalar("select count(*) from public.sessions where mechanic_id = %s and status = 'waiting'",
                             (mechanic,)) == 0
+
+
+def test_suspension_takes_the_mechanic_off_its_workshop_appointments(db: Db) -> None:
+    c = make_cast(db)
+    start = appointment_at(appointment_day(4), "10:00")
+    appt = confirmed(db, c, start, mechanic=c.shop.mechanic)
+    commitment = db.scalar("select commitment_id from public.workshop_appointments where id = %s", (appt,))
+    assert commitment is not None
+    with db.as_user(c.admin):
+        out = db.rpc("admin_suspend_mechanic", p_mechanic_id=c.shop.mechanic, p_reason="Insurance lapsed")
+    assert out["appointments_unassigned"] == [str(appt)]
+    assert db.one("select status::text, mechanic_id, commitment_id from public.workshop_appointments where id = %s",
+                  (appt,)) == {"status": "confirmed", "mechanic_id": None, "commitment_id": None}
+    assert db.scalar("select status::text from public.mechanic_commitments where id = %s", (commitment,)) == "released"
+    # the workshop assigns another of its mechanics; the suspended one cannot be assigned back
+    as_(db, c.shop.dispatcher, "assign_appointment_mechanic", p_appointment_id=appt, p_mechanic_id=c.shop.mechanic2)
+    assert db.scalar("select mechanic_id from public.workshop_appointments where id = %s", (appt,)) == c.shop.mechanic2
+    assert appointment_err(db, c.shop.dispatcher, "assign_appointment_mechanic", p_appointment_id=appt,
+                           p_mechanic_id=c.shop.mechanic) == "AD175"  # not in good standing

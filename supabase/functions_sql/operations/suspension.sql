@@ -7,6 +7,8 @@
 --   * it goes offline and leaves approved standing; trust/standing.sql does the rest of losing
 --     standing: its future bookings are cancelled and refunded in full (the cancel lifecycle emails
 --     each customer booking_cancelled), its payouts are held;
+--   * it is taken off the workshop appointments it was to work (confirmed, not started): each stays
+--     confirmed with its workshop, its committed time freed, for the workshop to assign another;
 --   * live sessions run to their end (completion does not require standing).
 -- Reinstating restores approved standing and releases the payout hold (admin_release_payouts);
 -- what was cancelled stays cancelled.
@@ -60,6 +62,8 @@ declare
   v_released uuid[];
   v_withdrawn int;
   v_cancelled uuid[];
+  v_unassigned uuid[] := '{}';
+  v_a public.workshop_appointments;
   v_result jsonb;
 begin
   perform private.require_arg('p_mechanic_id', p_mechanic_id);
@@ -78,6 +82,15 @@ begin
     where mechanic_id = p_mechanic_id and status in ('offered', 'queued')
     returning 1)
   select count(*) into v_withdrawn from w;
+  for v_a in
+    select * from public.workshop_appointments a
+    where a.mechanic_id = p_mechanic_id and a.status = 'confirmed' and a.starts_at > now()
+    order by a.id for update
+  loop
+    perform private.release_appointment_mechanic(v_a, 'released');
+    update public.workshop_appointments set mechanic_id = null, commitment_id = null where id = v_a.id;
+    v_unassigned := v_unassigned || v_a.id;
+  end loop;
   -- what losing standing cancels (trust/standing.sql): its sessions not yet started
   select coalesce(array_agg(s.id order by s.id), '{}') into v_cancelled
   from public.sessions s where s.mechanic_id = p_mechanic_id and s.status in ('scheduled', 'waiting');
@@ -85,7 +98,7 @@ begin
   v_result := jsonb_build_object(
     'mechanic_id', p_mechanic_id, 'status', 'suspended',
     'released_requests', to_jsonb(v_released), 'offers_withdrawn', v_withdrawn,
-    'cancelled_sessions', to_jsonb(v_cancelled),
+    'cancelled_sessions', to_jsonb(v_cancelled), 'appointments_unassigned', to_jsonb(v_unassigned),
     'live_sessions', (select count(*) from public.sessions s where s.mechanic_id = p_mechanic_id and s.status = 'live'),
     'payouts_held', (select m.payouts_held from public.mechanics m where m.id = p_mechanic_id));
   perform private.record_admin_action('mechanic.suspend', 'mechanic', p_mechanic_id, v_reason, v_result);
