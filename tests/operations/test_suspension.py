@@ -18,14 +18,16 @@ from tests.support.appointments import err as appointment_err
 from tests.support.delivery import books_balance, paid_with_credit, release_hold, start_both, take_part
 from tests.support.factories import accept, make_admin, make_customer, make_intake, make_mechanic, request_free
 from tests.support.harness import Db
-from tests.support.personas import call_as, race
-from tests.support.scheduling import at, book, every_day, future_day, hold, scheduled_mechanic
+from tests.support.personas import race
+from tests.support.scheduling import at, book, every_day, future_day, scheduled_mechanic
 
 
 def _mechanic(db: Db) -> uuid.UUID:
     mechanic = scheduled_mechanic(db, "UTC", every_day("00:00", "24:00"), rules={"slot_step_minutes": 5})
-    db.execute("insert into public.payout_accounts (mechanic_id, stripe_account_id, transfers_active)"
-               " values (%s, %s, true)", (mechanic, "acct_" + uuid.uuid4().hex[:12]))
+    db.execute(
+        "insert into public.payout_accounts (mechanic_id, stripe_account_id, transfers_active) values (%s, %s, true)",
+        (mechanic, "acct_" + uuid.uuid4().hex[:12]),
+    )
     with db.as_user(mechanic):
         db.rpc("set_online", p_online=True)
     return mechanic
@@ -49,8 +51,10 @@ def test_suspension_releases_withdraws_cancels_refunds_and_is_audited(db: Db) ->
     # a request that names it as the preferred mechanic: an offer waits for it
     preferring = make_customer(db, "Pia Preferring")
     preferred = request_free(db, preferring, p_preferred_mechanic_id=mechanic)
-    offers_before = db.scalar("select count(*) from public.session_offers where mechanic_id = %s"
-                              " and status in ('offered', 'queued')", (mechanic,))
+    offers_before = db.scalar(
+        "select count(*) from public.session_offers where mechanic_id = %s and status in ('offered', 'queued')",
+        (mechanic,),
+    )
     assert offers_before >= 1
     with db.as_user(admin):
         out = db.rpc("admin_suspend_mechanic", p_mechanic_id=mechanic, p_reason="Licence expired")
@@ -60,32 +64,64 @@ def test_suspension_releases_withdraws_cancels_refunds_and_is_audited(db: Db) ->
     m = db.one("select status::text, is_available, payouts_held from public.mechanics where id = %s", (mechanic,))
     assert m == {"status": "suspended", "is_available": False, "payouts_held": True}
     assert db.scalar("select presence from public.mechanic_presence where mechanic_id = %s", (mechanic,)) in (
-        None, "offline")
+        None,
+        "offline",
+    )
     # the accepted request is back in the queue, released by the system (not counted against it)
-    assert db.one("select r.status::text as r, s.status::text as s, r.mechanic_id from public.session_requests r"
-                  " join public.sessions s on s.id = r.session_id where r.id = %s", (accepted["request_id"],)) == \
-        {"r": "pending", "s": "pending", "mechanic_id": None}
-    assert db.scalar("select by_system from private.request_releases where request_id = %s",
-                     (accepted["request_id"],)) is True
-    assert db.scalar("select count(*) from realtime.messages where event = 'request_released'"
-                     " and payload ->> 'request_id' = %s", (accepted["request_id"],)) >= 1
-    assert db.scalar("select status::text from public.payments where session_id = %s",
-                     (accepted["session_id"],)) == "succeeded"  # still paid for: another mechanic can take it
+    assert db.one(
+        "select r.status::text as r, s.status::text as s, r.mechanic_id from public.session_requests r"
+        " join public.sessions s on s.id = r.session_id where r.id = %s",
+        (accepted["request_id"],),
+    ) == {"r": "pending", "s": "pending", "mechanic_id": None}
+    assert (
+        db.scalar("select by_system from private.request_releases where request_id = %s", (accepted["request_id"],))
+        is True
+    )
+    assert (
+        db.scalar(
+            "select count(*) from realtime.messages where event = 'request_released' and payload ->> 'request_id' = %s",
+            (accepted["request_id"],),
+        )
+        >= 1
+    )
+    assert (
+        db.scalar("select status::text from public.payments where session_id = %s", (accepted["session_id"],))
+        == "succeeded"
+    )  # still paid for: another mechanic can take it
     # the bookings are cancelled, refunded to credit, each customer emailed
     for customer, b in booked:
         assert db.scalar("select status::text from public.sessions where id = %s", (b["session_id"],)) == "cancelled"
         assert db.scalar("select private.credit_balance(%s)", (customer,)) == 999
-        assert db.scalar("select count(*) from private.outbox where payload ->> 'template' = 'booking_cancelled'"
-                         " and payload ->> 'user_id' = %s", (str(customer),)) == 1
+        assert (
+            db.scalar(
+                "select count(*) from private.outbox where payload ->> 'template' = 'booking_cancelled'"
+                " and payload ->> 'user_id' = %s",
+                (str(customer),),
+            )
+            == 1
+        )
     # the offer waiting for it is withdrawn
-    assert db.scalar("select count(*) from public.session_offers where mechanic_id = %s"
-                     " and status in ('offered', 'queued')", (mechanic,)) == 0
-    assert db.scalar("select status::text from public.session_requests where id = %s",
-                     (preferred["request_id"],)) in ("pending", "unattended")
-    audit = db.one("select admin_id, action, subject_type, reason, data from private.admin_actions"
-                   " where subject_id = %s", (mechanic,))
-    assert (audit["admin_id"], audit["action"], audit["subject_type"], audit["reason"]) == \
-        (admin, "mechanic.suspend", "mechanic", "Licence expired")
+    assert (
+        db.scalar(
+            "select count(*) from public.session_offers where mechanic_id = %s and status in ('offered', 'queued')",
+            (mechanic,),
+        )
+        == 0
+    )
+    assert db.scalar("select status::text from public.session_requests where id = %s", (preferred["request_id"],)) in (
+        "pending",
+        "unattended",
+    )
+    audit = db.one(
+        "select admin_id, action, subject_type, reason, data from private.admin_actions where subject_id = %s",
+        (mechanic,),
+    )
+    assert (audit["admin_id"], audit["action"], audit["subject_type"], audit["reason"]) == (
+        admin,
+        "mechanic.suspend",
+        "mechanic",
+        "Licence expired",
+    )
     assert audit["data"]["released_requests"] == [accepted["request_id"]]
     books_balance(db)
     # a suspended mechanic cannot take it back, go online, be booked, be preferred or get offers
@@ -95,28 +131,43 @@ def test_suspension_releases_withdraws_cancels_refunds_and_is_audited(db: Db) ->
         assert db.rpc_error("set_online", p_online=True) == "AD003"
     later = make_customer(db, "Leo Later")
     with db.as_user(later):
-        assert db.rpc_error("hold_slot", p_mechanic_id=mechanic, p_start=at(future_day(8), "10:00"),
-                            p_plan_code="free") == "AD004"
-    assert db.scalar("select count(*) from public.mechanic_commitments where mechanic_id = %s"
-                     " and status in ('held', 'confirmed')", (mechanic,)) == 0
+        assert (
+            db.rpc_error("hold_slot", p_mechanic_id=mechanic, p_start=at(future_day(8), "10:00"), p_plan_code="free")
+            == "AD004"
+        )
+    assert (
+        db.scalar(
+            "select count(*) from public.mechanic_commitments where mechanic_id = %s"
+            " and status in ('held', 'confirmed')",
+            (mechanic,),
+        )
+        == 0
+    )
     other = make_customer(db, "Otis Other")
     intake = make_intake(db, other)
     with db.as_user(other):
-        err = db.rpc_error("request_session", p_plan_code="free", p_intake_id=intake,
-                           p_preferred_mechanic_id=mechanic)
+        err = db.rpc_error("request_session", p_plan_code="free", p_intake_id=intake, p_preferred_mechanic_id=mechanic)
     assert err == "AD004"  # a suspended mechanic cannot be preferred
-    assert db.scalar("select count(*) from public.session_offers where mechanic_id = %s"
-                     " and status in ('offered', 'queued')", (mechanic,)) == 0
+    assert (
+        db.scalar(
+            "select count(*) from public.session_offers where mechanic_id = %s and status in ('offered', 'queued')",
+            (mechanic,),
+        )
+        == 0
+    )
     # reinstating: standing back, nothing cancelled comes back
     with db.as_user(admin):
         back = db.rpc("admin_reinstate_mechanic", p_mechanic_id=mechanic, p_note="Renewed licence checked")
     assert back["status"] == "approved" and back["payouts_held"] is False
-    assert db.one("select status::text, is_available, payouts_held from public.mechanics where id = %s",
-                  (mechanic,)) == {"status": "approved", "is_available": False, "payouts_held": False}
+    assert db.one(
+        "select status::text, is_available, payouts_held from public.mechanics where id = %s", (mechanic,)
+    ) == {"status": "approved", "is_available": False, "payouts_held": False}
     for _, b in booked:
         assert db.scalar("select status::text from public.sessions where id = %s", (b["session_id"],)) == "cancelled"
-    assert [r["action"] for r in db.all("select action from private.admin_actions where subject_id = %s order by id",
-                                        (mechanic,))] == ["mechanic.suspend", "mechanic.reinstate"]
+    assert [
+        r["action"]
+        for r in db.all("select action from private.admin_actions where subject_id = %s order by id", (mechanic,))
+    ] == ["mechanic.suspend", "mechanic.reinstate"]
 
 
 def test_live_session_runs_to_its_end_and_payouts_wait_for_reinstatement(db: Db) -> None:
@@ -184,18 +235,29 @@ def test_suspension_racing_an_accept_leaves_no_accepted_work(race_world: Any) ->
     is released by the suspension, one that loses is refused."""
     admin, mechanics, requests, (c1, c2), check = race_world
     for mechanic, request in zip(mechanics, requests, strict=True):
-        results = race([
-            (c1, mechanic, "select public.accept_request(%s)", (request,)),
-            (c2, admin, "select public.admin_suspend_mechanic(%s, 'racing')", (mechanic,)),
-        ])
+        results = race(
+            [
+                (c1, mechanic, "select public.accept_request(%s)", (request,)),
+                (c2, admin, "select public.admin_suspend_mechanic(%s, 'racing')", (mechanic,)),
+            ]
+        )
         assert results[1][0] == "ok", results
         assert results[0][0] == "ok" or results[0][1] == "AD003", results
         assert check.scalar("select status::text from public.mechanics where id = %s", (mechanic,)) == "suspended"
-        assert check.scalar("select count(*) from public.session_requests where mechanic_id = %s"
-                            " and status = 'accepted'", (mechanic,)) == 0
+        assert (
+            check.scalar(
+                "select count(*) from public.session_requests where mechanic_id = %s and status = 'accepted'",
+                (mechanic,),
+            )
+            == 0
+        )
         assert check.scalar("select status::text from public.session_requests where id = %s", (request,)) == "pending"
-        assert check.scalar("select count(*) from public.sessions where mechanic_id = %s and status = 'waiting'",
-                            (mechanic,)) == 0
+        assert (
+            check.scalar(
+                "select count(*) from public.sessions where mechanic_id = %s and status = 'waiting'", (mechanic,)
+            )
+            == 0
+        )
 
 
 def test_suspension_takes_the_mechanic_off_its_workshop_appointments(db: Db) -> None:
@@ -207,11 +269,16 @@ def test_suspension_takes_the_mechanic_off_its_workshop_appointments(db: Db) -> 
     with db.as_user(c.admin):
         out = db.rpc("admin_suspend_mechanic", p_mechanic_id=c.shop.mechanic, p_reason="Insurance lapsed")
     assert out["appointments_unassigned"] == [str(appt)]
-    assert db.one("select status::text, mechanic_id, commitment_id from public.workshop_appointments where id = %s",
-                  (appt,)) == {"status": "confirmed", "mechanic_id": None, "commitment_id": None}
+    assert db.one(
+        "select status::text, mechanic_id, commitment_id from public.workshop_appointments where id = %s", (appt,)
+    ) == {"status": "confirmed", "mechanic_id": None, "commitment_id": None}
     assert db.scalar("select status::text from public.mechanic_commitments where id = %s", (commitment,)) == "released"
     # the workshop assigns another of its mechanics; the suspended one cannot be assigned back
     as_(db, c.shop.dispatcher, "assign_appointment_mechanic", p_appointment_id=appt, p_mechanic_id=c.shop.mechanic2)
     assert db.scalar("select mechanic_id from public.workshop_appointments where id = %s", (appt,)) == c.shop.mechanic2
-    assert appointment_err(db, c.shop.dispatcher, "assign_appointment_mechanic", p_appointment_id=appt,
-                           p_mechanic_id=c.shop.mechanic) == "AD175"  # not in good standing
+    assert (
+        appointment_err(
+            db, c.shop.dispatcher, "assign_appointment_mechanic", p_appointment_id=appt, p_mechanic_id=c.shop.mechanic
+        )
+        == "AD175"
+    )  # no longer an approved mechanic of it

@@ -21,22 +21,30 @@ GOLDEN = Path(__file__).parents[1] / "support" / "golden" / "emails"
 
 
 def _objects(db: Db, mechanic: uuid.UUID) -> int:
-    return db.scalar("select count(*) from storage.objects where bucket_id = 'mechanic-documents'"
-                     " and name like %s", (f"mechanics/{mechanic}/%",))
+    return db.scalar(
+        "select count(*) from storage.objects where bucket_id = 'mechanic-documents' and name like %s",
+        (f"mechanics/{mechanic}/%",),
+    )
 
 
 def _insert_error(db: Db, user: uuid.UUID, name: str, metadata: dict | None, owner: uuid.UUID | None = None) -> str:
     with db.as_user(user):
-        return db.error("insert into storage.objects (bucket_id, name, owner_id, metadata)"
-                        " values ('mechanic-documents', %s, %s, %s::jsonb)",
-                        (name, str(owner or user), None if metadata is None else json.dumps(metadata))).sqlstate
+        return db.error(
+            "insert into storage.objects (bucket_id, name, owner_id, metadata)"
+            " values ('mechanic-documents', %s, %s, %s::jsonb)",
+            (name, str(owner or user), None if metadata is None else json.dumps(metadata)),
+        ).sqlstate
 
 
 def test_bucket_is_private_and_limited(db: Db) -> None:
-    row = db.one("select public, file_size_limit, allowed_mime_types from storage.buckets"
-                 " where id = 'mechanic-documents'")
-    assert row == {"public": False, "file_size_limit": 10485760,
-                   "allowed_mime_types": ["application/pdf", "image/jpeg", "image/png", "image/heic"]}
+    row = db.one(
+        "select public, file_size_limit, allowed_mime_types from storage.buckets where id = 'mechanic-documents'"
+    )
+    assert row == {
+        "public": False,
+        "file_size_limit": 10485760,
+        "allowed_mime_types": ["application/pdf", "image/jpeg", "image/png", "image/heic"],
+    }
 
 
 def test_applicant_sends_into_its_own_folder_only(db: Db) -> None:
@@ -93,11 +101,15 @@ def test_only_admins_read_documents_the_applicant_lists_names_and_kinds(db: Db) 
     with db.as_user(applicant):
         mine = db.rpc("my_vetting")
         # nobody updates one through the API (no update policy)
-        assert db.execute("update storage.objects set name = name || 'x' where bucket_id = 'mechanic-documents'"
-                          ).rowcount == 0
+        assert (
+            db.execute("update storage.objects set name = name || 'x' where bucket_id = 'mechanic-documents'").rowcount
+            == 0
+        )
     assert _objects(db, applicant) == 2
-    assert sorted((d["kind"], d["file"]) for d in mine["documents"]) == [("insurance", "scan.pdf"),
-                                                                        ("licence", "scan.pdf")]
+    assert sorted((d["kind"], d["file"]) for d in mine["documents"]) == [
+        ("insurance", "scan.pdf"),
+        ("licence", "scan.pdf"),
+    ]
     assert set(mine["documents"][0]) == {"kind", "file", "sent_at"}
     assert mine["status"] == "pending" and mine["required_documents"] == ["licence", "insurance"]
     for user in (applicant, other, customer):
@@ -111,15 +123,19 @@ def test_approval_requires_the_listed_documents(db: Db) -> None:
     applicant, admin = make_mechanic(db, approved=False), make_admin(db)
     send_document(db, applicant, "licence")
     with db.as_user(admin):
-        assert db.rpc_error("admin_review_mechanic", p_mechanic_id=applicant, p_decision="approved",
-                            p_note=None) == "AD260"
+        assert (
+            db.rpc_error("admin_review_mechanic", p_mechanic_id=applicant, p_decision="approved", p_note=None)
+            == "AD260"
+        )
     assert db.scalar("select status::text from public.mechanics where id = %s", (applicant,)) == "pending"
     assert db.scalar("select count(*) from public.mechanic_vetting_decisions") == 0
     # a certification does not stand in for insurance; a file in another kind's folder neither
     send_document(db, applicant, "certification")
     with db.as_user(admin):
-        assert db.rpc_error("admin_review_mechanic", p_mechanic_id=applicant, p_decision="approved",
-                            p_note=None) == "AD260"
+        assert (
+            db.rpc_error("admin_review_mechanic", p_mechanic_id=applicant, p_decision="approved", p_note=None)
+            == "AD260"
+        )
     send_document(db, applicant, "insurance")
     with db.as_user(admin):
         out = db.rpc("admin_review_mechanic", p_mechanic_id=applicant, p_decision="approved", p_note="Welcome")
@@ -130,21 +146,25 @@ def test_approval_requires_the_listed_documents(db: Db) -> None:
     db.execute("""update private.settings set value = '["licence"]' where key = 'vetting.required_documents'""")
     send_document(db, second, "licence")
     with db.as_user(admin):
-        assert db.rpc("admin_review_mechanic", p_mechanic_id=second, p_decision="approved",
-                      p_note=None)["status"] == "approved"
+        assert (
+            db.rpc("admin_review_mechanic", p_mechanic_id=second, p_decision="approved", p_note=None)["status"]
+            == "approved"
+        )
 
 
 def test_decisions_history_email_and_audit(db: Db) -> None:
     applicant, admin = make_mechanic(db, approved=False, name="Ava Applicant"), make_admin(db)
     send_document(db, applicant, "licence")
     with db.as_user(admin):
-        more = db.rpc("admin_review_mechanic", p_mechanic_id=applicant, p_decision="needs_more_info",
-                      p_note="Proof of insurance")
+        more = db.rpc(
+            "admin_review_mechanic", p_mechanic_id=applicant, p_decision="needs_more_info", p_note="Proof of insurance"
+        )
     assert more["status"] == "pending" and more["vetting_state"] == "needs_more_info"
     send_document(db, applicant, "insurance")  # asked for more: it may still send
     with db.as_user(admin):
-        db.rpc("admin_review_mechanic", p_mechanic_id=applicant, p_decision="rejected",
-               p_note="The licence has expired")
+        db.rpc(
+            "admin_review_mechanic", p_mechanic_id=applicant, p_decision="rejected", p_note="The licence has expired"
+        )
     assert db.scalar("select status::text from public.mechanics where id = %s", (applicant,)) == "pending"
     # rejected: it sends nothing more
     assert _insert_error(db, applicant, doc_name(applicant, "licence", "new.pdf"), PDF) == "42501"
@@ -152,14 +172,23 @@ def test_decisions_history_email_and_audit(db: Db) -> None:
         mine = db.rpc("my_vetting")
         rows = db.all("select decision, note from public.mechanic_vetting_decisions order by id")
         assert db.error("select decided_by from public.mechanic_vetting_decisions").sqlstate == "42501"
-        assert db.error("insert into public.mechanic_vetting_decisions (mechanic_id, decision)"
-                        " values (%s, 'approved')", (applicant,)).sqlstate == "42501"
+        assert (
+            db.error(
+                "insert into public.mechanic_vetting_decisions (mechanic_id, decision) values (%s, 'approved')",
+                (applicant,),
+            ).sqlstate
+            == "42501"
+        )
     assert mine["vetting_state"] == "rejected"
     assert [(d["decision"], d["note"]) for d in mine["decisions"]] == [
-        ("needs_more_info", "Proof of insurance"), ("rejected", "The licence has expired")]
+        ("needs_more_info", "Proof of insurance"),
+        ("rejected", "The licence has expired"),
+    ]
     assert all(set(d) == {"decision", "note", "decided_at"} for d in mine["decisions"])
-    assert rows == [{"decision": "needs_more_info", "note": "Proof of insurance"},
-                    {"decision": "rejected", "note": "The licence has expired"}]
+    assert rows == [
+        {"decision": "needs_more_info", "note": "Proof of insurance"},
+        {"decision": "rejected", "note": "The licence has expired"},
+    ]
     # another mechanic and a customer see none of them; the admin sees who decided
     for user in (make_mechanic(db), make_customer(db)):
         with db.as_user(user):
@@ -169,24 +198,37 @@ def test_decisions_history_email_and_audit(db: Db) -> None:
     assert {d["decided_by"] for d in file["decisions"]} == {str(admin)}
     # an admin may reconsider a rejection
     with db.as_user(admin):
-        assert db.rpc("admin_review_mechanic", p_mechanic_id=applicant, p_decision="approved",
-                      p_note=None)["status"] == "approved"
-    emails = db.all("select payload from private.outbox where payload ->> 'template' = 'vetting_decision'"
-                    " and payload ->> 'user_id' = %s order by id", (str(applicant),))
+        assert (
+            db.rpc("admin_review_mechanic", p_mechanic_id=applicant, p_decision="approved", p_note=None)["status"]
+            == "approved"
+        )
+    emails = db.all(
+        "select payload from private.outbox where payload ->> 'template' = 'vetting_decision'"
+        " and payload ->> 'user_id' = %s order by id",
+        (str(applicant),),
+    )
     assert [(e["payload"]["data"]["decision"], e["payload"]["data"]["note"]) for e in emails] == [
-        ("needs_more_info", "Proof of insurance"), ("rejected", "The licence has expired"), ("approved", None)]
-    audit = db.all("select admin_id, action, reason, data ->> 'decision' as decision from private.admin_actions"
-                   " where subject_id = %s order by id", (applicant,))
+        ("needs_more_info", "Proof of insurance"),
+        ("rejected", "The licence has expired"),
+        ("approved", None),
+    ]
+    audit = db.all(
+        "select admin_id, action, reason, data ->> 'decision' as decision from private.admin_actions"
+        " where subject_id = %s order by id",
+        (applicant,),
+    )
     assert audit == [
         {"admin_id": admin, "action": "mechanic.review", "reason": "Proof of insurance", "decision": "needs_more_info"},
         {"admin_id": admin, "action": "mechanic.review", "reason": "The licence has expired", "decision": "rejected"},
-        {"admin_id": admin, "action": "mechanic.review", "reason": None, "decision": "approved"}]
+        {"admin_id": admin, "action": "mechanic.review", "reason": None, "decision": "approved"},
+    ]
     # approved: it may renew a document
     send_document(db, applicant, "insurance", "2027.pdf")
     # an approved mechanic is not reviewed again (suspension is the tool)
     with db.as_user(admin):
-        assert db.rpc_error("admin_review_mechanic", p_mechanic_id=applicant, p_decision="rejected",
-                            p_note="x") == "AD261"
+        assert (
+            db.rpc_error("admin_review_mechanic", p_mechanic_id=applicant, p_decision="rejected", p_note="x") == "AD261"
+        )
 
 
 def test_review_is_admin_only_and_input_is_checked(db: Db) -> None:
@@ -195,15 +237,23 @@ def test_review_is_admin_only_and_input_is_checked(db: Db) -> None:
     admin = make_admin(db)
     for user in (applicant, make_mechanic(db), make_customer(db)):
         with db.as_user(user):
-            assert db.rpc_error("admin_review_mechanic", p_mechanic_id=applicant, p_decision="approved",
-                                p_note=None) == "AD003"
+            assert (
+                db.rpc_error("admin_review_mechanic", p_mechanic_id=applicant, p_decision="approved", p_note=None)
+                == "AD003"
+            )
     with db.as_user(admin):
-        assert db.rpc_error("admin_review_mechanic", p_mechanic_id=applicant, p_decision="rejected",
-                            p_note="  ") == "AD001"  # a rejection carries its reason
-        assert db.rpc_error("admin_review_mechanic", p_mechanic_id=applicant, p_decision="needs_more_info",
-                            p_note=None) == "AD001"
-        assert db.rpc_error("admin_review_mechanic", p_mechanic_id=applicant, p_decision="APPROVED",
-                            p_note=None) == "AD001"
+        assert (
+            db.rpc_error("admin_review_mechanic", p_mechanic_id=applicant, p_decision="rejected", p_note="  ")
+            == "AD001"
+        )  # a rejection carries its reason
+        assert (
+            db.rpc_error("admin_review_mechanic", p_mechanic_id=applicant, p_decision="needs_more_info", p_note=None)
+            == "AD001"
+        )
+        assert (
+            db.rpc_error("admin_review_mechanic", p_mechanic_id=applicant, p_decision="APPROVED", p_note=None)
+            == "AD001"
+        )
     assert db.scalar("select status::text from public.mechanics where id = %s", (applicant,)) == "pending"
     assert db.scalar("select count(*) from public.mechanic_vetting_decisions") == 0
     assert db.scalar("select count(*) from private.admin_actions where subject_id = %s", (applicant,)) == 0
@@ -218,8 +268,10 @@ def test_suspended_mechanic_sends_no_documents(db: Db) -> None:
 CONTEXT = {"name": "Ava <b>Applicant</b>", "app_url": "https://app.autodoctor.test", "session": None}
 
 
-@pytest.mark.parametrize("decision,note", [("approved", None), ("rejected", "The licence has <expired>"),
-                                           ("needs_more_info", "Proof of insurance")])
+@pytest.mark.parametrize(
+    "decision,note",
+    [("approved", None), ("rejected", "The licence has <expired>"), ("needs_more_info", "Proof of insurance")],
+)
 def test_vetting_email_matches_golden_files(decision: str, note: str | None, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("APP_URL", "https://app.autodoctor.test")
     get_settings.cache_clear()

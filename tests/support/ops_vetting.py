@@ -15,13 +15,16 @@ def doc_name(mechanic: uuid.UUID, kind: str, file: str = "scan.pdf") -> str:
     return f"mechanics/{mechanic}/{kind}/{file}"
 
 
-def send_document(db: Db, mechanic: uuid.UUID, kind: str, file: str = "scan.pdf",
-                  metadata: dict[str, Any] | None = None) -> None:
+def send_document(
+    db: Db, mechanic: uuid.UUID, kind: str, file: str = "scan.pdf", metadata: dict[str, Any] | None = None
+) -> None:
     """`mechanic` uploads one document as Storage does (an insert under its policies)."""
     with db.as_user(mechanic):
-        db.execute("insert into storage.objects (bucket_id, name, owner_id, metadata)"
-                   " values ('mechanic-documents', %s, %s, %s::jsonb)",
-                   (doc_name(mechanic, kind, file), str(mechanic), json.dumps(metadata or PDF)))
+        db.execute(
+            "insert into storage.objects (bucket_id, name, owner_id, metadata)"
+            " values ('mechanic-documents', %s, %s, %s::jsonb)",
+            (doc_name(mechanic, kind, file), str(mechanic), json.dumps(metadata or PDF)),
+        )
 
 
 def send_required(db: Db, mechanic: uuid.UUID) -> None:
