@@ -148,6 +148,26 @@ def test_suspension_releases_withdraws_cancels_refunds_and_is_audited(db: Db) ->
     with db.as_user(other):
         err = db.rpc_error("request_session", p_plan_code="free", p_intake_id=intake, p_preferred_mechanic_id=mechanic)
     assert err == "AD004"  # a suspended mechanic cannot be preferred
+    # a request naming nobody is offered to others, never to it
+    rival = make_mechanic(db, name="Rita Rival")
+    with db.as_user(rival):
+        db.rpc("set_online", p_online=True)
+    anyone = make_customer(db, "Ann Anyone")
+    fresh = request_free(db, anyone)
+    assert (
+        db.scalar(
+            "select count(*) from public.session_offers where request_id = %s and mechanic_id = %s",
+            (fresh["request_id"], rival),
+        )
+        == 1
+    )
+    assert (
+        db.scalar(
+            "select count(*) from public.session_offers where request_id = %s and mechanic_id = %s",
+            (fresh["request_id"], mechanic),
+        )
+        == 0
+    )
     assert (
         db.scalar(
             "select count(*) from public.session_offers where mechanic_id = %s and status in ('offered', 'queued')",
