@@ -177,5 +177,11 @@ ERROR_CODES: dict[str, ErrorCode] = {
                   "The report's range is longer than crm.report_max_days days."),
         ErrorCode("AD247", "report_group_unknown", 400,
                   "The report's grouping is not one of week or month."),
+        ErrorCode("AD270", "stats_range_reversed", 400,
+                  "The report range ends before it starts."),
+        ErrorCode("AD271", "stats_range_too_long", 400,
+                  "The report range is longer than the longest one allowed."),
+        ErrorCode("AD272", "not_an_approved_mechanic", 403,
+                  "Only an approved mechanic has figures of its own to read."),
     )
 }
