@@ -194,6 +194,21 @@ def cases(w):
         # workshop appointments
         *appointment_hostile_cases(w, unknown),
         *recommendation_hostile_cases(w, unknown),
+        # operations: scheduling analytics
+        (w.admin, "admin_scheduling_stats", {"p_from": None, "p_to": "2026-06-01"}, "AD001"),
+        (w.admin, "admin_scheduling_stats", {"p_from": "2026-06-02", "p_to": "2026-06-01"}, "AD270"),
+        (w.admin, "admin_scheduling_stats", {"p_from": "2024-06-01", "p_to": "2026-06-01"}, "AD271"),
+        (w.admin, "admin_scheduling_stats", {"p_from": "not-a-date", "p_to": "2026-06-01"}, "22007"),
+        (w.customer, "admin_scheduling_stats", {"p_from": "2026-06-01", "p_to": "2026-06-02"}, "AD003"),
+        (w.mechanic, "admin_scheduling_stats", {"p_from": "2026-06-01", "p_to": "2026-06-02"}, "AD003"),
+        (None, "admin_scheduling_stats", {"p_from": "2026-06-01", "p_to": "2026-06-02"}, "AD002"),
+        (w.mechanic, "my_scheduling_stats", {"p_from": "2026-06-01", "p_to": None}, "AD001"),
+        (w.mechanic, "my_scheduling_stats", {"p_from": "2026-06-02", "p_to": "2026-06-01"}, "AD270"),
+        (w.mechanic, "my_scheduling_stats", {"p_from": "2024-06-01", "p_to": "2026-06-01"}, "AD271"),
+        (w.mechanic, "my_scheduling_stats", {"p_from": "2026-06-01", "p_to": "June"}, "22007"),
+        (w.customer, "my_scheduling_stats", {"p_from": "2026-06-01", "p_to": "2026-06-02"}, "AD272"),
+        (w.pending_mechanic, "my_scheduling_stats", {"p_from": "2026-06-01", "p_to": "2026-06-02"}, "AD272"),
+        (None, "my_scheduling_stats", {"p_from": "2026-06-01", "p_to": "2026-06-02"}, "AD002"),
     ]
 
 
@@ -458,21 +473,6 @@ def scheduling_cases(w, unknown):
         (c, "ask_follow_up", {"p_session_id": w.session, "p_question": "Is it the rotors?"}, "AD215"),  # not delivered
         (m, "ask_follow_up", {"p_session_id": w.session, "p_question": "Is it the rotors?"}, "AD004"),
         (None, "ask_follow_up", {"p_session_id": w.session, "p_question": "Is it the rotors?"}, "AD002"),
-        # operations: scheduling analytics
-        (w.admin, "admin_scheduling_stats", {"p_from": None, "p_to": "2026-06-01"}, "AD001"),
-        (w.admin, "admin_scheduling_stats", {"p_from": "2026-06-02", "p_to": "2026-06-01"}, "AD270"),
-        (w.admin, "admin_scheduling_stats", {"p_from": "2024-06-01", "p_to": "2026-06-01"}, "AD271"),
-        (w.admin, "admin_scheduling_stats", {"p_from": "not-a-date", "p_to": "2026-06-01"}, "22007"),
-        (c, "admin_scheduling_stats", {"p_from": "2026-06-01", "p_to": "2026-06-02"}, "AD003"),
-        (m, "admin_scheduling_stats", {"p_from": "2026-06-01", "p_to": "2026-06-02"}, "AD003"),
-        (None, "admin_scheduling_stats", {"p_from": "2026-06-01", "p_to": "2026-06-02"}, "AD002"),
-        (m, "my_scheduling_stats", {"p_from": "2026-06-01", "p_to": None}, "AD001"),
-        (m, "my_scheduling_stats", {"p_from": "2026-06-02", "p_to": "2026-06-01"}, "AD270"),
-        (m, "my_scheduling_stats", {"p_from": "2024-06-01", "p_to": "2026-06-01"}, "AD271"),
-        (m, "my_scheduling_stats", {"p_from": "2026-06-01", "p_to": "June"}, "22007"),
-        (c, "my_scheduling_stats", {"p_from": "2026-06-01", "p_to": "2026-06-02"}, "AD272"),
-        (w.pending_mechanic, "my_scheduling_stats", {"p_from": "2026-06-01", "p_to": "2026-06-02"}, "AD272"),
-        (None, "my_scheduling_stats", {"p_from": "2026-06-01", "p_to": "2026-06-02"}, "AD002"),
     ]
 
 

@@ -15,7 +15,7 @@ from tests.support.delivery import start_both
 from tests.support.factories import accept, make_admin, make_customer, make_mechanic, make_world, request_free
 from tests.support.harness import Db
 from tests.support.ops_scheduling_stats import figures, past_session
-from tests.support.scheduling import scheduled_mechanic
+from tests.support.scheduling import at, book, every_day, future_day, scheduled_mechanic
 
 FROM, TO = "2026-10-25", "2026-11-01"  # Paris falls back on 10-25, Toronto on 11-01 (both Sundays)
 
@@ -282,3 +282,30 @@ def test_sweep_records_both_and_nothing_for_a_session_that_went_live(db: Db) -> 
     assert _side(db, live) is None
     # a session both sides showed up for is never a no-show, whoever asks
     assert db.scalar("select private.record_no_show(%s)", (live,)) is None
+
+
+def test_a_mechanic_cannot_turn_its_no_show_into_something_else(db: Db) -> None:
+    """A booked session the mechanic never shows up for: once it has opened, the mechanic can
+    neither cancel it (which would count as a cancellation) nor release it (a booking has no
+    request); the sweep records the mechanic's no-show and the mechanic's own figures show it."""
+    mechanic = scheduled_mechanic(db, "Europe/Paris", every_day("00:00", "24:00"), name="Nico Noshow")
+    customer = make_customer(db, "Bea Booker")
+    start = at(future_day(3), "10:00")
+    session = uuid.UUID(book(db, customer, mechanic, start)["session_id"])
+    db.scalar("select private.open_scheduled_sessions(%s)", (start - dt.timedelta(minutes=10),))
+    assert db.scalar("select status from public.sessions where id = %s", (session,)) == "waiting"
+    with db.as_user(mechanic):
+        assert db.rpc_error("cancel_scheduled_session", p_session_id=session) == "AD006"
+        assert db.scalar("select count(*) from public.session_requests where session_id = %s", (session,)) == 0
+    with db.as_user(customer):
+        assert db.rpc("start_session", p_session_id=session)["waiting_for"] == "mechanic"
+    db.scalar("select private.sweep_requests(%s)", (start + dt.timedelta(minutes=31),))
+    assert _side(db, session) == "mechanic"
+    day = start.date().isoformat()  # 10:00Z is the same date in Paris
+    with db.as_user(mechanic):
+        mine = db.rpc("my_scheduling_stats", p_from=day, p_to=day)
+    assert mine["no_shows"] == {"opened": 1, "customer": 0, "mechanic": 1, "customer_rate": 0, "mechanic_rate": 1}
+    assert mine["cancellations"]["total"] == 0
+    planned = db.scalar("select planned_minutes from public.sessions where id = %s", (session,))
+    assert float(mine["booked_minutes"]) == planned  # the time it held still counts as booked
+    assert float(mine["available_minutes"]) == 24 * 60
