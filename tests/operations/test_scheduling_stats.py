@@ -39,51 +39,134 @@ def stats(db: Db) -> Stats:
     # Toronto: Sundays 01:00–03:00 and Wednesdays 10:00–12:00, half an hour of time off on 10-28.
     #   10-25 (EDT) 01:00–03:00 = 120 min; 11-01 (fall-back) 01:00–03:00 = 180 real minutes;
     #   10-28 10:00–12:00 = 120 − 30 off = 90.  Available: 390.
-    toronto = scheduled_mechanic(db, "America/Toronto", [_block(0, "01:00", "03:00"), _block(3, "10:00", "12:00")],
-                                 name="Toni Toronto")
+    toronto = scheduled_mechanic(
+        db, "America/Toronto", [_block(0, "01:00", "03:00"), _block(3, "10:00", "12:00")], name="Toni Toronto"
+    )
     # (past time off, as add_time_off left it when it was ahead)
-    db.execute("insert into public.mechanic_time_off (mechanic_id, during)"
-               " values (%s, tstzrange('2026-10-28 15:00Z', '2026-10-28 15:30Z'))", (toronto,))
+    db.execute(
+        "insert into public.mechanic_time_off (mechanic_id, during)"
+        " values (%s, tstzrange('2026-10-28 15:00Z', '2026-10-28 15:30Z'))",
+        (toronto,),
+    )
     # Paris: Sundays 01:00–04:00. 10-25 (fall-back) = 240 real minutes; 11-01 (CET) = 180. Available: 420.
     paris = scheduled_mechanic(db, "Europe/Paris", [_block(0, "01:00", "04:00")], name="Pierre Paris")
 
     t, p, c = toronto, paris, customer
     # Toronto (UTC−4 until 11-01 02:00 local, then UTC−5)
     # b1: booked 11-01 01:00 EDT (05:00Z), 60 min, lead 12 days = 17280 min, held
-    past_session(db, t, c, minutes=60, created="2026-10-20 05:00", booked_for="2026-11-01 05:00",
-                 opened="2026-11-01 04:45", started="2026-11-01 05:00")
+    past_session(
+        db,
+        t,
+        c,
+        minutes=60,
+        created="2026-10-20 05:00",
+        booked_for="2026-11-01 05:00",
+        opened="2026-11-01 04:45",
+        started="2026-11-01 05:00",
+    )
     # b2: booked 10-28 10:00 EDT, lead 1440, cancelled by the customer 48 h before: outside the cut-off
-    past_session(db, t, c, minutes=30, created="2026-10-27 14:00", booked_for="2026-10-28 14:00",
-                 cancelled=("2026-10-26 14:00", "scheduled", "customer"))
+    past_session(
+        db,
+        t,
+        c,
+        minutes=30,
+        created="2026-10-27 14:00",
+        booked_for="2026-10-28 14:00",
+        cancelled=("2026-10-26 14:00", "scheduled", "customer"),
+    )
     # b3: booked 10-25 02:00 EDT, lead 360, cancelled by the mechanic 2 h before: inside
-    past_session(db, t, c, minutes=45, created="2026-10-25 00:00", booked_for="2026-10-25 06:00",
-                 cancelled=("2026-10-25 04:00", "scheduled", "mechanic"))
+    past_session(
+        db,
+        t,
+        c,
+        minutes=45,
+        created="2026-10-25 00:00",
+        booked_for="2026-10-25 06:00",
+        cancelled=("2026-10-25 04:00", "scheduled", "mechanic"),
+    )
     # b4: booked 10-25 01:00 EDT, lead 1440, opened, the customer never showed: 30 booked minutes
-    past_session(db, t, c, minutes=30, created="2026-10-24 05:00", booked_for="2026-10-25 05:00",
-                 opened="2026-10-25 04:45", cancelled=("2026-10-25 05:30", "waiting", "system"), no_show="customer")
+    past_session(
+        db,
+        t,
+        c,
+        minutes=30,
+        created="2026-10-24 05:00",
+        booked_for="2026-10-25 05:00",
+        opened="2026-10-25 04:45",
+        cancelled=("2026-10-25 05:30", "waiting", "system"),
+        no_show="customer",
+    )
     # o1: on demand, accepted 10-28, held
-    past_session(db, t, c, minutes=20, created="2026-10-28 14:55", opened="2026-10-28 15:00",
-                 started="2026-10-28 15:05")
+    past_session(
+        db, t, c, minutes=20, created="2026-10-28 14:55", opened="2026-10-28 15:00", started="2026-10-28 15:05"
+    )
     # o2: on demand, accepted 10-29, the mechanic never showed
-    past_session(db, t, c, minutes=20, created="2026-10-29 14:55", opened="2026-10-29 15:00",
-                 cancelled=("2026-10-29 16:00", "waiting", "system"), no_show="mechanic")
+    past_session(
+        db,
+        t,
+        c,
+        minutes=20,
+        created="2026-10-29 14:55",
+        opened="2026-10-29 15:00",
+        cancelled=("2026-10-29 16:00", "waiting", "system"),
+        no_show="mechanic",
+    )
     # outside Toronto's days although inside the UTC dates: 10-24 22:00 EDT = 10-25 02:00Z
-    past_session(db, t, c, minutes=60, created="2026-10-01 00:00", booked_for="2026-10-25 02:00",
-                 opened="2026-10-25 01:45", started="2026-10-25 02:00")
+    past_session(
+        db,
+        t,
+        c,
+        minutes=60,
+        created="2026-10-01 00:00",
+        booked_for="2026-10-25 02:00",
+        opened="2026-10-25 01:45",
+        started="2026-10-25 02:00",
+    )
 
     # Paris (UTC+2 until 10-25 03:00 local, then UTC+1)
     # b1: booked 10-25 01:00 CEST = 10-24 23:00Z (outside the UTC dates, inside Paris's), 120 min, lead 2880, held
-    past_session(db, p, c, minutes=120, created="2026-10-22 23:00", booked_for="2026-10-24 23:00",
-                 opened="2026-10-24 22:45", started="2026-10-24 23:00")
+    past_session(
+        db,
+        p,
+        c,
+        minutes=120,
+        created="2026-10-22 23:00",
+        booked_for="2026-10-24 23:00",
+        opened="2026-10-24 22:45",
+        started="2026-10-24 23:00",
+    )
     # b2: booked 11-01 02:00 CET = 01:00Z, 60 min, lead 1440, held
-    past_session(db, p, c, minutes=60, created="2026-10-31 01:00", booked_for="2026-11-01 01:00",
-                 opened="2026-11-01 00:45", started="2026-11-01 01:00")
+    past_session(
+        db,
+        p,
+        c,
+        minutes=60,
+        created="2026-10-31 01:00",
+        booked_for="2026-11-01 01:00",
+        opened="2026-11-01 00:45",
+        started="2026-11-01 01:00",
+    )
     # b3: booked 10-27 10:00 CET, lead 10080, cancelled by an admin an hour before: inside
-    past_session(db, p, c, minutes=30, created="2026-10-20 09:00", booked_for="2026-10-27 09:00",
-                 cancelled=("2026-10-27 08:00", "scheduled", "admin"))
+    past_session(
+        db,
+        p,
+        c,
+        minutes=30,
+        created="2026-10-20 09:00",
+        booked_for="2026-10-27 09:00",
+        cancelled=("2026-10-27 08:00", "scheduled", "admin"),
+    )
     # outside Paris's days although inside the UTC dates: 11-02 00:30 CET = 11-01 23:30Z
-    past_session(db, p, c, minutes=60, created="2026-10-01 00:00", booked_for="2026-11-01 23:30",
-                 opened="2026-11-01 23:15", started="2026-11-01 23:30")
+    past_session(
+        db,
+        p,
+        c,
+        minutes=60,
+        created="2026-10-01 00:00",
+        booked_for="2026-11-01 23:30",
+        opened="2026-11-01 23:15",
+        started="2026-11-01 23:30",
+    )
     return Stats(toronto=toronto, paris=paris, customer=customer, admin=admin)
 
 
@@ -115,9 +198,12 @@ def test_per_mechanic_figures_match_the_hand_count(db: Db, stats: Stats) -> None
     # leads 360, 1440, 1440, 17280: median 1440; p90 = 1440 + 0.7 × (17280 − 1440)
     assert t["lead_time_minutes"] == {"bookings": 4, "median": 1440, "p90": 12528}
     assert t["cancellations"] == {
-        "total": 2, "inside_cutoff": 1, "outside_cutoff": 1,
+        "total": 2,
+        "inside_cutoff": 1,
+        "outside_cutoff": 1,
         "by": {"customer": 1, "mechanic": 1, "admin": 0, "system": 0},
-        "inside_cutoff_by": {"customer": 0, "mechanic": 1, "admin": 0, "system": 0}}
+        "inside_cutoff_by": {"customer": 0, "mechanic": 1, "admin": 0, "system": 0},
+    }
 
     p = figures(out, stats.paris)
     assert float(p["booked_minutes"]) == 180
@@ -172,8 +258,10 @@ def test_my_figures_are_the_callers_own(db: Db, stats: Stats) -> None:
 
 def test_admin_reads_are_audited(db: Db, stats: Stats) -> None:
     _admin(db, stats.admin)
-    row = db.one("select admin_id, action, subject_type, data from private.admin_actions"
-                 " where action = 'scheduling.stats' order by id desc limit 1")
+    row = db.one(
+        "select admin_id, action, subject_type, data from private.admin_actions"
+        " where action = 'scheduling.stats' order by id desc limit 1"
+    )
     assert row is not None and row["admin_id"] == stats.admin and row["subject_type"] == "report"
     assert row["data"] == {"from": FROM, "to": TO}
 
@@ -216,8 +304,9 @@ def test_hostile_ranges(db: Db, stats: Stats, rpc: str) -> None:
         # the longest range allowed answers
         assert db.rpc(rpc, p_from="2025-01-01", p_to="2026-01-01") is not None  # 366 days
         assert db.rpc(rpc, p_from="2024-01-01", p_to="2024-12-31") is not None  # a leap year, 366 days
-    assert db.scalar("select count(*) from private.admin_actions where action = 'scheduling.stats'") == \
-        (2 if rpc.startswith("admin") else 0)
+    assert db.scalar("select count(*) from private.admin_actions where action = 'scheduling.stats'") == (
+        2 if rpc.startswith("admin") else 0
+    )
 
 
 # -- the no-show side, as the request sweep records it ------------------------------------------------------
@@ -257,9 +346,11 @@ def test_sweep_records_a_mechanic_no_show(db: Db) -> None:
     assert _side(db, session) == "mechanic"
     # the room counts as showing up too: a customer who joined it and a mechanic who never came
     session2, customer2, _ = _accepted_again(db)
-    db.execute("insert into public.session_participants (session_id, user_id, role, joined_at)"
-               " values (%s, %s, 'customer', now()) on conflict (session_id, user_id) do update set joined_at = now()",
-               (session2, customer2))
+    db.execute(
+        "insert into public.session_participants (session_id, user_id, role, joined_at)"
+        " values (%s, %s, 'customer', now()) on conflict (session_id, user_id) do update set joined_at = now()",
+        (session2, customer2),
+    )
     assert _sweep(db, 61)["orphaned_cancelled"] >= 1
     assert _side(db, session2) == "mechanic"
 

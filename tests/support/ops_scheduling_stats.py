@@ -17,9 +17,19 @@ def utc(text: str) -> dt.datetime:
     return dt.datetime.fromisoformat(text).replace(tzinfo=UTC)
 
 
-def past_session(db: Db, mechanic: uuid.UUID, customer: uuid.UUID, *, minutes: int, created: str,
-                 booked_for: str | None = None, opened: str | None = None, started: str | None = None,
-                 cancelled: tuple[str, str, str] | None = None, no_show: str | None = None) -> uuid.UUID:
+def past_session(
+    db: Db,
+    mechanic: uuid.UUID,
+    customer: uuid.UUID,
+    *,
+    minutes: int,
+    created: str,
+    booked_for: str | None = None,
+    opened: str | None = None,
+    started: str | None = None,
+    cancelled: tuple[str, str, str] | None = None,
+    no_show: str | None = None,
+) -> uuid.UUID:
     """A session as the lifecycle leaves it, with its status events at the given UTC times:
     `booked_for` (a booked session's start; None: on demand), `opened` (→ waiting), `started`
     (→ live, then completed `minutes` later), `cancelled` = (at, from status, actor role), and the
@@ -35,9 +45,20 @@ def past_session(db: Db, mechanic: uuid.UUID, customer: uuid.UUID, *, minutes: i
             " planned_minutes, price_cents, status, scheduled_for, started_at, ended_at, created_at, status_changed_at)"
             " values (%(c)s, %(m)s, %(plan)s, %(st)s, %(dt)s, %(min)s, 0, %(status)s, %(booked)s, %(started)s,"
             " %(ended)s, %(created)s, %(created)s) returning id",
-            {"c": customer, "m": mechanic, "plan": plan["code"], "st": plan["session_type"], "dt": plan["duration_type"],
-             "min": minutes, "status": status, "booked": booked_for and utc(booked_for), "started": started and utc(started),
-             "ended": started and utc(started) + dt.timedelta(minutes=minutes), "created": utc(created)})
+            {
+                "c": customer,
+                "m": mechanic,
+                "plan": plan["code"],
+                "st": plan["session_type"],
+                "dt": plan["duration_type"],
+                "min": minutes,
+                "status": status,
+                "booked": booked_for and utc(booked_for),
+                "started": started and utc(started),
+                "ended": started and utc(started) + dt.timedelta(minutes=minutes),
+                "created": utc(created),
+            },
+        )
         events: list[tuple[str | None, str, str, dt.datetime]] = []
         first = "scheduled" if booked_for else "waiting"
         events.append((None, first, "customer", utc(created)))
@@ -49,11 +70,16 @@ def past_session(db: Db, mechanic: uuid.UUID, customer: uuid.UUID, *, minutes: i
         if cancelled:
             events.append((cancelled[1], "cancelled", cancelled[2], utc(cancelled[0])))
         for frm, to, role, at in events:
-            db.execute("insert into public.session_events (session_id, entity, from_status, to_status, actor_role, at)"
-                       " values (%s, 'session', %s, %s, %s, %s)", (session, frm, to, role, at))
+            db.execute(
+                "insert into public.session_events (session_id, entity, from_status, to_status, actor_role, at)"
+                " values (%s, 'session', %s, %s, %s, %s)",
+                (session, frm, to, role, at),
+            )
         if no_show:
-            db.execute("insert into private.session_no_shows (session_id, side, at) values (%s, %s, %s)",
-                       (session, no_show, utc(cancelled[0]) if cancelled else utc(created)))
+            db.execute(
+                "insert into private.session_no_shows (session_id, side, at) values (%s, %s, %s)",
+                (session, no_show, utc(cancelled[0]) if cancelled else utc(created)),
+            )
     finally:
         db.execute("set local session_replication_role = origin")
     return uuid.UUID(str(session))
