@@ -185,5 +185,11 @@ ERROR_CODES: dict[str, ErrorCode] = {
                   "Only an approved mechanic is suspended (an applicant is rejected instead; a suspended one is suspended already)."),
         ErrorCode("AD266", "mechanic_not_suspended", 409,
                   "Only a suspended mechanic is reinstated."),
+        ErrorCode("AD270", "stats_range_reversed", 400,
+                  "The report range ends before it starts."),
+        ErrorCode("AD271", "stats_range_too_long", 400,
+                  "The report range is longer than the longest one allowed."),
+        ErrorCode("AD272", "not_an_approved_mechanic", 403,
+                  "Only an approved mechanic has figures of its own to read."),
     )
 }

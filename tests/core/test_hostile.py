@@ -225,6 +225,21 @@ def cases(w):
         (w.admin, "admin_reinstate_mechanic", {"p_mechanic_id": w.mechanic, "p_note": BIG}, "AD001"),
         (w.admin, "admin_reinstate_mechanic", {"p_mechanic_id": w.mechanic}, "AD266"),  # not suspended
         (w.admin, "admin_reinstate_mechanic", {"p_mechanic_id": unknown}, "AD004"),
+        # operations: scheduling analytics
+        (w.admin, "admin_scheduling_stats", {"p_from": None, "p_to": "2026-06-01"}, "AD001"),
+        (w.admin, "admin_scheduling_stats", {"p_from": "2026-06-02", "p_to": "2026-06-01"}, "AD270"),
+        (w.admin, "admin_scheduling_stats", {"p_from": "2024-06-01", "p_to": "2026-06-01"}, "AD271"),
+        (w.admin, "admin_scheduling_stats", {"p_from": "not-a-date", "p_to": "2026-06-01"}, "22007"),
+        (w.customer, "admin_scheduling_stats", {"p_from": "2026-06-01", "p_to": "2026-06-02"}, "AD003"),
+        (w.mechanic, "admin_scheduling_stats", {"p_from": "2026-06-01", "p_to": "2026-06-02"}, "AD003"),
+        (None, "admin_scheduling_stats", {"p_from": "2026-06-01", "p_to": "2026-06-02"}, "AD002"),
+        (w.mechanic, "my_scheduling_stats", {"p_from": "2026-06-01", "p_to": None}, "AD001"),
+        (w.mechanic, "my_scheduling_stats", {"p_from": "2026-06-02", "p_to": "2026-06-01"}, "AD270"),
+        (w.mechanic, "my_scheduling_stats", {"p_from": "2024-06-01", "p_to": "2026-06-01"}, "AD271"),
+        (w.mechanic, "my_scheduling_stats", {"p_from": "2026-06-01", "p_to": "June"}, "22007"),
+        (w.customer, "my_scheduling_stats", {"p_from": "2026-06-01", "p_to": "2026-06-02"}, "AD272"),
+        (w.pending_mechanic, "my_scheduling_stats", {"p_from": "2026-06-01", "p_to": "2026-06-02"}, "AD272"),
+        (None, "my_scheduling_stats", {"p_from": "2026-06-01", "p_to": "2026-06-02"}, "AD002"),
     ]
 
 

@@ -59,12 +59,14 @@ begin
     limit v_limit
     for update skip locked
   loop
+    perform private.record_no_show(v_id, p_now);  -- which side never showed (operations/scheduling_stats.sql)
     perform private.cancel_session(v_id, 'the customer did not join within the window', p_now,
                                    'system', 'the customer did not join');
     v_no_show := v_no_show + 1;
   end loop;
 
-  -- Waiting sessions nobody started within 60 minutes → cancelled.
+  -- Waiting sessions nobody started within 60 minutes → cancelled (a no-show of the side that
+  -- never showed up, if one did not).
   for v_id in
     select s.id from public.sessions s
     where s.status = 'waiting'
@@ -73,6 +75,7 @@ begin
     limit v_limit
     for update skip locked
   loop
+    perform private.record_no_show(v_id, p_now);
     perform private.cancel_session(v_id, 'the session was never started', p_now, 'system');
     v_orphaned := v_orphaned + 1;
   end loop;
