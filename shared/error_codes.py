@@ -177,5 +177,13 @@ ERROR_CODES: dict[str, ErrorCode] = {
                   "The report's range is longer than crm.report_max_days days."),
         ErrorCode("AD247", "report_group_unknown", 400,
                   "The report's grouping is not one of week or month."),
+        ErrorCode("AD250", "intake_status_not_allowed", 422,
+                  "An admin sets an intake to new, resolved or cancelled only; the other statuses follow its request and session."),
+        ErrorCode("AD251", "intake_has_active_session", 409,
+                  "The intake feeds an active session or an open checkout: its status follows that session until it ends."),
+        ErrorCode("AD252", "intake_batch_too_large", 422,
+                  "More intakes in one bulk update than operations.bulk_intakes_max allows."),
+        ErrorCode("AD253", "export_range_too_long", 422,
+                  "The export covers more days than operations.export_max_days allows."),
     )
 }
