@@ -22,9 +22,11 @@ def world(db):
 
 def _audit(db: Db, admin: uuid.UUID, **kw: Any) -> list[dict[str, Any]]:
     with db.as_user(admin):
-        return db.all("select * from public.admin_audit(p_subject_id => %(s)s::uuid, p_from => %(f)s::timestamptz,"
-                      " p_limit => %(l)s::int)",
-                      {"s": kw.get("p_subject_id"), "f": kw.get("p_from"), "l": kw.get("p_limit", 1000)})
+        return db.all(
+            "select * from public.admin_audit(p_subject_id => %(s)s::uuid, p_from => %(f)s::timestamptz,"
+            " p_limit => %(l)s::int)",
+            {"s": kw.get("p_subject_id"), "f": kw.get("p_from"), "l": kw.get("p_limit", 1000)},
+        )
 
 
 def _one(rows: list[dict[str, Any]], action: str, subject: Any) -> dict[str, Any]:
@@ -43,8 +45,10 @@ def test_every_kind_of_admin_action_appears(db, world):
     reviewer = make_customer(db, "Rita Reviewer")
     reviewed = session_between(db, reviewer, world.mechanic)
     review = submit(db, reviewer, reviewed, 1, "rude words here")["review_id"]
-    suppression = db.scalar("insert into private.email_suppressions (address, reason) values"
-                            " ('bounced@example.test', 'hard_bounce') returning id")
+    suppression = db.scalar(
+        "insert into private.email_suppressions (address, reason) values"
+        " ('bounced@example.test', 'hard_bounce') returning id"
+    )
     with db.as_user(admin):
         # an intake edit (private.admin_actions)
         db.rpc("admin_update_intake", p_intake_id=intake, p_status="resolved", p_note="duplicate")
@@ -65,7 +69,9 @@ def test_every_kind_of_admin_action_appears(db, world):
 
     rows = _audit(db, admin)
     assert all(set(r) == ROW_KEYS for r in rows)
-    assert [(r["action"], r["subject_type"]) for r in rows if r["admin_id"] != admin and r["action"] != "credit.grant"] == []
+    assert [
+        (r["action"], r["subject_type"]) for r in rows if r["admin_id"] != admin and r["action"] != "credit.grant"
+    ] == []
 
     row = _one(rows, "intake.update", intake)
     assert row["subject_type"] == "intake" and row["reason"] == "duplicate"
@@ -117,8 +123,14 @@ def test_only_admins_read_the_audit(db, world):
     with db.as_user(world.admin):
         db.rpc("admin_update_intake", p_intake_id=intake, p_status="resolved")
     assert len(_audit(db, world.admin, p_subject_id=intake)) == 1  # the record exists
-    for persona in (world.customer, world.other_customer, world.mechanic, world.other_mechanic,
-                    world.pending_mechanic, world.workshop_admin):
+    for persona in (
+        world.customer,
+        world.other_customer,
+        world.mechanic,
+        world.other_mechanic,
+        world.pending_mechanic,
+        world.workshop_admin,
+    ):
         with db.as_user(persona):
             assert db.rpc_error("admin_audit", p_subject_id=intake) == "AD003"
             assert db.rpc_error("admin_audit") == "AD003"

@@ -62,7 +62,9 @@ def test_admin_resolves_and_reopens_an_intake_each_change_audited(db, world):
         db.rpc("admin_update_intake", p_intake_id=intake, p_status="new")
     assert statuses(db, [intake]) == {intake: "new"}
     assert [r["data"] for r in audit_rows(db, "intake.update", intake)] == [
-        {"from": "new", "to": "resolved"}, {"from": "resolved", "to": "new"}]
+        {"from": "new", "to": "resolved"},
+        {"from": "resolved", "to": "new"},
+    ]
 
 
 def test_a_resolved_intake_cannot_be_booked_and_a_reopened_one_can(db, world):
@@ -110,8 +112,11 @@ def test_an_intake_under_an_active_session_is_not_moved(db, world):
 def test_an_intake_with_an_open_checkout_is_not_moved(db, world):
     customer = make_customer(db, "Chris Checkout")
     intake = intakes(db, customer, 1)[0]
-    db.execute("insert into public.bookings (customer_id, plan_code, intake_id, price_cents, currency, method)"
-               " values (%s, 'diagnostic', %s, 4999, 'usd', 'card')", (customer, intake))
+    db.execute(
+        "insert into public.bookings (customer_id, plan_code, intake_id, price_cents, currency, method)"
+        " values (%s, 'diagnostic', %s, 4999, 'usd', 'card')",
+        (customer, intake),
+    )
     with db.as_user(world.admin):
         assert db.rpc_error("admin_update_intake", p_intake_id=intake, p_status="resolved") == "AD251"
     assert statuses(db, [intake]) == {intake: "new"}
@@ -119,8 +124,7 @@ def test_an_intake_with_an_open_checkout_is_not_moved(db, world):
 
 def test_only_admins_update_intakes(db, world):
     intake = make_intake(db, world.customer)
-    for persona in (world.customer, world.other_customer, world.mechanic, world.other_mechanic,
-                    world.workshop_admin):
+    for persona in (world.customer, world.other_customer, world.mechanic, world.other_mechanic, world.workshop_admin):
         with db.as_user(persona):
             assert db.rpc_error("admin_update_intake", p_intake_id=intake, p_status="resolved") == "AD003"
             assert bulk_error(db, [intake], "resolved").sqlstate == "AD003"
@@ -180,8 +184,13 @@ def test_bulk_hostile_input(db, world):
     ids = intakes(db, make_customer(db, "Hal Hostile"), 2)
     with db.as_user(world.admin):
         cases: list[tuple[list[uuid.UUID | None] | None, str | None, str | None]] = [
-            ([], "resolved", None), (None, "resolved", None), ([ids[0], None], "resolved", None),
-            ([*ids], None, None), ([*ids], "done", None), ([*ids], "resolved", "x" * 2001)]
+            ([], "resolved", None),
+            (None, "resolved", None),
+            ([ids[0], None], "resolved", None),
+            ([*ids], None, None),
+            ([*ids], "done", None),
+            ([*ids], "resolved", "x" * 2001),
+        ]
         for batch, status, note in cases:
             assert bulk_error(db, batch, status, note).sqlstate == "AD001", (batch, status)
     assert set(statuses(db, ids).values()) == {"new"}
@@ -207,14 +216,17 @@ def test_two_overlapping_bulk_updates_neither_deadlock_nor_half_apply(fresh_url)
             first = ids[:30]
             second = list(reversed(ids[10:]))  # opposite order: a naive loop would deadlock
             a, b = ("resolved", "cancelled") if round_ % 2 == 0 else ("new", "resolved")
-            results = race([
-                (conns[0], admin, "select public.admin_bulk_update_intakes(%s, %s)", (first, a)),
-                (conns[1], admin, "select public.admin_bulk_update_intakes(%s, %s)", (second, b)),
-            ])
+            results = race(
+                [
+                    (conns[0], admin, "select public.admin_bulk_update_intakes(%s, %s)", (first, a)),
+                    (conns[1], admin, "select public.admin_bulk_update_intakes(%s, %s)", (second, b)),
+                ]
+            )
             assert [kind for kind, _ in results] == ["ok", "ok"], results
             with psycopg.connect(fresh_url, prepare_threshold=None) as check:
-                rows = dict(check.execute("select id, status::text from public.intakes where id = any(%s)",
-                                          (ids,)).fetchall())
+                rows = dict(
+                    check.execute("select id, status::text from public.intakes where id = any(%s)", (ids,)).fetchall()
+                )
             assert {rows[i] for i in ids[:10]} == {a}
             assert {rows[i] for i in ids[30:]} == {b}
             # the overlap is wholly one call's: the one that committed last
@@ -236,17 +248,21 @@ def test_bulk_update_and_a_booking_race_one_wins(fresh_url):
     conns = [psycopg.connect(fresh_url, autocommit=True, prepare_threshold=None) for _ in range(2)]
     try:
         for customer, intake in pairs:
-            results = race([
-                (conns[0], admin, "select public.admin_update_intake(%s, 'resolved')", (intake,)),
-                (conns[1], customer, "select public.request_session('free', %s)", (intake,)),
-            ])
+            results = race(
+                [
+                    (conns[0], admin, "select public.admin_update_intake(%s, 'resolved')", (intake,)),
+                    (conns[1], customer, "select public.request_session('free', %s)", (intake,)),
+                ]
+            )
             kinds = sorted(kind for kind, _ in results)
             assert kinds == ["err", "ok"], results
             with psycopg.connect(fresh_url, prepare_threshold=None) as check:
                 status = check.execute("select status::text from public.intakes where id = %s", (intake,)).fetchone()
-                active = check.execute("select count(*) from public.sessions where intake_id = %s"
-                                       " and status in ('pending', 'scheduled', 'waiting', 'live')",
-                                       (intake,)).fetchone()
+                active = check.execute(
+                    "select count(*) from public.sessions where intake_id = %s"
+                    " and status in ('pending', 'scheduled', 'waiting', 'live')",
+                    (intake,),
+                ).fetchone()
             assert status is not None and active is not None
             if results[0][0] == "ok":  # the admin first: the booking found the intake closed
                 assert results[1] == ("err", "AD005") and status[0] == "resolved" and active[0] == 0
@@ -292,8 +308,7 @@ def test_export_csv_columns_escaping_and_outcomes(db, world):
     cancelled_row = next(r for r in by_id.values() if r["customer_id"] == str(cancelled_customer))
     assert cancelled_row["outcome"] == "cancelled" and cancelled_row["status"] == "new"
     # every intake of the range, once
-    assert len(by_id) == db.scalar("select count(*) from public.intakes where created_at >= %s::date",
-                                   (_yesterday(),))
+    assert len(by_id) == db.scalar("select count(*) from public.intakes where created_at >= %s::date", (_yesterday(),))
     # the export is on record, once (PostgREST's SQL reads the call once)
     records = audit_rows(db, "export.intakes")
     assert len(records) == 1 and records[0]["admin_id"] == world.admin
@@ -303,8 +318,9 @@ def test_export_csv_columns_escaping_and_outcomes(db, world):
 def test_export_outcome_expired_and_refunded_cents(db, world):
     customer = make_customer(db, "Ed Expired")
     r = request_free(db, customer, intake=intakes(db, customer, 1)[0])
-    db.execute("select private.expire_request(%s, 'expired: no mechanic', now(), 'system', 'expired')",
-               (r["session_id"],))
+    db.execute(
+        "select private.expire_request(%s, 'expired: no mechanic', now(), 'system', 'expired')", (r["session_id"],)
+    )
     with db.as_user(world.admin):
         rows = db.all("select * from public.admin_export_intakes(%s, %s)", (_yesterday(), _today()))
     row = next(x for x in rows if x["customer_id"] == customer)
@@ -317,8 +333,7 @@ def test_export_only_for_admins(db, world):
     with db.as_user(world.admin):
         assert db.scalar("select count(*) from public.admin_intakes_export") > 0
         assert len(parse_csv(view_csv_body(db))) > 1
-    for persona in (world.customer, world.other_customer, world.mechanic, world.other_mechanic,
-                    world.workshop_admin):
+    for persona in (world.customer, world.other_customer, world.mechanic, world.other_mechanic, world.workshop_admin):
         with db.as_user(persona):
             assert db.scalar("select count(*) from public.admin_intakes_export") == 0
             assert view_csv_body(db) == "\n"  # PostgREST's body for no rows: an empty header line

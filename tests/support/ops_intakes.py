@@ -19,9 +19,24 @@ from tests.support.factories import make_intake
 from tests.support.harness import Db
 
 EXPORT_COLUMNS = [
-    "intake_id", "created_at", "customer_id", "customer_name", "contact_name", "contact_email", "concern",
-    "vehicle_make", "vehicle_model", "vehicle_year", "plan_code", "status", "requested_at", "scheduled_for",
-    "started_at", "ended_at", "outcome", "refunded_cents",
+    "intake_id",
+    "created_at",
+    "customer_id",
+    "customer_name",
+    "contact_name",
+    "contact_email",
+    "concern",
+    "vehicle_make",
+    "vehicle_model",
+    "vehicle_year",
+    "plan_code",
+    "status",
+    "requested_at",
+    "scheduled_for",
+    "started_at",
+    "ended_at",
+    "outcome",
+    "refunded_cents",
 ]
 
 CSV_SQL = """
@@ -79,12 +94,17 @@ def statuses(db: Db, ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:
 
 
 def audit_rows(db: Db, action: str, subject: uuid.UUID | None = None) -> list[dict[str, Any]]:
-    return db.all("select * from private.admin_actions where action = %s"
-                  " and (%s::uuid is null or subject_id = %s::uuid) order by id", (action, subject, subject))
+    return db.all(
+        "select * from private.admin_actions where action = %s"
+        " and (%s::uuid is null or subject_id = %s::uuid) order by id",
+        (action, subject, subject),
+    )
 
 
-BULK_SQL = ("select public.admin_bulk_update_intakes(p_intake_ids => %(ids)s::uuid[], p_status => %(status)s::text,"
-            " p_note => %(note)s::text)")
+BULK_SQL = (
+    "select public.admin_bulk_update_intakes(p_intake_ids => %(ids)s::uuid[], p_status => %(status)s::text,"
+    " p_note => %(note)s::text)"
+)
 
 
 def bulk(db: Db, ids: list[uuid.UUID] | None, status: str | None, note: str | None = None) -> dict[str, Any]:
@@ -93,5 +113,7 @@ def bulk(db: Db, ids: list[uuid.UUID] | None, status: str | None, note: str | No
     return out
 
 
-def bulk_error(db: Db, ids: list[uuid.UUID | None] | None, status: str | None, note: str | None = None) -> psycopg.Error:
+def bulk_error(
+    db: Db, ids: list[uuid.UUID | None] | None, status: str | None, note: str | None = None
+) -> psycopg.Error:
     return db.error(BULK_SQL, {"ids": ids, "status": status, "note": note})
