@@ -504,6 +504,36 @@ def scheduling_cases(w, unknown):
         (c, "ask_follow_up", {"p_session_id": w.session, "p_question": "Is it the rotors?"}, "AD215"),  # not delivered
         (m, "ask_follow_up", {"p_session_id": w.session, "p_question": "Is it the rotors?"}, "AD004"),
         (None, "ask_follow_up", {"p_session_id": w.session, "p_question": "Is it the rotors?"}, "AD002"),
+        # operations: intakes, export, audit
+        (w.admin, "admin_update_intake", {"p_intake_id": None, "p_status": "resolved"}, "AD001"),
+        (w.admin, "admin_update_intake", {"p_intake_id": unknown, "p_status": "resolved"}, "AD004"),
+        (w.admin, "admin_update_intake", {"p_intake_id": "not-a-uuid", "p_status": "resolved"}, "22P02"),
+        (w.admin, "admin_update_intake", {"p_intake_id": w.intake, "p_status": BIG}, "AD001"),
+        (w.admin, "admin_update_intake", {"p_intake_id": w.intake, "p_status": None}, "AD001"),
+        (w.admin, "admin_update_intake", {"p_intake_id": w.intake, "p_status": "in_progress"}, "AD250"),
+        (w.admin, "admin_update_intake", {"p_intake_id": w.intake, "p_status": "resolved"}, "AD251"),  # active session
+        (w.admin, "admin_update_intake", {"p_intake_id": w.intake, "p_status": "new", "p_note": BIG}, "AD001"),
+        (c, "admin_update_intake", {"p_intake_id": w.intake, "p_status": "resolved"}, "AD003"),
+        (m, "admin_update_intake", {"p_intake_id": w.intake, "p_status": "resolved"}, "AD003"),
+        (None, "admin_update_intake", {"p_intake_id": w.intake, "p_status": "resolved"}, "AD002"),
+        (w.admin, "admin_bulk_update_intakes", {"p_intake_ids": None, "p_status": "resolved"}, "AD001"),
+        (w.admin, "admin_bulk_update_intakes", {"p_intake_ids": "{}", "p_status": "resolved"}, "AD001"),
+        (w.admin, "admin_bulk_update_intakes", {"p_intake_ids": "{not-a-uuid}", "p_status": "resolved"}, "22P02"),
+        (w.admin, "admin_bulk_update_intakes", {"p_intake_ids": f"{{{unknown}}}", "p_status": "resolved"}, "AD004"),
+        (w.admin, "admin_bulk_update_intakes", {"p_intake_ids": f"{{{w.intake}}}", "p_status": "bogus"}, "AD001"),
+        (c, "admin_bulk_update_intakes", {"p_intake_ids": f"{{{w.intake}}}", "p_status": "resolved"}, "AD003"),
+        (None, "admin_bulk_update_intakes", {"p_intake_ids": f"{{{w.intake}}}", "p_status": "resolved"}, "AD002"),
+        (w.admin, "admin_export_intakes", {"p_from": None, "p_to": "2026-11-30"}, "AD001"),
+        (w.admin, "admin_export_intakes", {"p_from": "2026-12-01", "p_to": "2026-11-30"}, "AD001"),
+        (w.admin, "admin_export_intakes", {"p_from": "2020-01-01", "p_to": "2026-11-30"}, "AD253"),
+        (w.admin, "admin_export_intakes", {"p_from": "soon", "p_to": "2026-11-30"}, "22007"),
+        (c, "admin_export_intakes", {"p_from": "2026-11-01", "p_to": "2026-11-30"}, "AD003"),
+        (None, "admin_export_intakes", {"p_from": "2026-11-01", "p_to": "2026-11-30"}, "AD002"),
+        (w.admin, "admin_audit", {"p_limit": 0}, "AD001"),
+        (w.admin, "admin_audit", {"p_limit": 1_000_000}, "AD001"),
+        (w.admin, "admin_audit", {"p_subject_id": "not-a-uuid"}, "22P02"),
+        (m, "admin_audit", {"p_subject_id": w.session}, "AD003"),
+        (None, "admin_audit", {}, "AD002"),
     ]
 
 

@@ -81,6 +81,7 @@ declare
   v_admin uuid := private.require_admin();
   v_mechanic public.mechanics;
   v_session_id uuid;
+  v_released bigint;
 begin
   perform private.require_arg('p_mechanic_id', p_mechanic_id);
   select * into v_mechanic from public.mechanics where id = p_mechanic_id for update;
@@ -92,6 +93,9 @@ begin
   from public.sessions s
   where s.id = p.session_id and s.mechanic_id = p_mechanic_id and p.status in ('waiting', 'queued')
     and p.admin_released_at is null;
+  get diagnostics v_released = row_count;
+  perform private.record_admin_action('payouts.release', 'mechanic', p_mechanic_id, null,
+                                      jsonb_build_object('payouts_released', v_released));
   if v_mechanic.status = 'approved' and v_mechanic.payouts_held then
     update public.mechanics set payouts_held = false where id = p_mechanic_id;  -- refreshes its payouts
   end if;

@@ -202,6 +202,8 @@ begin
       verified_at = case when p_status = 'verified' then now() else verified_at end,
       updated_at = now()
   where id = p_workshop_id;
+  perform private.record_admin_action('workshop.set_status', 'workshop', p_workshop_id, null,
+                                      jsonb_build_object('from', v_org.status, 'to', p_status));
   return private.workshop_json(p_workshop_id, v_uid);
 end
 $$;
