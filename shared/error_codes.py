@@ -177,5 +177,9 @@ ERROR_CODES: dict[str, ErrorCode] = {
                   "The report's range is longer than crm.report_max_days days."),
         ErrorCode("AD247", "report_group_unknown", 400,
                   "The report's grouping is not one of week or month."),
+        ErrorCode("AD255", "overview_range_invalid", 400,
+                  "The overview's range must be finite and end after it starts."),
+        ErrorCode("AD256", "overview_range_too_long", 400,
+                  "The overview's range is longer than operations.overview_max_days days."),
     )
 }
