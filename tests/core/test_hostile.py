@@ -194,6 +194,17 @@ def cases(w):
         # workshop appointments
         *appointment_hostile_cases(w, unknown),
         *recommendation_hostile_cases(w, unknown),
+        # operations: overview
+        (w.admin, "admin_overview", {"p_from": None, "p_to": "2030-01-02T00:00:00Z"}, "AD001"),
+        (w.admin, "admin_overview", {"p_from": "2030-01-02T00:00:00Z", "p_to": "2030-01-01T00:00:00Z"}, "AD255"),
+        (w.admin, "admin_overview", {"p_from": "-infinity", "p_to": "2030-01-01T00:00:00Z"}, "AD255"),
+        (w.admin, "admin_overview", {"p_from": "2000-01-01T00:00:00Z", "p_to": "2030-01-01T00:00:00Z"}, "AD256"),
+        (w.admin, "admin_overview", {"p_from": BIG, "p_to": "2030-01-01T00:00:00Z"}, "22007"),
+        (w.customer, "admin_overview", {"p_from": "2030-01-01T00:00:00Z", "p_to": "2030-01-02T00:00:00Z"}, "AD003"),
+        (None, "admin_overview", {"p_from": "2030-01-01T00:00:00Z", "p_to": "2030-01-02T00:00:00Z"}, "AD002"),
+        (w.mechanic, "admin_run_sweep", {}, "AD003"),
+        (w.workshop_admin, "admin_run_sweep", {}, "AD003"),
+        (None, "admin_run_sweep", {}, "AD002"),
     ]
 
 

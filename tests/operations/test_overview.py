@@ -345,6 +345,7 @@ def test_run_sweep_does_the_work_records_the_run_and_audits_it(db: Db) -> None:
         out = db.rpc("admin_run_sweep")
     assert out["unattended"] == 3 and out["expired"] == 1  # tier 1 takes all three, tier 2 the old one
     assert out["no_show_cancelled"] == 0 and out["orphaned_cancelled"] == 0
+    assert set(out) == {"unattended", "expired", "no_show_cancelled", "orphaned_cancelled", "approvals_lapsed"}
     run = db.one("select job, ok, result, finished_at from private.cron_runs order by id desc limit 1")
     assert run is not None and run["job"] == "cron_sweep_requests" and run["ok"] is True
     assert run["result"] == out and run["finished_at"] is not None
