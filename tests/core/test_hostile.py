@@ -240,6 +240,17 @@ def cases(w):
         (w.customer, "my_scheduling_stats", {"p_from": "2026-06-01", "p_to": "2026-06-02"}, "AD272"),
         (w.pending_mechanic, "my_scheduling_stats", {"p_from": "2026-06-01", "p_to": "2026-06-02"}, "AD272"),
         (None, "my_scheduling_stats", {"p_from": "2026-06-01", "p_to": "2026-06-02"}, "AD002"),
+        # operations: overview
+        (w.admin, "admin_overview", {"p_from": None, "p_to": "2030-01-02T00:00:00Z"}, "AD001"),
+        (w.admin, "admin_overview", {"p_from": "2030-01-02T00:00:00Z", "p_to": "2030-01-01T00:00:00Z"}, "AD255"),
+        (w.admin, "admin_overview", {"p_from": "-infinity", "p_to": "2030-01-01T00:00:00Z"}, "AD255"),
+        (w.admin, "admin_overview", {"p_from": "2000-01-01T00:00:00Z", "p_to": "2030-01-01T00:00:00Z"}, "AD256"),
+        (w.admin, "admin_overview", {"p_from": BIG, "p_to": "2030-01-01T00:00:00Z"}, "22007"),
+        (w.customer, "admin_overview", {"p_from": "2030-01-01T00:00:00Z", "p_to": "2030-01-02T00:00:00Z"}, "AD003"),
+        (None, "admin_overview", {"p_from": "2030-01-01T00:00:00Z", "p_to": "2030-01-02T00:00:00Z"}, "AD002"),
+        (w.mechanic, "admin_run_sweep", {}, "AD003"),
+        (w.workshop_admin, "admin_run_sweep", {}, "AD003"),
+        (None, "admin_run_sweep", {}, "AD002"),
     ]
 
 
