@@ -70,7 +70,10 @@ def test_every_kind_of_admin_action_appears(db, world):
     rows = _audit(db, admin)
     assert all(set(r) == ROW_KEYS for r in rows)
     assert [
-        (r["action"], r["subject_type"]) for r in rows if r["admin_id"] != admin and r["action"] != "credit.grant"
+        (r["action"], r["subject_type"])
+        for r in rows
+        # the factories approve mechanics through another admin (mechanic.set_status)
+        if r["admin_id"] != admin and r["action"] not in ("credit.grant", "mechanic.set_status")
     ] == []
 
     row = _one(rows, "intake.update", intake)
@@ -153,3 +156,20 @@ def test_audit_hostile_input(db, world):
     with db.as_user(world.admin):
         assert db.rpc_error("admin_audit", p_limit=6) == "AD001"
         assert len(db.all("select * from public.admin_audit(p_limit => 5)")) <= 5
+
+
+def test_a_bare_mechanic_status_change_is_audited(db, world):
+    """admin_set_mechanic_status (the plain status flip, without vetting's or suspension's effects)
+    records which admin changed which mechanic to what."""
+    with db.as_user(world.admin):
+        db.rpc("admin_set_mechanic_status", p_mechanic_id=world.other_mechanic, p_status="suspended")
+    mine = [r for r in _audit(db, world.admin, p_subject_id=world.other_mechanic) if r["admin_id"] == world.admin]
+    row = _one(mine, "mechanic.set_status", world.other_mechanic)
+    assert (row["subject_type"], row["data"]) == ("mechanic", {"to": "suspended"})
+    # a refused call records nothing: the mechanic's only status records are its approval by the
+    # factories' admin
+    before = _audit(db, world.admin, p_subject_id=world.mechanic)
+    with db.as_user(world.customer):
+        assert db.rpc_error("admin_set_mechanic_status", p_mechanic_id=world.mechanic, p_status="suspended") == "AD003"
+    assert _audit(db, world.admin, p_subject_id=world.mechanic) == before
+    assert [r["data"] for r in before if r["action"] == "mechanic.set_status"] == [{"to": "approved"}]

@@ -40,6 +40,8 @@ begin
   if not found then
     perform private.raise_error('not_found', 'no such mechanic');
   end if;
+  perform private.record_admin_action('mechanic.set_status', 'mechanic', v_row.id, null,
+                                      jsonb_build_object('to', v_row.status));
   return jsonb_build_object('mechanic_id', v_row.id, 'status', v_row.status, 'approved_at', v_row.approved_at);
 end
 $$;
