@@ -34,7 +34,7 @@ insert into private.error_codes (sqlstate, name, http_status, description) value
   ('AD272', 'not_an_approved_mechanic', 403, 'Only an approved mechanic has figures of its own to read.');
 
 insert into private.settings (key, value, value_type, description) values
-  ('operations.stats_max_days', '92', 'integer',
+  ('operations.stats_max_days', '366', 'integer',
    'longest range, in local days (both ends included), of admin_scheduling_stats and my_scheduling_stats');
 
 insert into private.rpc_rate_classes (function_name, class) values
