@@ -177,5 +177,11 @@ ERROR_CODES: dict[str, ErrorCode] = {
                   "The report's range is longer than crm.report_max_days days."),
         ErrorCode("AD247", "report_group_unknown", 400,
                   "The report's grouping is not one of week or month."),
+        ErrorCode("AD280", "erasure_blocked", 409,
+                  "The account still has open work or unsettled money; the message lists what remains."),
+        ErrorCode("AD281", "deletion_not_requested", 409,
+                  "There is no pending deletion of this account to cancel."),
+        ErrorCode("AD282", "account_erased", 409,
+                  "This account has been erased."),
     )
 }

@@ -194,6 +194,8 @@ def cases(w):
         # workshop appointments
         *appointment_hostile_cases(w, unknown),
         *recommendation_hostile_cases(w, unknown),
+        # privacy: export and erasure
+        (None, "export_my_data", {}, "AD002"),
     ]
 
 
