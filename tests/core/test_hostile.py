@@ -196,6 +196,16 @@ def cases(w):
         *recommendation_hostile_cases(w, unknown),
         # privacy: export and erasure
         (None, "export_my_data", {}, "AD002"),
+        (None, "request_account_deletion", {}, "AD002"),
+        (None, "cancel_account_deletion", {}, "AD002"),
+        (w.customer, "cancel_account_deletion", {}, "AD281"),
+        (None, "admin_account_deletions", {}, "AD002"),
+        (w.customer, "admin_account_deletions", {}, "AD003"),
+        (w.mechanic, "admin_account_deletions", {}, "AD003"),
+        (w.admin, "admin_account_deletions", {"p_status": "'; drop table x;--"}, "AD001"),
+        (w.admin, "admin_account_deletions", {"p_status": BIG}, "AD001"),
+        (w.admin, "admin_account_deletions", {"p_limit": 0}, "AD001"),
+        (w.admin, "admin_account_deletions", {"p_limit": None}, "AD001"),
     ]
 
 

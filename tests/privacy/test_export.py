@@ -7,7 +7,7 @@ from typing import Any
 
 from tests.support.factories import make_admin, make_customer, make_mechanic
 from tests.support.harness import Db
-from tests.support.ops_privacy import deliver_paid, marker_person
+from tests.support.ops_privacy import marker_person
 
 PERSON_TARGETS = ("auth.users", "public.profiles", "public.mechanics")
 
@@ -44,7 +44,6 @@ def test_every_column_that_refers_to_a_person_is_mapped(db: Db) -> None:
 def test_export_holds_the_callers_data_in_every_section(db: Db) -> None:
     mechanic = make_mechanic(db)
     person = marker_person(db, mechanic=mechanic)
-    deliver_paid(db, person, mechanic)
     with db.as_user(person.id):
         doc = db.rpc("export_my_data")
     assert doc["user_id"] == str(person.id)

@@ -28,7 +28,8 @@ class Person:
 
 def marker_person(db: Db, *, mechanic: uuid.UUID | None = None) -> Person:
     """A customer with unique markers, a vehicle, intakes carrying the markers as contacts, a free
-    delivered session with messages and a review, and a session paid with credit."""
+    delivered session with messages and a review, and a session paid with credit, delivered by the
+    mechanic and its payouts released (queued)."""
     tag = uuid.uuid4().hex[:10]
     name = f"Zed Marker{tag}"
     phone = f"+1555{int(tag[:7], 16) % 10_000_000:07d}"
@@ -58,6 +59,7 @@ def marker_person(db: Db, *, mechanic: uuid.UUID | None = None) -> Person:
     person.session = out["session_id"]
     paid = paid_with_credit(db, uid)
     person.paid_session = paid["session_id"]
+    deliver_paid(db, person, mech)
     make_intake(db, uid, contact_name=name, contact_email=email, contact_phone=phone)
     return person
 
