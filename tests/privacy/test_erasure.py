@@ -15,6 +15,7 @@ from shared.config import get_settings
 from tests.support.delivery import deliver
 from tests.support.factories import accept, make_admin, make_customer, make_mechanic, request_free
 from tests.support.harness import Db
+from tests.support.personas import race
 from tests.support.ops_privacy import marker_person, scan_for
 from tests.support.stubs.server import Recorded, StubServer
 
@@ -320,3 +321,24 @@ def test_the_job_waits_and_retries_while_work_is_open(storage_env: Any) -> None:
     assert second["sent"] == 1, second
     assert d.scalar("select status from private.account_deletions where user_id = %s", (mechanic,)) == "erased"
     assert deleted == []
+
+
+def test_two_requests_at_once_make_one_request_and_one_job(fresh_url: str) -> None:
+    with psycopg.connect(fresh_url) as setup:
+        setup.execute("select 1")
+        customer = make_customer(Db(setup))
+        setup.commit()
+    conns = [psycopg.connect(fresh_url) for _ in range(4)]
+    try:
+        results = race([(c, customer, "select public.request_account_deletion()", ()) for c in conns])
+    finally:
+        for c in conns:
+            c.close()
+    assert all(kind == "ok" for kind, _ in results), results
+    assert sorted(r["already_requested"] for _, r in results) == [False, True, True, True]
+    assert len({r["due_at"] for _, r in results}) == 1
+    with psycopg.connect(fresh_url) as check:
+        assert check.execute("select count(*) from private.outbox where kind = 'privacy.erase_account'"
+                             " and payload ->> 'user_id' = %s", (str(customer),)).fetchone()[0] == 1
+        assert check.execute("select request_no from private.account_deletions where user_id = %s",
+                             (customer,)).fetchone()[0] == 1
