@@ -35,12 +35,5 @@ comment on table private.account_deletions is
 insert into private.rpc_rate_classes (function_name, class) values
   ('export_my_data', 'write'),
   ('request_account_deletion', 'write'),
-  ('cancel_account_deletion', 'write'),
-  ('admin_account_deletions', 'admin')
+  ('cancel_account_deletion', 'write')
 on conflict (function_name) do update set class = excluded.class;
-
--- The erasure job: runs when the grace ends; while open work or unsettled money remains it fails
--- and is retried (hourly at first, then daily) until it is settled.
-insert into private.job_kinds (kind, max_attempts, base_backoff, max_backoff, lease, on_failure, description)
-values ('privacy.erase_account', 60, '1 hour', '1 day', '10 minutes', null,
-        'erase an account whose grace period ended (private.erase_account), then its Storage objects');

@@ -15,8 +15,8 @@ from shared.config import get_settings
 from tests.support.delivery import deliver
 from tests.support.factories import accept, make_admin, make_customer, make_mechanic, request_free
 from tests.support.harness import Db
-from tests.support.personas import race
 from tests.support.ops_privacy import marker_person, scan_for
+from tests.support.personas import race
 from tests.support.stubs.server import Recorded, StubServer
 
 LATER = "now() + interval '31 days'"
@@ -338,7 +338,17 @@ def test_two_requests_at_once_make_one_request_and_one_job(fresh_url: str) -> No
     assert sorted(r["already_requested"] for _, r in results) == [False, True, True, True]
     assert len({r["due_at"] for _, r in results}) == 1
     with psycopg.connect(fresh_url) as check:
-        assert check.execute("select count(*) from private.outbox where kind = 'privacy.erase_account'"
-                             " and payload ->> 'user_id' = %s", (str(customer),)).fetchone()[0] == 1
-        assert check.execute("select request_no from private.account_deletions where user_id = %s",
-                             (customer,)).fetchone()[0] == 1
+        assert (
+            check.execute(
+                "select count(*) from private.outbox where kind = 'privacy.erase_account'"
+                " and payload ->> 'user_id' = %s",
+                (str(customer),),
+            ).fetchone()[0]
+            == 1
+        )
+        assert (
+            check.execute(
+                "select request_no from private.account_deletions where user_id = %s", (customer,)
+            ).fetchone()[0]
+            == 1
+        )
