@@ -59,6 +59,12 @@ SUBJECTS = {
     "request_released": "Your request is back in the queue",
     "session_cancelled": "Your {{ session.plan }} was cancelled",
     "refund_succeeded": "Refunded: {{ '%.2f' | format(amount_cents / 100) }} {{ currency | upper }}",
+    # vetting (docs/operations.md)
+    "vetting_decision": (
+        "{% if decision == 'approved' %}You are approved as a mechanic"
+        "{% elif decision == 'rejected' %}Your mechanic application was not approved"
+        "{% else %}Your mechanic application needs more information{% endif %}"
+    ),
 }
 # Booked-session emails carry the session's calendar event (.ics, shared/calendar.py).
 CALENDAR_TEMPLATES = {"booking_confirmed", "booking_rescheduled", "booking_cancelled"}

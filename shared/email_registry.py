@@ -37,5 +37,6 @@ EMAIL_TEMPLATES: dict[str, EmailTemplate] = {
     "session_starting": EmailTemplate("session_starting", has_html=True, transactional=True),
     "summary_delivered": EmailTemplate("summary_delivered", has_html=True, transactional=True),
     "support_alert": EmailTemplate("support_alert", has_html=False, transactional=True),
+    "vetting_decision": EmailTemplate("vetting_decision", has_html=True, transactional=True),
     "workshop_invitation": EmailTemplate("workshop_invitation", has_html=True, transactional=True),
 }

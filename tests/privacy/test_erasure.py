@@ -297,6 +297,11 @@ def test_the_job_erases_the_person_and_deletes_their_files_through_storage(stora
 def test_the_job_waits_and_retries_while_work_is_open(storage_env: Any) -> None:
     d, _stub, deleted = storage_env
     mechanic = make_mechanic(d)
+    document = f"mechanics/{mechanic}/licence/licence.pdf"
+    d.execute(
+        "insert into storage.objects (bucket_id, name, owner, owner_id) values ('mechanic-documents', %s, %s, %s)",
+        (document, mechanic, str(mechanic)),
+    )
     with d.as_user(mechanic):
         out = d.rpc("request_account_deletion")
     customer = make_customer(d)
@@ -320,7 +325,8 @@ def test_the_job_waits_and_retries_while_work_is_open(storage_env: Any) -> None:
     second = worker.deliver(due + dt.timedelta(hours=2), kinds=["privacy.erase_account"])
     assert second["sent"] == 1, second
     assert d.scalar("select status from private.account_deletions where user_id = %s", (mechanic,)) == "erased"
-    assert deleted == []
+    # the vetting documents go with the account
+    assert deleted == [("mechanic-documents", [document])]
 
 
 def test_two_requests_at_once_make_one_request_and_one_job(fresh_url: str) -> None:

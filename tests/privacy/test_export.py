@@ -80,6 +80,7 @@ def test_export_holds_the_callers_data_in_every_section(db: Db) -> None:
     assert len(mdoc["reviews_received"]) == 1 and "customer_id" not in mdoc["reviews_received"][0]
     assert mdoc["payouts"] and all(p["mechanic_id"] == str(mechanic) for p in mdoc["payouts"])
     assert mdoc["sessions_as_customer"] == [] and mdoc["vehicles"] == []
+    assert set(mdoc["vetting"]) == {"decisions", "documents"}
 
 
 def test_export_shows_nobody_elses_data(db: Db) -> None:

@@ -290,6 +290,8 @@ begin
   update public.chat_messages m set content = private.scrub_text(m.content, v_markers)
   from public.sessions s where s.id = m.session_id and (s.customer_id = p_user or s.mechanic_id = p_user)
     and m.sender_id <> p_user;
+  update public.mechanic_vetting_decisions set note = private.scrub_text(note, v_markers)
+  where mechanic_id = p_user and note is not null;
   update public.session_summaries set findings = private.scrub_text(findings, v_markers)
   where session_id in (select s.id from public.sessions s where s.customer_id = p_user or s.mechanic_id = p_user);
 
@@ -330,7 +332,7 @@ $$;
 revoke execute on function private.erase_account(uuid, timestamptz) from public;
 grant execute on function private.erase_account(uuid, timestamptz) to service_role;
 
--- The Storage objects of the person: those they own, and those of the files they uploaded.
+-- The Storage objects of the person: those they own, and their vetting documents.
 create or replace function private.erasure_objects(p_user uuid) returns jsonb
 language sql stable security definer set search_path = ''
 as $$
@@ -338,6 +340,7 @@ as $$
                   '[]'::jsonb)
   from storage.objects o
   where o.owner_id = p_user::text or o.owner = p_user
+     or (o.bucket_id = 'mechanic-documents' and o.name like 'mechanics/' || p_user::text || '/%')
 $$;
 revoke execute on function private.erasure_objects(uuid) from public;
 grant execute on function private.erasure_objects(uuid) to service_role;

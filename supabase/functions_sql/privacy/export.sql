@@ -70,7 +70,9 @@ as $$
     ('private.review_cards', 'mechanic_id', 'not exported: a copy of reviews_received', 'anonymized'),
     ('private.request_releases', 'mechanic_id', 'releases', 'kept'),
     ('public.referral_fees', 'mechanic_id', 'referral_fees', 'kept (money)'),
-    ('private.account_deletions', 'user_id', 'deletion_request', 'kept (the erasure record)')
+    ('private.account_deletions', 'user_id', 'deletion_request', 'kept (the erasure record)'),
+    ('public.mechanic_vetting_decisions', 'mechanic_id', 'vetting', 'anonymized'),
+    ('public.mechanic_vetting_decisions', 'decided_by', 'not exported: an admin id', 'kept')
 $$;
 revoke execute on function private.personal_data_map() from public;
 
@@ -210,6 +212,17 @@ begin
     'crm', private.export_rows((select jsonb_agg(to_jsonb(c) order by c.id)
                                 from public.crm_interactions c where c.customer_id = v_uid)),
     'mechanic', (select to_jsonb(m) - 'keyword_bits' from public.mechanics m where m.id = v_uid),
+    'vetting', jsonb_build_object(
+      'decisions', private.export_rows((select jsonb_agg(jsonb_build_object(
+                                           'decision', d.decision, 'note', d.note, 'decided_at', d.decided_at)
+                                           order by d.decided_at)
+                                        from public.mechanic_vetting_decisions d where d.mechanic_id = v_uid)),
+      'documents', private.export_rows((select jsonb_agg(jsonb_build_object(
+                                           'name', o.name, 'created_at', o.created_at, 'metadata', o.metadata)
+                                           order by o.name)
+                                        from storage.objects o
+                                        where o.bucket_id = 'mechanic-documents'
+                                          and o.name like 'mechanics/' || v_uid::text || '/%'))),
     'availability', jsonb_build_object(
       'weekly', private.export_rows((select jsonb_agg(to_jsonb(w) order by w.day_of_week, w.start_time)
                                      from public.mechanic_weekly_availability w where w.mechanic_id = v_uid)),
