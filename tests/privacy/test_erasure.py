@@ -233,6 +233,10 @@ def test_a_customer_erased_keeps_the_mechanics_charges_as_they_were(db: Db) -> N
     exactly as they were (no money row is touched by the erasure)."""
     mechanic = make_mechanic(db)
     person = marker_person(db, mechanic=mechanic)
+    with db.as_user(make_admin(db)):
+        refund = db.rpc("admin_refund", p_session_id=person.paid_session, p_reason="customer complaint")
+    assert refund
+    assert db.scalar("select count(*) from public.refunds where customer_id = %s", (person.id,)) == 1
     before = money_state(db)
     payouts = db.all("select to_jsonb(p) as r from public.payouts p where mechanic_id = %s order by id", (mechanic,))
     with db.as_user(person.id):
