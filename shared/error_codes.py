@@ -203,5 +203,11 @@ ERROR_CODES: dict[str, ErrorCode] = {
                   "The report range is longer than the longest one allowed."),
         ErrorCode("AD272", "not_an_approved_mechanic", 403,
                   "Only an approved mechanic has figures of its own to read."),
+        ErrorCode("AD280", "erasure_blocked", 409,
+                  "The account still has open work or unsettled money; the message lists what remains."),
+        ErrorCode("AD281", "deletion_not_requested", 409,
+                  "There is no pending deletion of this account to cancel."),
+        ErrorCode("AD282", "account_erased", 409,
+                  "This account has been erased."),
     )
 }

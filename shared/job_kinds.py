@@ -8,6 +8,7 @@ from typing import Final
 EMAIL_SEND: Final = "email.send"
 EMAIL_SUPPORT_ALERT: Final = "email.support_alert"
 LIVEKIT_DELETE_ROOM: Final = "livekit.delete_room"
+PRIVACY_ERASE_ACCOUNT: Final = "privacy.erase_account"
 STRIPE_REFRESH_ACCOUNT: Final = "stripe.refresh_account"
 STRIPE_REFUND: Final = "stripe.refund"
 STRIPE_TRANSFER: Final = "stripe.transfer"
@@ -17,6 +18,7 @@ ALL: Final = frozenset({
     EMAIL_SEND,
     EMAIL_SUPPORT_ALERT,
     LIVEKIT_DELETE_ROOM,
+    PRIVACY_ERASE_ACCOUNT,
     STRIPE_REFRESH_ACCOUNT,
     STRIPE_REFUND,
     STRIPE_TRANSFER,

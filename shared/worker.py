@@ -32,7 +32,7 @@ Handler = Callable[[dict[str, Any]], Any]
 
 def handlers() -> dict[str, Handler]:
     """Kind → handler, in the order a run works the kinds (Stripe: refund before paying out)."""
-    from shared import email, payments, rooms
+    from shared import email, payments, privacy, rooms
 
     return {
         job_kinds.STRIPE_REFRESH_ACCOUNT: payments.refresh_account,
@@ -42,6 +42,7 @@ def handlers() -> dict[str, Handler]:
         job_kinds.EMAIL_SEND: email.send_outbox_email,
         job_kinds.EMAIL_SUPPORT_ALERT: email.send_support_alert,
         job_kinds.LIVEKIT_DELETE_ROOM: rooms.delete_room,
+        job_kinds.PRIVACY_ERASE_ACCOUNT: privacy.erase_account,
     }
 
 
@@ -56,7 +57,8 @@ class JobSkipped(Exception):
 
 STRIPE_KINDS = (job_kinds.STRIPE_REFRESH_ACCOUNT, job_kinds.STRIPE_REFUND, job_kinds.STRIPE_TRANSFER,
                 job_kinds.STRIPE_TRANSFER_REVERSAL)
-OUTBOX_KINDS = (job_kinds.EMAIL_SEND, job_kinds.EMAIL_SUPPORT_ALERT, job_kinds.LIVEKIT_DELETE_ROOM)
+OUTBOX_KINDS = (job_kinds.EMAIL_SEND, job_kinds.EMAIL_SUPPORT_ALERT, job_kinds.LIVEKIT_DELETE_ROOM,
+                job_kinds.PRIVACY_ERASE_ACCOUNT)
 
 
 def outcomes(*, retry: str, dead: str, ready: Callable[[], bool] | None = None) -> Callable[[Handler], Handler]:

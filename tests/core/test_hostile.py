@@ -251,6 +251,18 @@ def cases(w):
         (w.mechanic, "admin_run_sweep", {}, "AD003"),
         (w.workshop_admin, "admin_run_sweep", {}, "AD003"),
         (None, "admin_run_sweep", {}, "AD002"),
+        # privacy: export and erasure
+        (None, "export_my_data", {}, "AD002"),
+        (None, "request_account_deletion", {}, "AD002"),
+        (None, "cancel_account_deletion", {}, "AD002"),
+        (w.customer, "cancel_account_deletion", {}, "AD281"),
+        (None, "admin_account_deletions", {}, "AD002"),
+        (w.customer, "admin_account_deletions", {}, "AD003"),
+        (w.mechanic, "admin_account_deletions", {}, "AD003"),
+        (w.admin, "admin_account_deletions", {"p_status": "'; drop table x;--"}, "AD001"),
+        (w.admin, "admin_account_deletions", {"p_status": BIG}, "AD001"),
+        (w.admin, "admin_account_deletions", {"p_limit": 0}, "AD001"),
+        (w.admin, "admin_account_deletions", {"p_limit": None}, "AD001"),
     ]
 
 

@@ -51,7 +51,9 @@ def test_kinds_carry_the_policies_of_the_settings_they_replaced(db: Db) -> None:
     outbox = (8, dt.timedelta(seconds=30), None, dt.timedelta(minutes=5))
     stripe = (8, dt.timedelta(minutes=1), dt.timedelta(hours=6), dt.timedelta(minutes=5))
     assert rows == {"email.send": outbox, "email.support_alert": outbox, "livekit.delete_room": outbox,
-                    **{k: stripe for k in worker.STRIPE_KINDS}}
+                    **{k: stripe for k in worker.STRIPE_KINDS},
+                    # erasure waits for open work to be settled: hourly, then daily, for about two months
+                    "privacy.erase_account": (60, dt.timedelta(hours=1), dt.timedelta(days=1), dt.timedelta(minutes=10))}
     assert db.all("select key from private.settings where key like 'outbox.%%' or key in"
                   " ('payments.retry_base', 'payments.retry_max', 'payments.max_attempts', 'payments.claim_lease')"
                   ) == []
