@@ -177,5 +177,9 @@ ERROR_CODES: dict[str, ErrorCode] = {
                   "The report's range is longer than crm.report_max_days days."),
         ErrorCode("AD247", "report_group_unknown", 400,
                   "The report's grouping is not one of week or month."),
+        ErrorCode("AD275", "mechanic_unavailable", 409,
+                  "The mechanic cannot take this request now (not approved or suspended, busy, off shift, its micro rules or its schedule); the message names why."),
+        ErrorCode("AD276", "preferred_mechanic_not_eligible", 409,
+                  "The preferred mechanic may not take this kind of session (participation mode, shift, daily micro cap, workshop); the message names why."),
     )
 }

@@ -5,10 +5,17 @@ Connect accounts are Standard (tests/payments/test_connect.py pins the account t
 from __future__ import annotations
 
 import datetime as dt
+import os
 import uuid
+from pathlib import Path
+
+import pytest
+
+from shared import email as mail
+from shared.config import get_settings
 
 from tests.support.delivery import start_both
-from tests.support.factories import accept, make_world
+from tests.support.factories import accept, make_customer, make_intake, make_mechanic, make_world, request_free
 from tests.support.harness import Db
 
 
@@ -86,3 +93,198 @@ def test_full_sessions_keep_their_grace(db: Db) -> None:
     assert db.scalar("select private.end_overdue_sessions(%s)", (deadline + grace - dt.timedelta(seconds=1),)) == \
         {"ended": 0}
     assert db.scalar("select private.end_overdue_sessions(%s)", (deadline + grace,)) == {"ended": 1}
+
+
+# ------------------------------------------------------------------------------------------------
+# a manual assignment is an offer, not an order
+# ------------------------------------------------------------------------------------------------
+def _offer(db: Db, w: object, mechanic: uuid.UUID) -> dict[str, object]:
+    with db.as_user(w.admin):  # type: ignore[attr-defined]
+        answer: dict[str, object] = db.rpc("admin_assign_request", p_request_id=w.request,  # type: ignore[attr-defined]
+                                           p_mechanic_id=mechanic)
+    return answer
+
+
+def _request(db: Db, request: uuid.UUID) -> dict[str, object]:
+    row: dict[str, object] = db.one("select r.status::text as status, r.mechanic_id, r.offered_mechanic_id,"
+                                    " r.broadcast_at, s.status::text as session_status, s.mechanic_id as session_mechanic"
+                                    " from public.session_requests r join public.sessions s on s.id = r.session_id"
+                                    " where r.id = %s", (request,))
+    return row
+
+
+def test_admin_offer_does_not_assign_until_the_mechanic_accepts(db: Db) -> None:
+    w = make_world(db)
+    t0 = now_of(db)
+    answer = _offer(db, w, w.other_mechanic)
+    assert answer["status"] == "offered" and answer["mechanic_id"] == str(w.other_mechanic)
+    window = db.scalar("select private.setting_interval('matching.admin_offer_window')")
+    assert window == dt.timedelta(minutes=10)
+    row = _request(db, w.request)
+    assert (row["status"], row["mechanic_id"], row["session_status"], row["session_mechanic"]) == \
+        ("pending", None, "pending", None)
+    assert row["offered_mechanic_id"] == w.other_mechanic and row["broadcast_at"] == t0 + window
+    offer = db.one("select status::text, expires_at from public.session_offers where request_id = %s"
+                   " and mechanic_id = %s", (w.request, w.other_mechanic))
+    assert offer == {"status": "offered", "expires_at": t0 + window}
+    # the mechanic hears of it; the customer is told (event and email); the admin's action is audited
+    # (it may have had a targeted offer when the request was filed: the admin's offer is announced anew)
+    sent = [r["payload"] for r in db.all("select payload from realtime.messages where topic = %s and event = 'offer'",
+                                         (f"mechanic:{w.other_mechanic}",))]
+    assert [p["request_id"] for p in sent if p["offered_by_admin"]] == [str(w.request)]
+    [told] = db.all("select payload from realtime.messages where topic = %s and event = 'request_offered'",
+                    (f"session:{w.session}",))
+    assert told["payload"]["mechanic_id"] == str(w.other_mechanic) and "email" not in told["payload"]
+    assert db.scalar("select count(*) from private.outbox where payload->>'template' = 'request_offered'"
+                     " and payload->>'user_id' = %s", (str(w.customer),)) == 1
+    audit = db.one("select admin_id, action, subject_type, subject_id, data from private.admin_actions")
+    assert audit == {"admin_id": w.admin, "action": "request.offer", "subject_type": "request",
+                     "subject_id": w.request, "data": {"mechanic_id": str(w.other_mechanic)}}
+    # it accepts: now it is assigned
+    with db.as_user(w.other_mechanic):
+        assert db.rpc("accept_request", p_request_id=w.request)["status"] == "accepted"
+    row = _request(db, w.request)
+    assert (row["status"], row["mechanic_id"], row["session_status"]) == ("accepted", w.other_mechanic, "waiting")
+
+
+def test_others_cannot_take_an_offered_request_during_the_window(db: Db) -> None:
+    w = make_world(db)
+    _offer(db, w, w.other_mechanic)
+    with db.as_user(w.mechanic):
+        assert db.rpc_error("accept_request", p_request_id=w.request) == "AD009"
+        # nor see it: the request exists (the admin sees it) but not for this mechanic
+        assert db.scalar("select count(*) from public.session_requests where id = %s", (w.request,)) == 0
+    with db.as_user(w.other_mechanic):
+        assert db.scalar("select count(*) from public.session_requests where id = %s", (w.request,)) == 1
+    with db.as_user(w.admin):
+        assert db.scalar("select count(*) from public.session_requests where id = %s", (w.request,)) == 1
+    assert _request(db, w.request)["status"] == "pending"
+
+
+def test_declining_an_offer_reopens_the_request_to_everyone(db: Db) -> None:
+    w = make_world(db)
+    _offer(db, w, w.other_mechanic)
+    with db.as_user(w.other_mechanic):
+        assert db.rpc("decline_offer", p_request_id=w.request)["status"] == "declined"
+    assert db.scalar("select broadcast_at <= now() from public.session_requests where id = %s", (w.request,))
+    assert _request(db, w.request)["mechanic_id"] is None
+    with db.as_user(w.mechanic):
+        assert db.rpc("accept_request", p_request_id=w.request)["status"] == "accepted"
+
+
+def test_after_the_window_the_request_is_broadcast(db: Db) -> None:
+    w = make_world(db)
+    _offer(db, w, w.other_mechanic)
+    later = now_of(db) + dt.timedelta(minutes=10, seconds=1)
+    db.execute("delete from realtime.messages where topic = 'mechanics:requests'")
+    db.scalar("select private.dispatch_due(%s)", (later,))
+    assert db.scalar("select status::text from public.session_offers where request_id = %s and mechanic_id = %s",
+                     (w.request, w.other_mechanic)) == "expired"
+    assert db.scalar("select count(*) from public.session_offers where request_id = %s and mechanic_id is null",
+                     (w.request,)) == 1
+    assert db.scalar("select count(*) from realtime.messages where topic = 'mechanics:requests'"
+                     " and event = 'new_request' and payload->>'request_id' = %s", (str(w.request),)) == 1
+    assert db.scalar("select private.assign_request(%s, %s, %s)", (w.request, w.mechanic, later))["status"] == \
+        "accepted"
+
+
+def test_a_mechanic_who_cannot_take_it_cannot_be_offered_it(db: Db) -> None:
+    w = make_world(db)
+    suspended = make_mechanic(db, name="Sam Suspended")
+    db.execute("update public.mechanics set status = 'suspended' where id = %s", (suspended,))
+    busy = make_mechanic(db, name="Bea Busy")
+    accept(db, busy, request_free(db, make_customer(db, "Other Customer"))["request_id"])
+    full_only = make_mechanic(db, name="Finn Full", participation_mode="full_only")
+    with db.as_user(w.admin):
+        for mechanic, reason in ((w.pending_mechanic, "not_approved"), (suspended, "not_approved"),
+                                 (busy, "busy"), (full_only, "participation_mode")):
+            err = db.error("select public.admin_assign_request(%s, %s)", (w.request, mechanic))
+            assert err.sqlstate == "AD275" and reason in str(err), (mechanic, str(err))
+    assert db.scalar("select count(*) from public.session_offers where request_id = %s and status = 'offered'"
+                     " and mechanic_id in (%s, %s, %s, %s)",
+                     (w.request, w.pending_mechanic, suspended, busy, full_only)) == 0
+    assert db.scalar("select count(*) from private.admin_actions") == 0
+    assert _request(db, w.request)["offered_mechanic_id"] is None
+
+
+# ------------------------------------------------------------------------------------------------
+# the listing shows who can take the session now; a preferred mechanic must be able to accept
+# ------------------------------------------------------------------------------------------------
+def _online(db: Db, *mechanics: uuid.UUID) -> None:
+    for m in mechanics:
+        db.execute("update public.mechanics set is_available = true, last_seen_at = now() where id = %s", (m,))
+
+
+def test_listing_shows_only_who_can_take_the_session_now(db: Db) -> None:
+    customer = make_customer(db)
+    free = make_mechanic(db, name="Fay Free")
+    busy = make_mechanic(db, name="Bo Busy")
+    offline = make_mechanic(db, name="Ollie Offline")
+    micro_only = make_mechanic(db, name="Mia Micro", participation_mode="micro_only")
+    full_only = make_mechanic(db, name="Finn Full", participation_mode="full_only")
+    capped = make_mechanic(db, name="Cal Capped", daily_micro_minutes_cap=0)
+    _online(db, free, busy, micro_only, full_only, capped)
+    accept(db, busy, request_free(db, make_customer(db, "Busy's Customer"))["request_id"])
+    _online(db, busy)
+
+    def listed(session_type: str | None) -> set[uuid.UUID]:
+        with db.as_user(customer):
+            return {r["id"] for r in db.all("select id, presence from public.available_mechanics(%s, p_limit => 100)",
+                                            (session_type,))}
+
+    everyone = listed(None)
+    assert {free, micro_only, full_only, capped} <= everyone
+    assert busy not in everyone and offline not in everyone  # both exist: approved mechanics
+    assert db.scalar("select count(*) from public.mechanics where id in (%s, %s) and status = 'approved'",
+                     (busy, offline)) == 2
+    micro = listed("micro")
+    assert free in micro and micro_only in micro and full_only not in micro and capped not in micro
+    chat = listed("chat")
+    assert free in chat and full_only in chat and capped in chat and micro_only not in chat
+    with db.as_user(customer):
+        assert {r["presence"] for r in db.all("select presence from public.available_mechanics(p_limit => 100)")} \
+            == {"online"}
+
+
+def test_preferred_mechanic_must_be_able_to_take_the_session(db: Db) -> None:
+    full_only = make_mechanic(db, name="Finn Full", participation_mode="full_only")
+    capped = make_mechanic(db, name="Cal Capped", daily_micro_minutes_cap=0)
+    fine = make_mechanic(db, name="Fay Fine")
+    for mechanic, reason in ((full_only, "participation_mode"), (capped, "daily_cap_reached")):
+        customer = make_customer(db)
+        intake = make_intake(db, customer)
+        with db.as_user(customer):
+            err = db.error("select public.request_session('free', %s, null, %s)", (intake, mechanic))
+        assert err.sqlstate == "AD276" and reason in str(err)
+        assert db.scalar("select count(*) from public.session_requests where customer_id = %s", (customer,)) == 0
+    customer = make_customer(db)
+    intake = make_intake(db, customer)
+    with db.as_user(customer):
+        assert db.rpc("request_session", p_plan_code="free", p_intake_id=intake, p_preferred_mechanic_id=fine)
+
+
+# ------------------------------------------------------------------------------------------------
+# the customer's email of an admin's offer
+# ------------------------------------------------------------------------------------------------
+GOLDEN = Path(__file__).parents[1] / "support" / "golden" / "emails"
+OFFER_CONTEXT = {
+    "name": "Casey <b>Customer</b>", "timezone": "America/Toronto", "marketing_emails": True,
+    "offered_mechanic_name": "Morgan & Sons", "offer_until": "2026-03-08T06:40:00+00:00",
+    "session": {"id": "00000000-0000-4000-8000-00000000e111", "plan": "Quick Chat (5 min)", "session_type": "chat",
+                "status": "pending", "vehicle": "2018 Honda Civic"},
+}
+
+
+def test_request_offered_matches_golden_files(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("APP_URL", "https://app.autodoctor.test")
+    get_settings.cache_clear()
+    rendered = mail.render("request_offered", OFFER_CONTEXT)
+    get_settings.cache_clear()
+    assert "Morgan &amp; Sons" in rendered.html and "Casey &lt;b&gt;Customer&lt;/b&gt;" in rendered.html
+    assert rendered.subject == "Your request was offered to Morgan & Sons"
+    for ext, content in (("html", rendered.html), ("txt", rendered.text)):
+        path = GOLDEN / f"request_offered.{ext}"
+        full = f"Subject: {rendered.subject}\n\n{content}"
+        if os.environ.get("UPDATE_GOLDEN"):
+            path.write_text(full)
+        assert full == path.read_text(), f"{path} differs (UPDATE_GOLDEN=1 to accept a deliberate change)"
