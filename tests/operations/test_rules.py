@@ -13,9 +13,16 @@ import pytest
 
 from shared import email as mail
 from shared.config import get_settings
-
 from tests.support.delivery import start_both
-from tests.support.factories import accept, make_customer, make_intake, make_mechanic, make_world, request_free
+from tests.support.factories import (
+    World,
+    accept,
+    make_customer,
+    make_intake,
+    make_mechanic,
+    make_world,
+    request_free,
+)
 from tests.support.harness import Db
 
 
@@ -28,20 +35,31 @@ def now_of(db: Db) -> dt.datetime:
 # the support alert fires at 2 minutes
 # ------------------------------------------------------------------------------------------------
 def test_support_alert_fires_at_two_minutes_and_not_before(db: Db) -> None:
-    assert db.scalar("select value #>> '{}' from private.settings where key = 'nudges.support_alert_after'") == \
-        "2 minutes"
+    assert (
+        db.scalar("select value #>> '{}' from private.settings where key = 'nudges.support_alert_after'") == "2 minutes"
+    )
     w = make_world(db)
     accept(db, w.mechanic, w.request)
     t0 = db.scalar("select status_changed_at from public.sessions where id = %s", (w.session,))
     just_before = t0 + dt.timedelta(minutes=2) - dt.timedelta(seconds=1)
     assert db.scalar("select private.send_nudges(%s)", (just_before,))["alerted"] == 0
-    assert db.scalar("select count(*) from private.outbox where dedupe_key = %s",
-                     (f"email:support_alert:{w.session}",)) == 0
+    assert (
+        db.scalar("select count(*) from private.outbox where dedupe_key = %s", (f"email:support_alert:{w.session}",))
+        == 0
+    )
     assert db.scalar("select private.send_nudges(%s)", (t0 + dt.timedelta(minutes=2),))["alerted"] == 1
-    assert db.scalar("select count(*) from private.outbox where dedupe_key = %s",
-                     (f"email:support_alert:{w.session}",)) == 1
-    assert db.scalar("select count(*) from realtime.messages where topic = 'admin:queue' and event = 'alert'"
-                     " and payload->>'session_id' = %s", (str(w.session),)) == 1
+    assert (
+        db.scalar("select count(*) from private.outbox where dedupe_key = %s", (f"email:support_alert:{w.session}",))
+        == 1
+    )
+    assert (
+        db.scalar(
+            "select count(*) from realtime.messages where topic = 'admin:queue' and event = 'alert'"
+            " and payload->>'session_id' = %s",
+            (str(w.session),),
+        )
+        == 1
+    )
     # once
     assert db.scalar("select private.send_nudges(%s)", (t0 + dt.timedelta(minutes=3),))["alerted"] == 0
 
@@ -49,26 +67,30 @@ def test_support_alert_fires_at_two_minutes_and_not_before(db: Db) -> None:
 # ------------------------------------------------------------------------------------------------
 # a micro-session's limit is hard: no grace, no unpaid minutes
 # ------------------------------------------------------------------------------------------------
-def _live_micro(db: Db) -> tuple[object, uuid.UUID, dt.datetime]:
+def _live_micro(db: Db) -> tuple[World, uuid.UUID, dt.datetime]:
     w = make_world(db)
     accept(db, w.mechanic, w.request)
     start_both(db, w.session)
-    s = db.one("select status::text, duration_type::text, planned_minutes, deadline_at from public.sessions"
-               " where id = %s", (w.session,))
+    s = db.one(
+        "select status::text, duration_type::text, planned_minutes, deadline_at from public.sessions where id = %s",
+        (w.session,),
+    )
     assert (s["status"], s["duration_type"]) == ("live", "micro")
     return w, w.session, s["deadline_at"]
 
 
 def test_micro_session_ends_at_its_deadline_without_grace(db: Db) -> None:
-    w, session, deadline = _live_micro(db)
-    assert db.scalar("select private.end_overdue_sessions(%s)", (deadline - dt.timedelta(seconds=1),)) == \
-        {"ended": 0}
+    _w, session, deadline = _live_micro(db)
+    assert db.scalar("select private.end_overdue_sessions(%s)", (deadline - dt.timedelta(seconds=1),)) == {"ended": 0}
     assert db.scalar("select private.end_overdue_sessions(%s)", (deadline,)) == {"ended": 1}
-    row = db.one("select status::text, cancel_reason, planned_minutes, extension_minutes from public.sessions"
-                 " where id = %s", (session,))
+    row = db.one(
+        "select status::text, cancel_reason, planned_minutes, extension_minutes from public.sessions where id = %s",
+        (session,),
+    )
     assert (row["status"], row["cancel_reason"]) == ("completed", "time cap reached")
-    usage = db.one("select reserved_minutes, actual_minutes from public.micro_minute_usage where session_id = %s",
-                   (session,))
+    usage = db.one(
+        "select reserved_minutes, actual_minutes from public.micro_minute_usage where session_id = %s", (session,)
+    )
     # every minute the mechanic spent is a minute counted (and paid): the planned ones, no more
     assert usage["actual_minutes"] == row["planned_minutes"] + row["extension_minutes"] == usage["reserved_minutes"]
 
@@ -82,34 +104,38 @@ def test_micro_cap_holds_across_the_deadline(db: Db) -> None:
     # one minute into what used to be the grace: the session is over
     db.scalar("select private.end_overdue_sessions(%s)", (deadline + dt.timedelta(minutes=1),))
     assert db.scalar("select status::text from public.sessions where id = %s", (session,)) == "completed"
-    assert db.scalar("select private.micro_minutes_used(%s, %s)", (w.mechanic, deadline)) == planned
+    # counted on the local day of the accept (now() in this transaction)
+    assert db.scalar("select private.micro_minutes_used(%s)", (w.mechanic,)) == planned
     assert db.scalar("select private.micro_cap(%s)", (w.mechanic,)) == planned
 
 
 def test_full_sessions_keep_their_grace(db: Db) -> None:
-    w, session, deadline = _live_micro(db)
+    _w, session, deadline = _live_micro(db)
     db.execute("update public.sessions set duration_type = 'standard' where id = %s", (session,))
     grace = db.scalar("select private.setting_interval('sessions.deadline_grace')")
-    assert db.scalar("select private.end_overdue_sessions(%s)", (deadline + grace - dt.timedelta(seconds=1),)) == \
-        {"ended": 0}
+    assert db.scalar("select private.end_overdue_sessions(%s)", (deadline + grace - dt.timedelta(seconds=1),)) == {
+        "ended": 0
+    }
     assert db.scalar("select private.end_overdue_sessions(%s)", (deadline + grace,)) == {"ended": 1}
 
 
 # ------------------------------------------------------------------------------------------------
 # a manual assignment is an offer, not an order
 # ------------------------------------------------------------------------------------------------
-def _offer(db: Db, w: object, mechanic: uuid.UUID) -> dict[str, object]:
-    with db.as_user(w.admin):  # type: ignore[attr-defined]
-        answer: dict[str, object] = db.rpc("admin_assign_request", p_request_id=w.request,  # type: ignore[attr-defined]
-                                           p_mechanic_id=mechanic)
+def _offer(db: Db, w: World, mechanic: uuid.UUID) -> dict[str, object]:
+    with db.as_user(w.admin):
+        answer: dict[str, object] = db.rpc("admin_assign_request", p_request_id=w.request, p_mechanic_id=mechanic)
     return answer
 
 
 def _request(db: Db, request: uuid.UUID) -> dict[str, object]:
-    row: dict[str, object] = db.one("select r.status::text as status, r.mechanic_id, r.offered_mechanic_id,"
-                                    " r.broadcast_at, s.status::text as session_status, s.mechanic_id as session_mechanic"
-                                    " from public.session_requests r join public.sessions s on s.id = r.session_id"
-                                    " where r.id = %s", (request,))
+    row: dict[str, object] = db.one(
+        "select r.status::text as status, r.mechanic_id, r.offered_mechanic_id,"
+        " r.broadcast_at, s.status::text as session_status, s.mechanic_id as session_mechanic"
+        " from public.session_requests r join public.sessions s on s.id = r.session_id"
+        " where r.id = %s",
+        (request,),
+    )
     return row
 
 
@@ -121,25 +147,49 @@ def test_admin_offer_does_not_assign_until_the_mechanic_accepts(db: Db) -> None:
     window = db.scalar("select private.setting_interval('matching.admin_offer_window')")
     assert window == dt.timedelta(minutes=10)
     row = _request(db, w.request)
-    assert (row["status"], row["mechanic_id"], row["session_status"], row["session_mechanic"]) == \
-        ("pending", None, "pending", None)
+    assert (row["status"], row["mechanic_id"], row["session_status"], row["session_mechanic"]) == (
+        "pending",
+        None,
+        "pending",
+        None,
+    )
     assert row["offered_mechanic_id"] == w.other_mechanic and row["broadcast_at"] == t0 + window
-    offer = db.one("select status::text, expires_at from public.session_offers where request_id = %s"
-                   " and mechanic_id = %s", (w.request, w.other_mechanic))
+    offer = db.one(
+        "select status::text, expires_at from public.session_offers where request_id = %s and mechanic_id = %s",
+        (w.request, w.other_mechanic),
+    )
     assert offer == {"status": "offered", "expires_at": t0 + window}
     # the mechanic hears of it; the customer is told (event and email); the admin's action is audited
     # (it may have had a targeted offer when the request was filed: the admin's offer is announced anew)
-    sent = [r["payload"] for r in db.all("select payload from realtime.messages where topic = %s and event = 'offer'",
-                                         (f"mechanic:{w.other_mechanic}",))]
+    sent = [
+        r["payload"]
+        for r in db.all(
+            "select payload from realtime.messages where topic = %s and event = 'offer'",
+            (f"mechanic:{w.other_mechanic}",),
+        )
+    ]
     assert [p["request_id"] for p in sent if p["offered_by_admin"]] == [str(w.request)]
-    [told] = db.all("select payload from realtime.messages where topic = %s and event = 'request_offered'",
-                    (f"session:{w.session}",))
+    [told] = db.all(
+        "select payload from realtime.messages where topic = %s and event = 'request_offered'",
+        (f"session:{w.session}",),
+    )
     assert told["payload"]["mechanic_id"] == str(w.other_mechanic) and "email" not in told["payload"]
-    assert db.scalar("select count(*) from private.outbox where payload->>'template' = 'request_offered'"
-                     " and payload->>'user_id' = %s", (str(w.customer),)) == 1
+    assert (
+        db.scalar(
+            "select count(*) from private.outbox where payload->>'template' = 'request_offered'"
+            " and payload->>'user_id' = %s",
+            (str(w.customer),),
+        )
+        == 1
+    )
     audit = db.one("select admin_id, action, subject_type, subject_id, data from private.admin_actions")
-    assert audit == {"admin_id": w.admin, "action": "request.offer", "subject_type": "request",
-                     "subject_id": w.request, "data": {"mechanic_id": str(w.other_mechanic)}}
+    assert audit == {
+        "admin_id": w.admin,
+        "action": "request.offer",
+        "subject_type": "request",
+        "subject_id": w.request,
+        "data": {"mechanic_id": str(w.other_mechanic)},
+    }
     # it accepts: now it is assigned
     with db.as_user(w.other_mechanic):
         assert db.rpc("accept_request", p_request_id=w.request)["status"] == "accepted"
@@ -178,14 +228,30 @@ def test_after_the_window_the_request_is_broadcast(db: Db) -> None:
     later = now_of(db) + dt.timedelta(minutes=10, seconds=1)
     db.execute("delete from realtime.messages where topic = 'mechanics:requests'")
     db.scalar("select private.dispatch_due(%s)", (later,))
-    assert db.scalar("select status::text from public.session_offers where request_id = %s and mechanic_id = %s",
-                     (w.request, w.other_mechanic)) == "expired"
-    assert db.scalar("select count(*) from public.session_offers where request_id = %s and mechanic_id is null",
-                     (w.request,)) == 1
-    assert db.scalar("select count(*) from realtime.messages where topic = 'mechanics:requests'"
-                     " and event = 'new_request' and payload->>'request_id' = %s", (str(w.request),)) == 1
-    assert db.scalar("select private.assign_request(%s, %s, %s)", (w.request, w.mechanic, later))["status"] == \
-        "accepted"
+    assert (
+        db.scalar(
+            "select status::text from public.session_offers where request_id = %s and mechanic_id = %s",
+            (w.request, w.other_mechanic),
+        )
+        == "expired"
+    )
+    assert (
+        db.scalar(
+            "select count(*) from public.session_offers where request_id = %s and mechanic_id is null", (w.request,)
+        )
+        == 1
+    )
+    assert (
+        db.scalar(
+            "select count(*) from realtime.messages where topic = 'mechanics:requests'"
+            " and event = 'new_request' and payload->>'request_id' = %s",
+            (str(w.request),),
+        )
+        == 1
+    )
+    assert (
+        db.scalar("select private.assign_request(%s, %s, %s)", (w.request, w.mechanic, later))["status"] == "accepted"
+    )
 
 
 def test_a_mechanic_who_cannot_take_it_cannot_be_offered_it(db: Db) -> None:
@@ -196,13 +262,22 @@ def test_a_mechanic_who_cannot_take_it_cannot_be_offered_it(db: Db) -> None:
     accept(db, busy, request_free(db, make_customer(db, "Other Customer"))["request_id"])
     full_only = make_mechanic(db, name="Finn Full", participation_mode="full_only")
     with db.as_user(w.admin):
-        for mechanic, reason in ((w.pending_mechanic, "not_approved"), (suspended, "not_approved"),
-                                 (busy, "busy"), (full_only, "participation_mode")):
+        for mechanic, reason in (
+            (w.pending_mechanic, "not_approved"),
+            (suspended, "not_approved"),
+            (busy, "busy"),
+            (full_only, "participation_mode"),
+        ):
             err = db.error("select public.admin_assign_request(%s, %s)", (w.request, mechanic))
             assert err.sqlstate == "AD275" and reason in str(err), (mechanic, str(err))
-    assert db.scalar("select count(*) from public.session_offers where request_id = %s and status = 'offered'"
-                     " and mechanic_id in (%s, %s, %s, %s)",
-                     (w.request, w.pending_mechanic, suspended, busy, full_only)) == 0
+    assert (
+        db.scalar(
+            "select count(*) from public.session_offers where request_id = %s and status = 'offered'"
+            " and mechanic_id in (%s, %s, %s, %s)",
+            (w.request, w.pending_mechanic, suspended, busy, full_only),
+        )
+        == 0
+    )
     assert db.scalar("select count(*) from private.admin_actions") == 0
     assert _request(db, w.request)["offered_mechanic_id"] is None
 
@@ -229,21 +304,28 @@ def test_listing_shows_only_who_can_take_the_session_now(db: Db) -> None:
 
     def listed(session_type: str | None) -> set[uuid.UUID]:
         with db.as_user(customer):
-            return {r["id"] for r in db.all("select id, presence from public.available_mechanics(%s, p_limit => 100)",
-                                            (session_type,))}
+            return {
+                r["id"]
+                for r in db.all(
+                    "select id, presence from public.available_mechanics(%s, p_limit => 100)", (session_type,)
+                )
+            }
 
     everyone = listed(None)
     assert {free, micro_only, full_only, capped} <= everyone
     assert busy not in everyone and offline not in everyone  # both exist: approved mechanics
-    assert db.scalar("select count(*) from public.mechanics where id in (%s, %s) and status = 'approved'",
-                     (busy, offline)) == 2
+    assert (
+        db.scalar("select count(*) from public.mechanics where id in (%s, %s) and status = 'approved'", (busy, offline))
+        == 2
+    )
     micro = listed("micro")
     assert free in micro and micro_only in micro and full_only not in micro and capped not in micro
     chat = listed("chat")
     assert free in chat and full_only in chat and capped in chat and micro_only not in chat
     with db.as_user(customer):
-        assert {r["presence"] for r in db.all("select presence from public.available_mechanics(p_limit => 100)")} \
-            == {"online"}
+        assert {r["presence"] for r in db.all("select presence from public.available_mechanics(p_limit => 100)")} == {
+            "online"
+        }
 
 
 def test_preferred_mechanic_must_be_able_to_take_the_session(db: Db) -> None:
@@ -268,10 +350,18 @@ def test_preferred_mechanic_must_be_able_to_take_the_session(db: Db) -> None:
 # ------------------------------------------------------------------------------------------------
 GOLDEN = Path(__file__).parents[1] / "support" / "golden" / "emails"
 OFFER_CONTEXT = {
-    "name": "Casey <b>Customer</b>", "timezone": "America/Toronto", "marketing_emails": True,
-    "offered_mechanic_name": "Morgan & Sons", "offer_until": "2026-03-08T06:40:00+00:00",
-    "session": {"id": "00000000-0000-4000-8000-00000000e111", "plan": "Quick Chat (5 min)", "session_type": "chat",
-                "status": "pending", "vehicle": "2018 Honda Civic"},
+    "name": "Casey <b>Customer</b>",
+    "timezone": "America/Toronto",
+    "marketing_emails": True,
+    "offered_mechanic_name": "Morgan & Sons",
+    "offer_until": "2026-03-08T06:40:00+00:00",
+    "session": {
+        "id": "00000000-0000-4000-8000-00000000e111",
+        "plan": "Quick Chat (5 min)",
+        "session_type": "chat",
+        "status": "pending",
+        "vehicle": "2018 Honda Civic",
+    },
 }
 
 
