@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import threading
 import uuid
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from shared import email as mail
@@ -17,6 +19,7 @@ from tests.support.delivery import start_both
 from tests.support.factories import (
     World,
     accept,
+    make_admin,
     make_customer,
     make_intake,
     make_mechanic,
@@ -24,6 +27,7 @@ from tests.support.factories import (
     request_free,
 )
 from tests.support.harness import Db
+from tests.support.personas import call_as
 
 
 def now_of(db: Db) -> dt.datetime:
@@ -378,3 +382,65 @@ def test_request_offered_matches_golden_files(monkeypatch: pytest.MonkeyPatch) -
         if os.environ.get("UPDATE_GOLDEN"):
             path.write_text(full)
         assert full == path.read_text(), f"{path} differs (UPDATE_GOLDEN=1 to accept a deliberate change)"
+
+
+# ------------------------------------------------------------------------------------------------
+# an admin's offer races another mechanic's accept: one wins, never both, no deadlock
+# ------------------------------------------------------------------------------------------------
+def test_an_offer_and_an_accept_race_cleanly(fresh_url: str) -> None:
+    rounds = 8
+    with psycopg.connect(fresh_url) as conn:
+        conn.execute("select 1")
+        d = Db(conn)
+        admin = make_admin(d)
+        offered, other = make_mechanic(d, name="Olga Offered"), make_mechanic(d, name="Tom Taker")
+        requests = []
+        for i in range(rounds):
+            c = make_customer(d, f"Racer {i}")
+            requests.append(uuid.UUID(request_free(d, c, intake=make_intake(d, c))["request_id"]))
+        conn.commit()
+    conns = [psycopg.connect(fresh_url, autocommit=True) for _ in range(2)]
+    try:
+        for request in requests:
+            barrier = threading.Barrier(2)
+            results: list[tuple[str, object]] = [("", None), ("", None)]
+
+            def run(
+                k: int,
+                request: uuid.UUID = request,
+                barrier: threading.Barrier = barrier,
+                results: list[tuple[str, object]] = results,
+            ) -> None:
+                barrier.wait()
+                if k == 0:
+                    results[k] = call_as(
+                        conns[0], admin, "select public.admin_assign_request(%s, %s)", (request, offered)
+                    )
+                else:
+                    results[k] = call_as(conns[1], other, "select public.accept_request(%s)", (request,))
+
+            threads = [threading.Thread(target=run, args=(k,)) for k in range(2)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(30)
+            (offer_outcome, offer_value), (accept_outcome, accept_value) = results
+            assert [offer_outcome, accept_outcome].count("ok") == 1, results  # exactly one wins
+            row = (
+                conns[0]
+                .execute(
+                    "select status::text, mechanic_id, offered_mechanic_id from public.session_requests where id = %s",
+                    (request,),
+                )
+                .fetchone()
+            )
+            assert row is not None
+            if offer_outcome == "ok":
+                assert accept_value == "AD009" and row == ("pending", None, offered)
+            else:
+                assert offer_value == "AD009" and row == ("accepted", other, None)
+            # the other mechanic is free again for the next round
+            conns[1].execute("update public.mechanic_commitments set status = 'done' where mechanic_id = %s", (other,))
+    finally:
+        for c in conns:
+            c.close()
