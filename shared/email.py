@@ -57,6 +57,7 @@ SUBJECTS = {
     "request_unattended": "Your request is with our support team",
     "request_expired": "Your request expired{% if refunded_cents %}: refunded{% endif %}",
     "request_released": "Your request is back in the queue",
+    "request_offered": "Your request was offered to {{ offered_mechanic_name }}",
     "session_cancelled": "Your {{ session.plan }} was cancelled",
     "refund_succeeded": "Refunded: {{ '%.2f' | format(amount_cents / 100) }} {{ currency | upper }}",
     # vetting (docs/operations.md)

@@ -28,6 +28,7 @@ EMAIL_TEMPLATES: dict[str, EmailTemplate] = {
     "mechanic_nudge": EmailTemplate("mechanic_nudge", has_html=True, transactional=True),
     "refund_succeeded": EmailTemplate("refund_succeeded", has_html=True, transactional=True),
     "request_expired": EmailTemplate("request_expired", has_html=True, transactional=True),
+    "request_offered": EmailTemplate("request_offered", has_html=True, transactional=True),
     "request_released": EmailTemplate("request_released", has_html=True, transactional=True),
     "request_unattended": EmailTemplate("request_unattended", has_html=True, transactional=True),
     "review_prompt": EmailTemplate("review_prompt", has_html=True, transactional=False),

@@ -184,8 +184,9 @@ def _record_event_error(text: str, exc: BaseException) -> None:
 # ---------------------------------------------------------------------------------------------
 def start_onboarding(user_id: str, organization_id: uuid.UUID | None, return_url: str, refresh_url: str, *,
                      client: stripe.StripeClient | None = None) -> dict[str, Any]:
-    """The Express account of an approved mechanic (or of a workshop the caller owns), created once,
-    and a fresh onboarding link for it."""
+    """The Standard account of an approved mechanic (or of a workshop the caller owns), created once,
+    and a fresh onboarding link for it. Standard: the mechanic (or workshop) controls the account
+    (its own Stripe Dashboard, payouts and settings); Stripe requests its capabilities itself."""
     with db.transaction() as conn:
         info = _one(conn, "select private.prepare_connect_account(%s, %s)", (user_id, organization_id))
     client = client or get_client()
@@ -193,8 +194,7 @@ def start_onboarding(user_id: str, organization_id: uuid.UUID | None, return_url
     try:
         if not account_id:
             params: stripe.params.AccountCreateParams = {
-                "type": "express",
-                "capabilities": {"transfers": {"requested": True}},
+                "type": "standard",
                 "metadata": {f"{info['owner_kind']}_id": info["owner_id"]},
             }
             if info.get("country"):

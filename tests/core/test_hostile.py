@@ -80,7 +80,7 @@ def cases(w):
         (w.admin, "admin_assign_request", {"p_request_id": unknown, "p_mechanic_id": w.mechanic}, "AD004"),
         (w.admin, "admin_assign_request", {"p_request_id": w.request, "p_mechanic_id": unknown}, "AD003"),
         (w.admin, "admin_assign_request", {"p_request_id": w.request, "p_mechanic_id": w.customer}, "AD003"),
-        (w.admin, "admin_assign_request", {"p_request_id": w.request, "p_mechanic_id": w.pending_mechanic}, "AD003"),
+        (w.admin, "admin_assign_request", {"p_request_id": w.request, "p_mechanic_id": w.pending_mechanic}, "AD275"),
         (w.customer, "admin_assign_request", {"p_request_id": w.request, "p_mechanic_id": w.mechanic}, "AD003"),
         (w.admin, "admin_force_end_session", {"p_session_id": w.session, "p_reason": BIG}, "AD001"),
         (w.admin, "admin_force_end_session", {"p_session_id": w.session, "p_reason": "  "}, "AD001"),
@@ -263,6 +263,16 @@ def cases(w):
         (w.admin, "admin_account_deletions", {"p_status": BIG}, "AD001"),
         (w.admin, "admin_account_deletions", {"p_limit": 0}, "AD001"),
         (w.admin, "admin_account_deletions", {"p_limit": None}, "AD001"),
+        # rules: the admin's offer, the listing, the preferred mechanic (docs/operations.md#rules)
+        (w.admin, "admin_assign_request", {"p_request_id": w.request, "p_mechanic_id": None}, "AD001"),
+        (w.admin, "admin_assign_request", {"p_request_id": "not-a-uuid", "p_mechanic_id": w.mechanic}, "22P02"),
+        (w.workshop_admin, "admin_assign_request", {"p_request_id": w.request, "p_mechanic_id": w.mechanic}, "AD003"),
+        (w.mechanic, "admin_assign_request", {"p_request_id": w.request, "p_mechanic_id": w.mechanic}, "AD003"),
+        (None, "admin_assign_request", {"p_request_id": w.request, "p_mechanic_id": w.mechanic}, "AD002"),
+        (w.customer, "available_mechanics", {"p_session_type": "teleport"}, "AD001"),
+        (w.customer, "available_mechanics", {"p_session_type": BIG}, "AD001"),
+        (w.customer, "request_session", {"p_plan_code": "free", "p_intake_id": unknown, "p_preferred_mechanic_id": unknown},
+         "AD004"),
     ]
 
 

@@ -352,8 +352,12 @@ def test_admin_rpcs(db):
                       p_status="approved")["status"] == "approved"
     db.execute("update public.session_requests set status = 'unattended' where id = %s", (w.request,))
     with db.as_user(w.admin):
-        assigned = db.rpc("admin_assign_request", p_request_id=w.request, p_mechanic_id=w.pending_mechanic)
-        assert assigned["status"] == "accepted"
+        # an admin's assignment is an offer the mechanic accepts (docs/operations.md#rules)
+        offered = db.rpc("admin_assign_request", p_request_id=w.request, p_mechanic_id=w.pending_mechanic)
+        assert offered["status"] == "offered"
+    with db.as_user(w.pending_mechanic):
+        assert db.rpc("accept_request", p_request_id=w.request)["status"] == "accepted"
+    with db.as_user(w.admin):
         assert db.rpc_error("admin_force_end_session", p_session_id=w.session, p_reason=None) == "AD001"
         assert db.rpc("admin_force_end_session", p_session_id=w.session,
                       p_reason="customer unreachable")["status"] == "cancelled"

@@ -142,10 +142,10 @@ def test_nudge_then_support_alert_once(db):
     w = make_world(db)
     accept(db, w.mechanic, w.request)
     t0 = now_of(db)
-    assert db.scalar("select private.send_nudges(%s)", (t0 + dt.timedelta(minutes=2),)) == {"nudged": 0, "alerted": 0}
+    assert db.scalar("select private.send_nudges(%s)", (t0 + dt.timedelta(minutes=1),)) == {"nudged": 0, "alerted": 0}
+    assert db.scalar("select private.send_nudges(%s)", (t0 + dt.timedelta(minutes=2),)) == {"nudged": 0, "alerted": 1}
     assert db.scalar("select private.send_nudges(%s)", (t0 + dt.timedelta(minutes=3),)) == {"nudged": 1, "alerted": 0}
     assert db.scalar("select private.send_nudges(%s)", (t0 + dt.timedelta(minutes=4),)) == {"nudged": 0, "alerted": 0}
-    assert db.scalar("select private.send_nudges(%s)", (t0 + dt.timedelta(minutes=5),)) == {"nudged": 0, "alerted": 1}
     nudge = db.one("select payload from realtime.messages where topic = %s and event = 'nudge'",
                    (f"mechanic:{w.mechanic}",))
     assert nudge["payload"]["session_id"] == str(w.session)

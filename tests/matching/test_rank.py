@@ -171,16 +171,19 @@ def test_available_mechanics_listing(db, customer):
     online = mech(db, "Online", is_available=True, last_seen_at=dt.datetime.now(dt.UTC), reputation=(3.0, 100),
                   city="Toronto")
     best_offline = mech(db, "Offline 5.0", reputation=(5.0, 100), city="Toronto")
-    other_city = mech(db, "Montreal", reputation=(4.9, 100), city="Montreal", is_brand_specialist=True,
-                      brand_specializations=["Honda"])
+    other_city = mech(db, "Montreal", is_available=True, last_seen_at=dt.datetime.now(dt.UTC),
+                      reputation=(4.9, 100), city="Montreal", is_brand_specialist=True, brand_specializations=["Honda"])
     busy = mech(db, "Busy", is_available=True, last_seen_at=dt.datetime.now(dt.UTC), reputation=(4.0, 100))
     accept(db, busy, request_free(db, make_customer(db))["request_id"])
     with db.as_user(customer):
         rows = db.all("select * from public.available_mechanics()")
-        assert [r["id"] for r in rows][:4] == [online, busy, best_offline, other_city]
-        assert {r["id"]: r["presence"] for r in rows}[busy] == "busy"
+        # only who can take a session now: the busy and the offline mechanics are not listed
+        assert [r["id"] for r in rows] == [other_city, online]
+        assert db.scalar("select count(*) from public.mechanics where id in (%s, %s) and status = 'approved'",
+                         (best_offline, busy)) == 2  # they exist, approved
+        assert {r["presence"] for r in rows} == {"online"}
         toronto = db.all("select id from public.available_mechanics(p_city => 'toronto')")
-        assert {r["id"] for r in toronto} == {online, best_offline}
+        assert {r["id"] for r in toronto} == {online}
         specialists = db.all("select id from public.available_mechanics(p_specialist => true, p_brand => 'HONDA')")
         assert [r["id"] for r in specialists] == [other_city]
         assert len(db.all("select * from public.available_mechanics(p_limit => 2)")) == 2
@@ -200,6 +203,9 @@ def test_average_accept_minutes_from_history(db, customer):
     db.execute("update public.session_offers set offered_at = now() - interval '6 minutes' where request_id = %s",
                (request,))
     accept(db, m, request)
+    # the session is over and the mechanic online again: listed, with its history
+    db.execute("update public.mechanic_commitments set status = 'done' where mechanic_id = %s", (m,))
+    db.execute("update public.mechanics set is_available = true, last_seen_at = now() where id = %s", (m,))
     with db.as_user(customer):
         row = db.one("select avg_accept_minutes from public.available_mechanics() where id = %s", (m,))
     assert row["avg_accept_minutes"] == pytest.approx(6.0, abs=0.2)

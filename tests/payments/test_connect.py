@@ -1,4 +1,4 @@
-"""connect_onboarding: the Express account is created once per mechanic or workshop (idempotency
+"""connect_onboarding: the Standard account is created once per mechanic or workshop (idempotency
 key from our id, also under concurrent calls), a fresh onboarding link every time, and only for
 approved mechanics and workshop owners."""
 
@@ -28,7 +28,8 @@ def test_an_approved_mechanic_gets_one_account_and_fresh_links(pay: Pay) -> None
     assert second["stripe_account_id"] == first["stripe_account_id"] and second["url"] != first["url"]
     [create] = pay.fake.calls_to("POST", "/v1/accounts")
     params = pay.fake.params(create)
-    assert params["type"] == "express" and params["capabilities"]["transfers"]["requested"] == "true"
+    # Standard: the mechanic controls the account; Stripe requests its capabilities itself
+    assert params["type"] == "standard" and "capabilities" not in params
     assert params["metadata"] == {"mechanic_id": str(mechanic)}
     assert _key(create) == f"connect-account:mechanic:{mechanic}"
     links = pay.fake.calls_to("POST", "/v1/account_links")

@@ -400,6 +400,10 @@ def test_one_five_star_does_not_outrank_two_hundred_at_four_point_eight(db):
     assert (a["rating_avg"], a["rating_count"]) == (5, 1) and (b["rating_avg"], b["rating_count"]) == (Decimal("4.8"), 200)
     assert b["rating_score"] > a["rating_score"]  # 4.786 > 4.545
     assert b == recomputed(db, steady)
+    # the listing shows mechanics who can take a session now: both online, neither busy
+    db.execute("update public.mechanic_commitments set status = 'done' where mechanic_id in (%s, %s)", (lucky, steady))
+    db.execute("update public.mechanics set is_available = true, last_seen_at = now() where id in (%s, %s)",
+               (lucky, steady))
     with db.as_user(customer):
         order = [r["id"] for r in db.all("select id from public.available_mechanics(p_limit => 100)")]
     assert order.index(steady) < order.index(lucky)

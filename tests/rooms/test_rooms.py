@@ -346,15 +346,16 @@ def _session_timers(d):
 def test_time_cap_ends_session_and_closes_room(lk, live_world):
     d, _stub, state = lk
     w = live_world
-    d.execute("update public.sessions set status = 'live', started_at = now() - interval '6 minutes' where id = %s",
+    d.execute("update public.sessions set status = 'live', started_at = now() - interval '4 minutes' where id = %s",
               (w.session,))
     committed(d)
     deadline = d.scalar("select deadline_at from public.sessions where id = %s", (w.session,))
-    # before deadline + grace: nothing; after: ended
-    assert d.scalar("select private.end_overdue_sessions(%s)", (deadline + dt.timedelta(minutes=1),)) == {"ended": 0}
+    # a micro-session (the free plan) has no grace: before its deadline nothing; at it, ended
+    assert d.scalar("select private.end_overdue_sessions(%s)", (deadline - dt.timedelta(seconds=1),)) == {"ended": 0}
+    assert d.scalar("select private.end_overdue_sessions(%s)", (deadline,)) == {"ended": 1}
     d.conn.rollback()
     body = _session_timers(d)
-    assert "errors" not in body and body["ended"] == 0  # 6 min into a 5-min plan: within the grace
+    assert "errors" not in body and body["ended"] == 0  # 4 min into a 5-min plan
     d.execute("update public.sessions set started_at = now() - interval '8 minutes',"
               " deadline_at = now() - interval '3 minutes' where id = %s", (w.session,))
     committed(d)

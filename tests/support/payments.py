@@ -151,7 +151,7 @@ class FakeStripe:
             return 200, {"id": pi, "object": "payment_intent", "latest_charge": charge_for(pi), "status": "succeeded"}
         if method == "POST" and path == "/v1/accounts":
             acct = "acct_" + uuid.uuid4().hex[:16]
-            obj = {"id": acct, "object": "account", "type": "express", "charges_enabled": False,
+            obj = {"id": acct, "object": "account", "type": form.get("type", "standard"), "charges_enabled": False,
                    "payouts_enabled": False, "details_submitted": False,
                    "capabilities": {"transfers": "inactive"}, "metadata": form.get("metadata", {}),
                    "country": form.get("country", "US"), "email": form.get("email")}
@@ -236,7 +236,7 @@ class Events:
     def account(self, acct: str, *, transfers: str = "active", created: int | None = None,
                 **kw: Any) -> dict[str, Any]:
         active = transfers == "active"
-        obj = {"id": acct, "object": "account", "type": "express", "charges_enabled": active,
+        obj = {"id": acct, "object": "account", "type": "standard", "charges_enabled": active,
                "payouts_enabled": active, "details_submitted": active,
                "capabilities": {"transfers": transfers}, "requirements": {"currently_due": [] if active else
                                                                              ["external_account"]}}

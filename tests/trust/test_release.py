@@ -40,11 +40,13 @@ def test_released_request_cannot_be_accepted_again_by_that_mechanic(db):
         assert db.rpc_error("accept_request", p_request_id=w.request) == RELEASED
     assert db.scalar("select status from public.session_requests where id = %s", (w.request,)) == "pending"
     accept(db, w.mechanic, w.request)  # the others still may
-    # an admin may still give it to the mechanic who released it
+    # an admin may still offer it to the mechanic who released it, which may then accept it
     _release(db, w.mechanic, w.request)
     with db.as_user(w.admin):
         assert db.rpc("admin_assign_request", p_request_id=w.request, p_mechanic_id=w.other_mechanic)["status"] \
-            == "accepted"
+            == "offered"
+    with db.as_user(w.other_mechanic):
+        assert db.rpc("accept_request", p_request_id=w.request)["status"] == "accepted"
 
 
 def test_too_many_releases_pause_accepting_for_the_cooldown(db):

@@ -48,16 +48,23 @@ $$;
 revoke execute on function public.admin_set_mechanic_status(uuid, text) from public, anon;
 grant execute on function public.admin_set_mechanic_status(uuid, text) to authenticated, service_role;
 
+-- A manual assignment is an offer, not an order: mechanics are contractors who may always decline.
+-- The admin offers the request to one mechanic, who has it alone for matching.admin_offer_window and
+-- accepts (accept_request) or declines (decline_offer) it (private.offer_request, matching/routing.sql).
 create or replace function public.admin_assign_request(p_request_id uuid, p_mechanic_id uuid) returns jsonb
 language plpgsql security definer set search_path = ''
 as $$
+declare
+  v_result jsonb;
 begin
   perform private.require_admin();
   if p_request_id is null or p_mechanic_id is null then
     perform private.raise_error('invalid_input', 'p_request_id and p_mechanic_id are required');
   end if;
-  perform private.set_actor('admin', 'assigned by an admin');
-  return private.assign_request(p_request_id, p_mechanic_id, now(), true);
+  v_result := private.offer_request(p_request_id, p_mechanic_id, now());
+  perform private.record_admin_action('request.offer', 'request', p_request_id, null,
+                                      jsonb_build_object('mechanic_id', p_mechanic_id));
+  return v_result;
 end
 $$;
 revoke execute on function public.admin_assign_request(uuid, uuid) from public, anon;

@@ -30,6 +30,8 @@ begin
   if v_price is null then
     perform private.raise_error('not_found', format('no active plan %L', left(p_plan_code, 60)));
   end if;
+  perform private.check_preferred_mechanic(v_uid, p_preferred_mechanic_id);
+  perform private.check_preferred_eligible(p_preferred_mechanic_id, p_plan_code, now());
   if v_price > 0 then
     -- Validate everything else first so the client learns of a bad intake before paying.
     perform 1 from public.intakes where id = p_intake_id and customer_id = v_uid;

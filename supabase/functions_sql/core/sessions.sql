@@ -160,8 +160,11 @@ begin
     perform private.raise_error('not_allowed', 'only an approved mechanic who may accept sessions can take requests');
   end if;
   -- Accept-and-release (trust/contact.sql): not a request it released, not while paused; admins
-  -- assigning (p_bypass_window) are not held to it.
-  if not p_bypass_window then
+  -- assigning (p_bypass_window), and the mechanic an admin offered the request to (during the
+  -- offer's window), are not held to it.
+  if not p_bypass_window
+     and not exists (select 1 from public.session_requests r
+                     where r.id = p_request_id and r.offered_mechanic_id = p_mechanic_id and r.broadcast_at > p_now) then
     perform private.check_release_limits(v_mechanic, p_request_id, p_now);
   end if;
   if exists (select 1 from public.mechanic_commitments c
@@ -169,12 +172,13 @@ begin
     perform private.raise_error('mechanic_busy', 'finish or release your current session first');
   end if;
 
-  -- During a preferred mechanic's exclusive window only that mechanic may take it (admins assign
-  -- through p_bypass_window).
+  -- During an exclusive window (the customer's preferred mechanic, or the mechanic an admin offered
+  -- it to: private.offer_request) only that mechanic may take it.
   update public.session_requests r
   set status = 'accepted', mechanic_id = p_mechanic_id, accepted_at = p_now, status_changed_at = p_now
   where r.id = p_request_id and r.status in ('pending', 'unattended') and r.customer_id <> p_mechanic_id
-    and (p_bypass_window or r.broadcast_at <= p_now or r.preferred_mechanic_id = p_mechanic_id)
+    and (p_bypass_window or r.broadcast_at <= p_now
+         or coalesce(r.offered_mechanic_id, r.preferred_mechanic_id) = p_mechanic_id)
   returning * into v_request;
   if not found then
     select * into v_request from public.session_requests where id = p_request_id;
@@ -183,7 +187,7 @@ begin
     elsif v_request.customer_id = p_mechanic_id then
       perform private.raise_error('not_allowed', 'a mechanic cannot take its own request');
     elsif v_request.status in ('pending', 'unattended') then
-      perform private.raise_error('request_not_available', 'the customer''s preferred mechanic has it first');
+      perform private.raise_error('request_not_available', 'another mechanic has it first (an exclusive window)');
     end if;
     perform private.raise_error('request_not_available', format('the request is %s', v_request.status));
   end if;

@@ -2,7 +2,7 @@
 
 -- ---------------------------------------------------------------------------------------------
 -- cron_nudges: accepted but not started after 3 minutes → nudge the mechanic (Realtime + email),
--- after 5 minutes → alert support (admin:queue + email). Each once per session.
+-- after 2 minutes → alert support (admin:queue + email). Each once per session.
 -- ---------------------------------------------------------------------------------------------
 create or replace function private.send_nudges(p_now timestamptz default now(), p_limit int default null)
 returns jsonb

@@ -1,9 +1,14 @@
 -- Matching: the available-mechanics listing for customers.
 
 -- ---------------------------------------------------------------------------------------------
--- Available mechanics for customers (the first step of a request): online first, then the Bayesian
--- rating (rating_score), then customers served. The average
--- minutes from offer to acceptance come from real history, null when there is none.
+-- Available mechanics for customers (the first step of a request): only those who can take the
+-- session now — online, not holding an accepted request or a live session, not on time off — so a
+-- customer never picks (and waits on) a mechanic who cannot accept. p_session_type filters by the
+-- micro-session rules (micro/caps.sql private.micro_refusal, as can_accept_session): `micro` lists
+-- mechanics whose participation mode, shift, workshop and daily cap allow the shortest micro plan;
+-- a full session (standard, extended, or chat/video/diagnostic) leaves out micro-only mechanics.
+-- Ordered by the Bayesian rating (rating_score), then customers served. The average minutes from
+-- offer to acceptance come from real history, null when there is none.
 -- ---------------------------------------------------------------------------------------------
 create or replace function public.available_mechanics(
   p_session_type text default null,
@@ -20,13 +25,17 @@ language plpgsql stable security definer set search_path = ''
 as $$
 declare
   v_window interval := private.setting_interval('presence.online_window');
+  v_micro_minutes int := (select min(p.minutes) from public.service_plans p
+                          where p.active and p.duration_type = 'micro');
 begin
   perform private.require_user();
   if p_limit is null or p_limit < 1 or p_limit > 100 then
     perform private.raise_error('invalid_input', 'p_limit must be between 1 and 100');
   end if;
-  if p_session_type is not null and p_session_type not in ('chat', 'video', 'diagnostic') then
-    perform private.raise_error('invalid_input', 'p_session_type must be chat, video or diagnostic');
+  if p_session_type is not null
+     and p_session_type not in ('chat', 'video', 'diagnostic', 'micro', 'standard', 'extended') then
+    perform private.raise_error('invalid_input',
+      'p_session_type must be chat, video, diagnostic, micro, standard or extended');
   end if;
   if char_length(p_brand) > 60 or char_length(p_city) > 120 then
     perform private.raise_error('invalid_input', 'p_brand or p_city is too long');
@@ -43,6 +52,11 @@ begin
                                  v_window, now()) as presence
     from public.mechanics m
     where m.status = 'approved' and m.can_accept_sessions
+      and not exists (select 1 from public.mechanic_time_off t where t.mechanic_id = m.id and t.during @> now())
+      and (p_session_type is null
+           or (private.micro_refusal(m, p_session_type = 'micro',
+                                     case when p_session_type = 'micro' then v_micro_minutes else 0 end, now())).reason
+              is null)
       and (not coalesce(p_specialist, false)
            or (m.is_brand_specialist
                and m.brand_keys @> array[lower(btrim(p_brand))]))
@@ -50,6 +64,7 @@ begin
   ),
   page as (
     select l.* from listed l
+    where l.presence = 'online'
     order by case l.presence when 'online' then 0 when 'busy' then 1 else 2 end,
              l.rating_score desc, l.customers_served desc, l.id
     limit p_limit

@@ -28,14 +28,16 @@ create trigger _050_routing_defaults before insert or update of status on public
   for each row execute function private.tg_session_requests__routing_defaults();
 
 -- A decline moves the request on: the next mechanic is offered it at the next dispatch; the
--- preferred mechanic declining opens the request to everyone at once.
+-- mechanic of an exclusive window (preferred by the customer, or offered it by an admin) declining
+-- opens the request to everyone at once.
 create or replace function private.tg_session_offers__decline_moves_on() returns trigger
 language plpgsql security definer set search_path = ''
 as $$
 begin
   update public.session_requests r
   set next_route_at = now(),
-      broadcast_at = case when r.preferred_mechanic_id = new.mechanic_id and r.broadcast_at > now()
+      broadcast_at = case when coalesce(r.offered_mechanic_id, r.preferred_mechanic_id) = new.mechanic_id
+                               and r.broadcast_at > now()
                           then now() else r.broadcast_at end
   where r.id = new.request_id and r.status in ('pending', 'unattended');
   return null;
@@ -57,7 +59,9 @@ begin
   if new.mechanic_id is null then
     return null;
   end if;
-  if tg_op = 'INSERT' and new.status = 'offered' then
+  -- a new offer, or an offer made again (an admin's offer to a mechanic offered it before)
+  if new.status = 'offered'
+     and (tg_op = 'INSERT' or old.status <> 'offered' or new.expires_at is distinct from old.expires_at) then
     select * into v_req from public.session_requests where id = new.request_id;
     perform realtime.send(
       jsonb_build_object('request_id', v_req.id, 'session_id', v_req.session_id, 'session_type', v_req.session_type,
@@ -65,6 +69,7 @@ begin
                          'vehicle_make', v_req.vehicle_make, 'vehicle_model', v_req.vehicle_model,
                          'vehicle_year', v_req.vehicle_year, 'concern', left(v_req.concern, 140),
                          'preferred', coalesce(v_req.preferred_mechanic_id = new.mechanic_id, false),
+                         'offered_by_admin', coalesce(v_req.offered_mechanic_id = new.mechanic_id, false),
                          'score', new.score, 'reasons', new.reasons, 'expires_at', new.expires_at),
       'offer', 'mechanic:' || new.mechanic_id::text, true);
   elsif tg_op = 'UPDATE' and old.status = 'offered' and new.status in ('withdrawn', 'expired') then
@@ -76,7 +81,7 @@ end
 $$;
 revoke execute on function private.tg_session_offers__broadcast() from public;
 drop trigger if exists _300_broadcast on public.session_offers;
-create trigger _300_broadcast after insert or update of status on public.session_offers
+create trigger _300_broadcast after insert or update of status, expires_at on public.session_offers
   for each row execute function private.tg_session_offers__broadcast();
 
 -- The card of a request that mechanics see (new_request, request_unattended): ids and card fields
@@ -126,11 +131,12 @@ begin
   update public.session_offers set status = 'expired', responded_at = p_now
   where request_id = v_req.id and status = 'offered' and mechanic_id is not null and expires_at <= p_now;
 
-  -- 1. The preferred mechanic's exclusive window.
-  if v_req.preferred_mechanic_id is not null and p_now < v_req.broadcast_at then
+  -- 1. The exclusive window: the mechanic an admin offered it to, else the preferred mechanic.
+  if coalesce(v_req.offered_mechanic_id, v_req.preferred_mechanic_id) is not null and p_now < v_req.broadcast_at then
     insert into public.session_offers (request_id, mechanic_id, status, reasons, offered_at, expires_at)
-    values (v_req.id, v_req.preferred_mechanic_id, 'offered',
-            '[{"reason": "preferred_by_customer", "points": 0}]', p_now, v_req.broadcast_at)
+    values (v_req.id, coalesce(v_req.offered_mechanic_id, v_req.preferred_mechanic_id), 'offered',
+            case when v_req.offered_mechanic_id is not null then '[{"reason": "offered_by_admin", "points": 0}]'
+                 else '[{"reason": "preferred_by_customer", "points": 0}]' end::jsonb, p_now, v_req.broadcast_at)
     on conflict (request_id, mechanic_id) where mechanic_id is not null do nothing;
     get diagnostics v_new = row_count;
     update public.session_requests set next_route_at = v_req.broadcast_at where id = v_req.id;
@@ -143,7 +149,7 @@ begin
     insert into public.session_offers (request_id, mechanic_id, status, reasons, offered_at)
     values (v_req.id, null, 'offered', '[{"reason": "broadcast", "points": 0}]', p_now);
     v_broadcast := true;
-    if v_req.preferred_mechanic_id is not null then
+    if coalesce(v_req.offered_mechanic_id, v_req.preferred_mechanic_id) is not null then
       perform realtime.send(private.request_card(v_req), 'new_request', 'mechanics:requests', true);
     end if;
   end if;
@@ -218,3 +224,79 @@ revoke execute on function private.tg_session_requests__route() from public;
 drop trigger if exists _500_route on public.session_requests;
 create trigger _500_route after insert on public.session_requests
   for each row execute function private.tg_session_requests__route();
+
+-- ---------------------------------------------------------------------------------------------
+-- An admin's offer (public.admin_assign_request): a manual assignment is an offer, not an order,
+-- since mechanics are contractors who may always decline. The request becomes the mechanic's alone
+-- for matching.admin_offer_window — the exclusive window of matching (offered_mechanic_id,
+-- broadcast_at), as for a preferred mechanic: other mechanics' open offers are withdrawn and the
+-- open feed's offer row goes (it comes back, announced, when the window ends). The mechanic gets
+-- its `offer` on mechanic:<id>; it accepts (accept_request) or declines (decline_offer, which opens
+-- the request to everyone at once). The customer is told by email and by `request_offered` on
+-- session:<id>. Only a mechanic who could accept it now may be offered it (mechanic_unavailable).
+-- ---------------------------------------------------------------------------------------------
+create or replace function private.offer_request(p_request_id uuid, p_mechanic_id uuid, p_now timestamptz default now())
+returns jsonb
+language plpgsql security definer set search_path = ''
+as $$
+declare
+  v_m public.mechanics;
+  v_req public.session_requests;
+  v_session public.sessions;
+  v_reason text;
+  v_until timestamptz := p_now + private.setting_interval('matching.admin_offer_window');
+begin
+  -- the mechanic's row first, then the request's: the order of the accept (private.assign_request)
+  select * into v_m from public.mechanics where id = p_mechanic_id for no key update;
+  if not found then
+    perform private.raise_error('not_allowed', 'only a mechanic can be offered a request');
+  end if;
+  select * into v_req from public.session_requests where id = p_request_id for update;
+  if not found then
+    perform private.raise_error('not_found', 'no such request');
+  end if;
+  if v_req.customer_id = p_mechanic_id then
+    perform private.raise_error('not_allowed', 'a mechanic cannot be offered its own request');
+  end if;
+  if v_req.status not in ('pending', 'unattended') then
+    perform private.raise_error('request_not_available', format('the request is %s', v_req.status));
+  end if;
+  select * into v_session from public.sessions where id = v_req.session_id;
+  -- the reasons it could not accept now: standing, micro rules (micro/caps.sql), busy, schedule
+  v_reason := (private.micro_refusal(v_m, v_session.duration_type = 'micro', v_session.planned_minutes, p_now)).reason;
+  if v_reason is null and exists (select 1 from public.mechanic_commitments c
+                                  where c.mechanic_id = p_mechanic_id and c.status = 'in_progress') then
+    v_reason := 'busy';
+  end if;
+  if v_reason is null and p_mechanic_id in (select private.eligibility_exclusions(v_req.id, p_now)) then
+    v_reason := 'schedule';
+  end if;
+  if v_reason is not null then
+    perform private.raise_error('mechanic_unavailable', format('the mechanic cannot take this request now: %s', v_reason),
+                                jsonb_build_object('reason', v_reason)::text);
+  end if;
+
+  update public.session_offers set status = 'withdrawn'
+  where request_id = v_req.id and mechanic_id <> p_mechanic_id and status in ('offered', 'queued');
+  delete from public.session_offers where request_id = v_req.id and mechanic_id is null;
+  update public.session_requests
+  set offered_mechanic_id = p_mechanic_id, broadcast_at = v_until, next_route_at = v_until
+  where id = v_req.id;
+  insert into public.session_offers (request_id, mechanic_id, status, reasons, offered_at, expires_at)
+  values (v_req.id, p_mechanic_id, 'offered', '[{"reason": "offered_by_admin", "points": 0}]', p_now, v_until)
+  on conflict (request_id, mechanic_id) where mechanic_id is not null
+  do update set status = 'offered', reasons = excluded.reasons, offered_at = p_now, expires_at = v_until,
+                responded_at = null;
+
+  perform private.enqueue_email('request_offered', v_req.customer_id, v_req.session_id,
+    jsonb_build_object('request_id', v_req.id, 'offered_mechanic_name', v_m.display_name, 'offer_until', v_until),
+    format(':offered:%s', extract(epoch from p_now)));
+  perform private.message_event(v_req.session_id, 'request_offered',
+    jsonb_build_object('request_id', v_req.id, 'mechanic_id', p_mechanic_id, 'display_name', v_m.display_name,
+                       'photo_url', v_m.photo_url, 'expires_at', v_until));
+  return jsonb_build_object('request_id', v_req.id, 'session_id', v_req.session_id, 'status', 'offered',
+                            'mechanic_id', p_mechanic_id, 'expires_at', v_until);
+end
+$$;
+revoke execute on function private.offer_request(uuid, uuid, timestamptz) from public;
+grant execute on function private.offer_request(uuid, uuid, timestamptz) to service_role;

@@ -187,3 +187,37 @@ end
 $$;
 revoke execute on function private.micro_settle(uuid, timestamptz) from public;
 grant execute on function private.micro_settle(uuid, timestamptz) to service_role;
+
+-- A customer's preferred mechanic must be able to take the plan's kind of session (the micro rules:
+-- participation mode, shift, workshop, daily cap), else the customer would wait out the preferred
+-- window on a mechanic who cannot accept: preferred_mechanic_not_eligible names why. Checked where
+-- the customer chooses (request_session, prepare_checkout), before any money moves; not when a paid
+-- request is created, which must not fail after payment.
+create or replace function private.check_preferred_eligible(
+  p_mechanic_id uuid, p_plan_code text, p_now timestamptz default now()
+) returns void
+language plpgsql stable security definer set search_path = ''
+as $$
+declare
+  v_m public.mechanics;
+  v_plan public.service_plans;
+  v_reason text;
+begin
+  if p_mechanic_id is null then
+    return;
+  end if;
+  select * into v_m from public.mechanics where id = p_mechanic_id;
+  select * into v_plan from public.service_plans where code = p_plan_code;
+  if v_m.id is null or v_plan.code is null then
+    return;  -- check_preferred_mechanic and the plan's check answer these
+  end if;
+  v_reason := (private.micro_refusal(v_m, v_plan.duration_type = 'micro', v_plan.minutes, p_now)).reason;
+  if v_reason is not null and v_reason <> 'not_approved' then
+    perform private.raise_error('preferred_mechanic_not_eligible',
+      format('the preferred mechanic cannot take this session: %s', v_reason),
+      jsonb_build_object('reason', v_reason)::text);
+  end if;
+end
+$$;
+revoke execute on function private.check_preferred_eligible(uuid, text, timestamptz) from public;
+grant execute on function private.check_preferred_eligible(uuid, text, timestamptz) to service_role;

@@ -47,6 +47,7 @@ begin
   -- the request is created); the customer's lock before the intake's
   perform private.check_intake_unlocked(p_customer_id, p_intake_id, p_vehicle_id);
   perform private.check_preferred_mechanic(p_customer_id, p_preferred_mechanic_id);
+  perform private.check_preferred_eligible(p_preferred_mechanic_id, v_plan.code, p_now);
   perform private.check_demand_limits(p_customer_id, v_price, p_preferred_mechanic_id, p_now);
   v_intake := private.check_booking_intake(p_customer_id, p_intake_id, p_vehicle_id);
   v_vehicle_id := coalesce(p_vehicle_id, v_intake.vehicle_id);

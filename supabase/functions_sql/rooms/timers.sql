@@ -68,7 +68,10 @@ $$;
 revoke execute on function private.rooms_on_session_ended(uuid, public.session_status) from public;
 grant execute on function private.rooms_on_session_ended(uuid, public.session_status) to service_role;
 
--- Ends live sessions past their deadline plus the grace; returns how many.
+-- Ends live sessions past their deadline plus the grace; returns how many. A micro-session has no
+-- grace: its limit is hard (10 minutes at most, priced and counted in the mechanic's daily micro
+-- minutes as planned + extensions), so every minute past the deadline would be unpaid and
+-- uncounted; it ends at the first run at or after its deadline.
 create or replace function private.end_overdue_sessions(p_now timestamptz default now(), p_limit int default 200)
 returns jsonb
 language plpgsql security definer set search_path = ''
@@ -80,7 +83,8 @@ declare
 begin
   for v_id in
     select s.id from public.sessions s
-    where s.status = 'live' and s.deadline_at + v_grace <= p_now
+    where s.status = 'live'
+      and s.deadline_at + case when s.duration_type = 'micro' then interval '0' else v_grace end <= p_now
     order by s.deadline_at
     limit p_limit
     for update skip locked
