@@ -362,3 +362,19 @@ def test_two_requests_at_once_make_one_request_and_one_job(fresh_url: str) -> No
             ).fetchone()[0]
             == 1
         )
+
+
+def test_an_erased_mechanic_is_never_reinstated_or_approved(db: Db) -> None:
+    """Erasure suspends the mechanic; no admin path brings the erased account back to work."""
+    mechanic, admin = make_mechanic(db), make_admin(db)
+    with db.as_user(mechanic):
+        db.rpc("request_account_deletion")
+    assert erase(db, mechanic)["status"] == "erased"
+    assert db.scalar("select status::text from public.mechanics where id = %s", (mechanic,)) == "suspended"
+    with db.as_user(admin):
+        assert db.rpc_error("admin_reinstate_mechanic", p_mechanic_id=mechanic) == "AD282"
+        assert db.rpc_error("admin_set_mechanic_status", p_mechanic_id=mechanic, p_status="approved") == "AD282"
+        assert db.rpc_error("admin_set_mechanic_status", p_mechanic_id=mechanic, p_status="pending") == "AD282"
+        # suspending it again is harmless and allowed
+        db.rpc("admin_set_mechanic_status", p_mechanic_id=mechanic, p_status="suspended")
+    assert db.scalar("select status::text from public.mechanics where id = %s", (mechanic,)) == "suspended"

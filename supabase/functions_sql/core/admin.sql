@@ -31,6 +31,9 @@ begin
     perform private.raise_error('invalid_input', 'p_status must be pending, approved or suspended');
   end if;
   v_status := p_status::public.mechanic_status;
+  if v_status <> 'suspended' then
+    perform private.require_not_erased(p_mechanic_id);  -- privacy/erasure.sql
+  end if;
   update public.mechanics
   set status = v_status,
       approved_at = case when v_status = 'approved' then coalesce(approved_at, now()) else approved_at end,

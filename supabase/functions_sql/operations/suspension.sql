@@ -124,6 +124,7 @@ begin
   if not found then
     perform private.raise_error('not_found', 'no such mechanic');
   end if;
+  perform private.require_not_erased(p_mechanic_id);
   if v_m.status <> 'suspended' then
     perform private.raise_error('mechanic_not_suspended',
       format('the mechanic is %s: only a suspended mechanic is reinstated', v_m.status));

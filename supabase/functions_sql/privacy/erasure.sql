@@ -344,3 +344,18 @@ as $$
 $$;
 revoke execute on function private.erasure_objects(uuid) from public;
 grant execute on function private.erasure_objects(uuid) to service_role;
+
+-- An erased account stays erased: no admin path brings it back (reinstating, approving or
+-- reviewing an erased mechanic raises account_erased). Its sign-in is banned and its personal
+-- data gone; a person who wants to work again signs up anew.
+create or replace function private.require_not_erased(p_user_id uuid) returns void
+language plpgsql stable security definer set search_path = ''
+as $$
+begin
+  if exists (select 1 from private.account_deletions d where d.user_id = p_user_id and d.status = 'erased') then
+    perform private.raise_error('account_erased', 'this account has been erased');
+  end if;
+end
+$$;
+revoke execute on function private.require_not_erased(uuid) from public;
+grant execute on function private.require_not_erased(uuid) to service_role;
