@@ -52,7 +52,7 @@ def test_every_kind_of_admin_action_appears(db, world):
     with db.as_user(admin):
         # an intake edit (private.admin_actions)
         db.rpc("admin_update_intake", p_intake_id=intake, p_status="resolved", p_note="duplicate")
-        # an assignment, then a force-end (session_events by an admin)
+        # an offer (private.admin_actions), then a force-end (session_events by an admin)
         db.rpc("admin_assign_request", p_request_id=world.request, p_mechanic_id=world.other_mechanic)
         db.rpc("admin_force_end_session", p_session_id=world.session, p_reason="customer unreachable")
         # a refund (refunds)
@@ -79,10 +79,10 @@ def test_every_kind_of_admin_action_appears(db, world):
     row = _one(rows, "intake.update", intake)
     assert row["subject_type"] == "intake" and row["reason"] == "duplicate"
     assert row["data"] == {"from": "new", "to": "resolved"}
-    row = _one(rows, "request.accepted", world.session)
-    assert row["subject_type"] == "session" and row["data"]["request_id"] == str(world.request)
+    row = _one(rows, "request.offer", world.request)
+    assert row["subject_type"] == "request" and row["data"] == {"mechanic_id": str(world.other_mechanic)}
     row = _one(rows, "session.cancelled", world.session)
-    assert row["reason"] == "customer unreachable" and row["data"]["from"] == "waiting"
+    assert row["reason"] == "customer unreachable" and row["data"]["from"] == "pending"
     grants = [r for r in rows if r["action"] == "credit.grant" and r["subject_id"] == payer]
     assert len(grants) == 1 and grants[0]["subject_type"] == "customer" and grants[0]["reason"] == "test credit"
     assert grants[0]["admin_id"] is not None and grants[0]["data"]["amount_cents"] > 0

@@ -186,7 +186,10 @@ def test_admin_offer_does_not_assign_until_the_mechanic_accepts(db: Db) -> None:
         )
         == 1
     )
-    audit = db.one("select admin_id, action, subject_type, subject_id, data from private.admin_actions")
+    audit = db.one(
+        "select admin_id, action, subject_type, subject_id, data from private.admin_actions"
+        " where action = 'request.offer'"
+    )
     assert audit == {
         "admin_id": w.admin,
         "action": "request.offer",
@@ -282,7 +285,7 @@ def test_a_mechanic_who_cannot_take_it_cannot_be_offered_it(db: Db) -> None:
         )
         == 0
     )
-    assert db.scalar("select count(*) from private.admin_actions") == 0
+    assert db.scalar("select count(*) from private.admin_actions where action = 'request.offer'") == 0
     assert _request(db, w.request)["offered_mechanic_id"] is None
 
 

@@ -26,6 +26,7 @@ as $$
     ('public.session_requests', 'customer_id', 'requests', 'anonymized'),
     ('public.session_requests', 'mechanic_id', 'requests', 'kept'),
     ('public.session_requests', 'preferred_mechanic_id', 'requests', 'kept'),
+    ('public.session_requests', 'offered_mechanic_id', 'requests', 'kept'),
     ('public.session_participants', 'user_id', 'participations', 'kept'),
     ('public.session_events', 'actor_id', 'session_events', 'kept'),
     ('public.session_offers', 'mechanic_id', 'offers', 'kept'),
@@ -130,7 +131,7 @@ begin
     'requests', private.export_rows((select jsonb_agg(to_jsonb(r) - 'keyword_bits' order by r.created_at)
                                      from public.session_requests r
                                      where r.customer_id = v_uid or r.mechanic_id = v_uid
-                                        or r.preferred_mechanic_id = v_uid)),
+                                        or r.preferred_mechanic_id = v_uid or r.offered_mechanic_id = v_uid)),
     'bookings', private.export_rows((select jsonb_agg(to_jsonb(b) - 'checkout_url' order by b.created_at)
                                      from public.bookings b
                                      where b.customer_id = v_uid or b.preferred_mechanic_id = v_uid)),
