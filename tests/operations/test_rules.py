@@ -397,6 +397,9 @@ def test_an_offer_and_an_accept_race_cleanly(fresh_url: str) -> None:
         d = Db(conn)
         admin = make_admin(d)
         offered, other = make_mechanic(d, name="Olga Offered"), make_mechanic(d, name="Tom Taker")
+        # every round is a micro-session Tom may win: a cap that holds them all, so each refusal
+        # he gets is the race's (the window), never his daily micro minutes
+        d.execute("update public.mechanics set daily_micro_minutes_cap = 600 where id = %s", (other,))
         requests = []
         for i in range(rounds):
             c = make_customer(d, f"Racer {i}")
