@@ -39,6 +39,9 @@ FIRST_OFFER_P95_TARGET_S = 2.0
 """p95 of the time from a request being filed to its first offer."""
 TOP_RPCS = 9
 """RPCs (by call count) that get a panel of their own in the latency plot and a line in calls/s."""
+DENSE_FAULT_EVENTS = 12
+"""A fault with more point events than this is drawn as a rug of ticks at the bottom of the time plots
+instead of one vertical line per event."""
 NO_TARGET_PREFIXES = ("fn:", "webhook:")
 """Calls the p99 target does not apply to: HTTP functions wait on providers (stubbed, with outages),
 webhooks are timed by the provider's stub. Everything else is a database call as PostgREST makes it."""
@@ -414,21 +417,27 @@ def _mark_faults(ax: Axes, faults: Sequence[metrics.FaultEvent], axis: _TimeAxis
             ax.text(x, 0.99, f" {fault}", transform=top, rotation=90, va="top", ha="left", fontsize=7,
                     color=colors[fault])
 
+    points: dict[str, list[float]] = defaultdict(list)
     for event in faults:
         detail = event.detail.strip().lower()
-        color = colors[event.fault]
         if detail.startswith("start"):
             open_at[event.fault] = event.t
         elif _is_end(event) and event.fault in open_at:
             start = axis.x(open_at.pop(event.fault))
-            ax.axvspan(start, axis.x(event.t), color=color, alpha=0.15, lw=0)
+            ax.axvspan(start, axis.x(event.t), color=colors[event.fault], alpha=0.2, lw=0)
             name(start, event.fault)
         else:
-            ax.axvline(axis.x(event.t), color=color, lw=1.2, ls=":", alpha=0.9)
-            name(axis.x(event.t), event.fault)
+            points[event.fault].append(event.t)
     for fault, start in open_at.items():  # never ended: shade to the end of the run
-        ax.axvspan(axis.x(start), axis.x(max(axis.span, start)), color=colors[fault], alpha=0.15, lw=0)
+        ax.axvspan(axis.x(start), axis.x(max(axis.span, start)), color=colors[fault], alpha=0.2, lw=0)
         name(axis.x(start), fault)
+    for fault, ts in points.items():
+        if len(ts) > DENSE_FAULT_EVENTS:  # many events (a webhook duplicated every few seconds): a rug
+            ax.vlines(axis.x(np.array(ts)), 0, 0.05, transform=top, color=colors[fault], lw=0.8, alpha=0.8)
+            continue
+        for t in ts:
+            ax.axvline(axis.x(t), color=colors[fault], lw=1.2, ls=":", alpha=0.9)
+            name(axis.x(t), fault)
 
 
 def _fault_legend(fig: Figure, colors: dict[str, str]) -> None:
@@ -611,7 +620,7 @@ def _plot_errors(fig: Figure, data: _Data, summary: dict[str, Any], axis: _TimeA
         return
     y = np.arange(len(codes))
     left.barh(y, [summary["errors_by_code"][c] for c in codes], color="#d62728")
-    left.set_yticks(y, codes, fontsize=8)
+    left.set_yticks(y, [f"{c}  {_code_meaning(c)}"[:34] for c in codes], fontsize=8)
     left.invert_yaxis()
     left.set_xlabel("errors")
     left.xaxis.set_major_locator(MaxNLocator(integer=True))
