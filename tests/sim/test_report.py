@@ -14,6 +14,19 @@ from shared.dev.sim import metrics, report
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
+FAULT_EVENTS = [
+    metrics.FaultEvent(0.0, "webhooks", "on: duplicate 0.1, reorder 0.1, drop 0.05 per event"),
+    metrics.FaultEvent(5.0, "clock_skew", "start: +50 ms"),
+    metrics.FaultEvent(8.0, "clock_skew", "end: back in sync"),
+    metrics.FaultEvent(20.0, "provider_outage", "Stripe, LiveKit and email answer 500 for 12.5 s"),
+    metrics.FaultEvent(30.0, "db_restart", "begin"),
+    metrics.FaultEvent(35.0, "db_restart", "server back after 5.0 s"),
+    metrics.FaultEvent(40.0, "worker_kill", "armed"),
+    metrics.FaultEvent(45.0, "worker_kill", "SIGKILL job worker pid 4242"),
+    metrics.FaultEvent(50.0, "run", "job worker exited with -9; started again"),
+]
+
+
 def _calls(log: metrics.CallLog, name: str, ms_values: list[float], t0: float, errors: dict[int, str]) -> None:
     for i, ms in enumerate(ms_values):
         log.add(metrics.Call(t=t0 + i * 0.25, name=name, ms=ms, code=errors.get(i, "")))
@@ -47,10 +60,8 @@ def _run_folder(run_dir: Path, *, slow_heartbeat: bool) -> None:
     metrics.write_requests(run_dir, rows)
 
     faults = metrics.FaultLog(run_dir)
-    faults.add(metrics.FaultEvent(10.0, "webhooks", "duplicate evt_1"))
-    faults.add(metrics.FaultEvent(30.0, "db_restart", "start: server stopped"))
-    faults.add(metrics.FaultEvent(35.0, "db_restart", "end: server accepting connections"))
-    faults.add(metrics.FaultEvent(45.0, "worker_kill", "SIGKILL pid 4242"))
+    for event in FAULT_EVENTS:
+        faults.add(event)
     faults.close()
 
     (run_dir / "invariants.json").write_text(json.dumps([
@@ -86,6 +97,15 @@ def test_percentile_is_nearest_rank() -> None:
     assert report.percentile([], 50) is None
 
 
+def test_fault_marks() -> None:
+    marks = report.fault_marks([*FAULT_EVENTS[:-1], metrics.FaultEvent(55.0, "db_restart", "begin")])
+    assert [(m.fault, m.start, m.end) for m in marks] == [
+        ("webhooks", 0.0, None), ("clock_skew", 5.0, 8.0), ("provider_outage", 20.0, 32.5),
+        ("db_restart", 30.0, 35.0), ("worker_kill", 40.0, None), ("worker_kill", 45.0, None),
+        ("db_restart", 55.0, float("inf"))]  # never closed: to the end of the run
+    assert marks[3].detail == "begin → server back after 5.0 s"
+
+
 def test_summary_numbers(slow_run: Path) -> None:
     returned = report.write(slow_run)
     summary = json.loads((slow_run / "summary.json").read_text())
@@ -117,7 +137,10 @@ def test_summary_numbers(slow_run: Path) -> None:
                                      {"name": "money_integrity", "count": 2},
                                      {"name": "emails_not_lost", "count": 0}]
     assert summary["violations"] == 2
-    assert summary["faults"] == {"webhooks": 1, "db_restart": 1, "worker_kill": 1}  # an `end …` is no injection
+    # a span (begin … next event, start … end, "for N s") counts once; the run's own events are apart
+    assert summary["faults"] == {"webhooks": 1, "clock_skew": 1, "provider_outage": 1, "db_restart": 1,
+                                 "worker_kill": 2}
+    assert summary["run_events"] == [{"t": 50.0, "detail": "job worker exited with -9; started again"}]
     assert summary["targets"] == {"rpc_p99_le_100ms": False, "worst_rpc": "rpc:heartbeat", "worst_p99_ms": 396.0,
                                   "first_offer_p95_le_2s": True, "invariants_clean": False}
     assert summary["db"]["wal_bytes_per_call"] == 360.5
@@ -162,6 +185,7 @@ def test_page_names_the_failing_invariant_and_every_rpc(slow_run: Path) -> None:
     assert "request_not_available" in page      # AD009 explained from the error registry
     assert "select public.heartbeat($1)" in page  # the database's top statement
     assert "missed by <code>rpc:heartbeat</code>" in page
+    assert "begin → server back after 5.0 s" in page and "job worker exited with -9" in page  # the faults
     assert "http://" not in page and "https://" not in page and "<script" not in page  # self-contained
 
 

@@ -14,6 +14,7 @@ import csv
 import html
 import json
 import math
+import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, fields
@@ -42,6 +43,9 @@ TOP_RPCS = 9
 DENSE_FAULT_EVENTS = 12
 """A fault with more point events than this is drawn as a rug of ticks at the bottom of the time plots
 instead of one vertical line per event."""
+RUN_EVENTS = "run"
+"""The `fault` of faults.csv rows the orchestrator writes about itself (a worker that ended early, a
+drain that gave up): listed on the page, neither counted nor drawn as faults."""
 NO_TARGET_PREFIXES = ("fn:", "webhook:")
 """Calls the p99 target does not apply to: HTTP functions wait on providers (stubbed, with outages),
 webhooks are timed by the provider's stub. Everything else is a database call as PostgREST makes it."""
@@ -130,6 +134,8 @@ class _Data:
     dbstats: dict[str, Any] | None
     notes: list[str]                                   # what is missing or unreadable
     span_s: float = 0.0                                # last t of anything recorded
+    run_events: list[metrics.FaultEvent] = field(default_factory=list)  # faults.csv rows of `run`
+    marks: list[FaultMark] = field(default_factory=list)
 
 
 def _read_json(path: Path, notes: list[str]) -> Any:
@@ -218,8 +224,10 @@ def _load(run_dir: Path) -> _Data:
     if dbstats is not None and not isinstance(dbstats, dict):
         notes.append("dbstats.json is not an object")
         dbstats = None
+    run_events = [f for f in faults if f.fault == RUN_EVENTS]
+    faults = [f for f in faults if f.fault != RUN_EVENTS]
     return _Data(dict(names), error_events, dict(error_names), dict(samples), requests, faults, run,
-                 invariants, dbstats, notes, span)
+                 invariants, dbstats, notes, span, run_events, fault_marks(faults))
 
 
 def _number(value: Any) -> float | None:
@@ -311,8 +319,39 @@ def _db_summary(db: dict[str, Any] | None) -> dict[str, Any] | None:
     return out
 
 
-def _is_end(event: metrics.FaultEvent) -> bool:
-    return event.detail.strip().lower().startswith("end")
+@dataclass(frozen=True)
+class FaultMark:
+    """One fault on the time plots: a span (`end` set) or a moment (`end` None)."""
+
+    fault: str
+    start: float
+    end: float | None
+    detail: str
+
+
+_LASTS = re.compile(r"\bfor (\d+(?:\.\d+)?) ?s\b")
+
+
+def fault_marks(events: Iterable[metrics.FaultEvent]) -> list[FaultMark]:
+    """faults.csv as marks. An event whose detail begins with `start` or `begin` opens a span that the
+    fault's next event closes (`begin` … `server back after 3.2 s`; `start …` … `end …`); an event
+    whose detail says `for <N> s` is a span of N seconds; any other event is a moment. A span never
+    closed lasts to the end of the run (`end` = inf)."""
+    marks: list[FaultMark] = []
+    open_at: dict[str, metrics.FaultEvent] = {}
+    for event in sorted(events, key=lambda e: e.t):
+        detail = event.detail.strip()
+        opener = open_at.pop(event.fault, None)
+        if opener is not None:
+            marks.append(FaultMark(event.fault, opener.t, event.t, f"{opener.detail} → {detail}"))
+        elif detail.lower().startswith(("start", "begin")):
+            open_at[event.fault] = event
+        elif (lasts := _LASTS.search(detail)) is not None:
+            marks.append(FaultMark(event.fault, event.t, event.t + float(lasts.group(1)), detail))
+        else:
+            marks.append(FaultMark(event.fault, event.t, None, detail))
+    marks += [FaultMark(e.fault, e.t, math.inf, e.detail) for e in open_at.values()]
+    return sorted(marks, key=lambda m: m.start)
 
 
 def summarize(data: _Data) -> dict[str, Any]:
@@ -341,7 +380,7 @@ def summarize(data: _Data) -> dict[str, Any]:
     counts = [(str(i.get("name", "?")), int(i.get("count") or 0)) for i in data.invariants or []]
     invariants = [{"name": name, "count": count} for name, count in counts]
     violations = sum(count for _, count in counts)
-    faults = dict(Counter(f.fault for f in data.faults if not _is_end(f)))
+    faults = dict(Counter(m.fault for m in data.marks))
     return {
         "run": options,
         "results": results,
@@ -357,6 +396,7 @@ def summarize(data: _Data) -> dict[str, Any]:
         "invariants": invariants,
         "violations": violations,
         "faults": faults,
+        "run_events": [{"t": e.t, "detail": e.detail} for e in data.run_events],
         "targets": {
             "rpc_p99_le_100ms": worst_p99 is not None and worst_p99 <= RPC_P99_TARGET_MS,
             "worst_rpc": worst,
@@ -400,16 +440,15 @@ class _TimeAxis:
         return np.asarray(t) / self.scale
 
 
-def _fault_colors(faults: Sequence[metrics.FaultEvent]) -> dict[str, str]:
+def _fault_colors(faults: Sequence[FaultMark]) -> dict[str, str]:
     kinds = sorted({f.fault for f in faults}, key=lambda k: (FAULTS.index(k) if k in FAULTS else len(FAULTS), k))
     return {k: _FAULT_COLORS[i % len(_FAULT_COLORS)] for i, k in enumerate(kinds)}
 
 
-def _mark_faults(ax: Axes, faults: Sequence[metrics.FaultEvent], axis: _TimeAxis, colors: dict[str, str],
+def _mark_faults(ax: Axes, marks: Sequence[FaultMark], axis: _TimeAxis, colors: dict[str, str],
                  labels: bool = False) -> None:
-    """A fault's `start …` and next `end …` event shade a span; any other event is a vertical line.
-    With `labels`, each mark is named at the top of the axes."""
-    open_at: dict[str, float] = {}
+    """A span is shaded, a moment is a dotted vertical line (a rug of ticks at the bottom when a fault
+    has more than DENSE_FAULT_EVENTS of them). With `labels`, each mark is named at the top."""
     top = ax.get_xaxis_transform()  # x in data, y in axes fraction
 
     def name(x: float, fault: str) -> None:
@@ -418,19 +457,13 @@ def _mark_faults(ax: Axes, faults: Sequence[metrics.FaultEvent], axis: _TimeAxis
                     color=colors[fault])
 
     points: dict[str, list[float]] = defaultdict(list)
-    for event in faults:
-        detail = event.detail.strip().lower()
-        if detail.startswith("start"):
-            open_at[event.fault] = event.t
-        elif _is_end(event) and event.fault in open_at:
-            start = axis.x(open_at.pop(event.fault))
-            ax.axvspan(start, axis.x(event.t), color=colors[event.fault], alpha=0.2, lw=0)
-            name(start, event.fault)
-        else:
-            points[event.fault].append(event.t)
-    for fault, start in open_at.items():  # never ended: shade to the end of the run
-        ax.axvspan(axis.x(start), axis.x(max(axis.span, start)), color=colors[fault], alpha=0.2, lw=0)
-        name(axis.x(start), fault)
+    for mark in marks:
+        if mark.end is None:
+            points[mark.fault].append(mark.start)
+            continue
+        end = min(mark.end, max(axis.span, mark.start))
+        ax.axvspan(axis.x(mark.start), axis.x(end), color=colors[mark.fault], alpha=0.2, lw=0)
+        name(axis.x(mark.start), mark.fault)
     for fault, ts in points.items():
         if len(ts) > DENSE_FAULT_EVENTS:  # many events (a webhook duplicated every few seconds): a rug
             ax.vlines(axis.x(np.array(ts)), 0, 0.05, transform=top, color=colors[fault], lw=0.8, alpha=0.8)
@@ -487,7 +520,7 @@ def _plot_calls(fig: Figure, data: _Data, axis: _TimeAxis, colors: dict[str, str
     for name in _top(data):
         c, _ = np.histogram(np.array(data.names[name].t, dtype=float), bins=edges)
         ax.plot(mids, c / width, lw=1, label=name)
-    _mark_faults(ax, data.faults, axis, colors, labels=True)
+    _mark_faults(ax, data.marks, axis, colors, labels=True)
     ax.set_xlabel(axis.label)
     ax.set_ylabel(f"calls per second ({width:g} s buckets)")
     ax.set_ylim(bottom=0)
@@ -525,7 +558,7 @@ def _plot_latency(fig: Figure, data: _Data, axis: _TimeAxis, colors: dict[str, s
         ax.plot(x, p99, color="#d62728", lw=1.2, marker=marker, label="p99")
         if targeted(name):
             ax.axhline(RPC_P99_TARGET_MS, color="black", ls="--", lw=0.8)
-        _mark_faults(ax, data.faults, axis, colors)
+        _mark_faults(ax, data.marks, axis, colors)
         ax.set_yscale("log")
         ax.set_title(f"{name}  (n={len(entry.ms)})", fontsize=9)
         ax.grid(alpha=0.3, which="both")
@@ -554,7 +587,7 @@ def _plot_p99(fig: Figure, summary: dict[str, Any]) -> None:
     ax.axvline(RPC_P99_TARGET_MS, color="black", ls="--", lw=1)
     ax.text(RPC_P99_TARGET_MS, len(rows) - 0.4, " 100 ms target", fontsize=8, va="bottom")
     for yi, (_, r) in zip(y, rows, strict=True):
-        ax.text(max(r["p99_ms"], 0.001), float(yi), f" {r['p99_ms']:g}", va="center", fontsize=7)
+        ax.text(max(r["p99_ms"], 0.001), float(yi), f" {round(r['p99_ms'], 1):g}", va="center", fontsize=7)
     if max(values) / min(values) > 50 or max(values) > 10 * RPC_P99_TARGET_MS:
         ax.set_xscale("log")
     ax.set_xlabel("p99 over the whole run (ms)")
@@ -601,7 +634,7 @@ def _plot_samples(fig: Figure, data: _Data, axis: _TimeAxis, colors: dict[str, s
         order = np.argsort(np.array(ts, dtype=float), kind="stable")
         ax.plot(axis.x(np.array(ts, dtype=float)[order]), np.array(values, dtype=float)[order], lw=1.2,
                 marker="." if len(ts) < 30 else None)
-        _mark_faults(ax, data.faults, axis, colors)
+        _mark_faults(ax, data.marks, axis, colors)
         ax.set_title(metric, fontsize=9)
         ax.set_ylim(bottom=min(0.0, min(values)))
         ax.grid(alpha=0.3)
@@ -620,10 +653,10 @@ def _plot_errors(fig: Figure, data: _Data, summary: dict[str, Any], axis: _TimeA
         return
     y = np.arange(len(codes))
     left.barh(y, [summary["errors_by_code"][c] for c in codes], color="#d62728")
-    left.set_yticks(y, [f"{c}  {_code_meaning(c)}"[:34] for c in codes], fontsize=8)
+    left.set_yticks(y, [f"{c}  {_code_meaning(c)}"[:40] for c in codes], fontsize=8)
     left.invert_yaxis()
     left.set_xlabel("errors")
-    left.xaxis.set_major_locator(MaxNLocator(integer=True))
+    left.xaxis.set_major_locator(MaxNLocator(nbins=4, integer=True))
     left.grid(alpha=0.3, axis="x")
     width = _bucket(axis.span, 120)
     edges = np.arange(0.0, axis.span + width, width)
@@ -633,7 +666,7 @@ def _plot_errors(fig: Figure, data: _Data, summary: dict[str, Any], axis: _TimeA
     for code in codes[:8]:
         c, _ = np.histogram(np.array([t for t, k in data.error_events if k == code], dtype=float), bins=edges)
         right.plot(mids, c / width, lw=1.2, label=code)
-    _mark_faults(right, data.faults, axis, colors, labels=True)
+    _mark_faults(right, data.marks, axis, colors, labels=True)
     right.set_xlabel(axis.label)
     right.set_ylabel(f"errors per second ({width:g} s buckets)")
     right.set_ylim(bottom=0)
@@ -667,7 +700,7 @@ def _plot_invariants(fig: Figure, summary: dict[str, Any], present: bool) -> Non
 def _plots(run_dir: Path, data: _Data, summary: dict[str, Any]) -> dict[str, str]:
     """Writes every plot; returns {file: error} for those that could not be drawn."""
     axis = _TimeAxis.of(max(data.span_s, 1.0))
-    colors = _fault_colors(data.faults)
+    colors = _fault_colors(data.marks)
     n_top = len(_top(data))
     n_samples = len(data.samples)
     latency_h = 2.6 * _grid(max(n_top, 1))[0] + 0.9
@@ -764,7 +797,7 @@ def _code_meaning(code: str) -> str:
     if code.startswith("08"):
         return "connection exception"
     if code.startswith("HTTP "):
-        return "HTTP function answered " + code[5:]
+        return "HTTP function said " + code[5:]
     return ""
 
 
@@ -842,9 +875,9 @@ def _page(summary: dict[str, Any], data: _Data, failed: dict[str, str]) -> str:
     else:
         cards.append(_card("invariants", '<span class="ok-t">all green</span>',
                            f"{len(summary['invariants'])} checks, 0 violations", "ok"))
-    nfaults = sum(summary["faults"].values())
-    cards.append(_card("faults injected", _fmt(nfaults),
-                       ", ".join(f"{_e(k)} ×{v}" for k, v in summary["faults"].items()) or "none"))
+    cards.append(_card("faults injected", _fmt(len(summary["faults"])),
+                       (", ".join(f"{_e(k)} ×{v}" for k, v in summary["faults"].items()) or "none")
+                       + (f" · {len(data.run_events)} events of the run itself" if data.run_events else "")))
     parts.append(f'<div class="cards">{"".join(cards)}</div>')
     if not summary["calls"]:
         parts.append('<h2>Calls</h2><div class="empty">There are no calls in this run: '
@@ -928,6 +961,21 @@ def _page(summary: dict[str, Any], data: _Data, failed: dict[str, str]) -> str:
             rows.append([f"<b>{_e(inv.get('name', '?'))}</b>", _e(inv.get("description", "")), state, ev])
         parts.append(_table(("check", "what it says", "violations", "evidence"), rows, (2,),
                             [bool(i.get("count")) for i in data.invariants]))
+
+    # faults
+    parts.append("<h2>Faults</h2>")
+    if data.marks:
+        parts.append(_table(("fault", "at s", "until s", "what happened"),
+                            ([_e(m.fault), _fmt(round(m.start, 1)),
+                              "—" if m.end is None else "end of run" if math.isinf(m.end) else _fmt(round(m.end, 1)),
+                              _e(m.detail)] for m in data.marks[:200]), (1, 2)))
+        if len(data.marks) > 200:
+            parts.append(f'<p class="dim">… and {len(data.marks) - 200} more in faults.csv.</p>')
+    else:
+        parts.append('<p class="dim">No fault was injected.</p>')
+    if data.run_events:
+        parts.append("<h3>The run's own events</h3>" + _table(
+            ("at s", "what happened"), ([_fmt(round(e.t, 1)), _e(e.detail)] for e in data.run_events), (0,)))
 
     # database
     parts.append("<h2>The database's view</h2>")
