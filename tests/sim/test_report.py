@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -82,10 +83,12 @@ def _run_folder(run_dir: Path, *, slow_heartbeat: bool) -> None:
     }))
 
 
-@pytest.fixture
-def slow_run(tmp_path: Path) -> Path:
-    _run_folder(tmp_path, slow_heartbeat=True)
-    return tmp_path
+@pytest.fixture(scope="module")
+def written(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    """The slow run's folder, reported once for the tests that only read the result."""
+    run_dir = tmp_path_factory.mktemp("slow_run")
+    _run_folder(run_dir, slow_heartbeat=True)
+    return run_dir, report.write(run_dir)
 
 
 def test_percentile_is_nearest_rank() -> None:
@@ -106,9 +109,9 @@ def test_fault_marks() -> None:
     assert marks[3].detail == "begin → server back after 5.0 s"
 
 
-def test_summary_numbers(slow_run: Path) -> None:
-    returned = report.write(slow_run)
-    summary = json.loads((slow_run / "summary.json").read_text())
+def test_summary_numbers(written: tuple[Path, dict[str, Any]]) -> None:
+    run_dir, returned = written
+    summary = json.loads((run_dir / "summary.json").read_text())
     assert summary == returned
 
     assert summary["calls"] == 310
@@ -163,18 +166,18 @@ def test_targets_met_ignore_http_functions(tmp_path: Path) -> None:
     assert "all green" in page
 
 
-def test_plots_are_pngs(slow_run: Path) -> None:
-    report.write(slow_run)
+def test_plots_are_pngs(written: tuple[Path, dict[str, Any]]) -> None:
+    run_dir, _ = written
     for name, _, _ in report.PLOTS:
-        data = (slow_run / name).read_bytes()
+        data = (run_dir / name).read_bytes()
         assert data[:8] == PNG_MAGIC, name
         assert len(data) > 10_000, name
     assert len(report.PLOTS) == 7
 
 
-def test_page_names_the_failing_invariant_and_every_rpc(slow_run: Path) -> None:
-    report.write(slow_run)
-    page = (slow_run / "index.html").read_text()
+def test_page_names_the_failing_invariant_and_every_rpc(written: tuple[Path, dict[str, Any]]) -> None:
+    run_dir, _ = written
+    page = (run_dir / "index.html").read_text()
     assert page.startswith("<!doctype html>")
     assert '<span class="bad-t">money_integrity</span>' in page  # in red in the headline
     assert "difference_cents" in page and "pay_1" in page          # its evidence
@@ -206,7 +209,9 @@ def test_empty_run_folder(tmp_path: Path) -> None:
         assert (tmp_path / name).read_bytes()[:8] == PNG_MAGIC, name
 
 
-def test_unreadable_json_and_a_torn_csv_row(slow_run: Path) -> None:
+def test_unreadable_json_and_a_torn_csv_row(tmp_path: Path) -> None:
+    slow_run = tmp_path
+    _run_folder(slow_run, slow_heartbeat=True)
     (slow_run / "dbstats.json").write_text('{"wal_bytes": 12')   # the run died while writing it
     with (slow_run / "calls" / "w0.csv").open("a") as f:
         f.write("99.0,rpc:heart")                                   # a worker killed mid-row
