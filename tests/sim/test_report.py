@@ -156,14 +156,21 @@ def test_targets_met_ignore_http_functions(tmp_path: Path) -> None:
     inv = json.loads((tmp_path / "invariants.json").read_text())
     inv[1]["count"], inv[1]["evidence"] = 0, []
     (tmp_path / "invariants.json").write_text(json.dumps(inv))
+    # run.json with the options nested, as the orchestrator writes it
+    (tmp_path / "run.json").write_text(json.dumps({
+        "options": {"mechanics": 5, "customers": 30, "rate": 10.0, "seed": 3, "faults": []},
+        "started_at": 1_700_000_000.0, "ended_at": 1_700_000_062.0, "real_duration_s": 62.0, "exit_status": 0}))
     summary = report.write(tmp_path)
+    assert summary["run"] == {"mechanics": 5, "customers": 30, "rate": 10.0, "seed": 3, "faults": []}
+    assert summary["results"]["exit_status"] == 0
+    assert summary["duration_s"] == 62.0 and summary["calls_per_s_per_core"] is None
     assert summary["rpcs"]["rpc:heartbeat"]["p99_ms"] == 99.0
     # the slow HTTP function (10 s) has no p99 target; the worst database call is a tie at 99 ms, the name decides
     assert summary["targets"] == {"rpc_p99_le_100ms": True, "worst_rpc": "rpc:heartbeat", "worst_p99_ms": 99.0,
                                   "first_offer_p95_le_2s": True, "invariants_clean": True}
     assert summary["violations"] == 0
     page = (tmp_path / "index.html").read_text()
-    assert "all green" in page
+    assert "all green" in page and "faults: none" in page
 
 
 def test_plots_are_pngs(written: tuple[Path, dict[str, Any]]) -> None:
