@@ -262,10 +262,11 @@ class Client:
 
     # -- HTTP functions --------------------------------------------------------------------
     async def http(self, user: User | None, target: str, url: str, body: dict[str, Any] | None = None,
-                   *, name: str | None = None) -> Result:
+                   *, name: str | None = None, record: bool = True) -> Result:
         """POST `url` with a JSON body (and the user's access token when `user` is given); recorded
         as `name` (default `fn:<target>`). `value` is the JSON answer, `code` `HTTP <status>` on an
-        error status."""
+        error status. `record=False`: not one of our system's calls (a provider stub's control
+        endpoint, standing for what a person does at Stripe or in a LiveKit room)."""
         if self._http is None:
             self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=HTTP_TIMEOUT_S))
         headers = {"Content-Type": "application/json"}
@@ -273,23 +274,24 @@ class Client:
             headers["Authorization"] = f"Bearer {self.token(user)}"
         t0 = time.time()
         call_name = name or f"fn:{target}"
+        rec = self.record if record else (lambda _n, _t, _c: None)
         try:
             async with self._http.post(url, data=json.dumps(body or {}), headers=headers) as resp:
                 text = await resp.text()
                 status = resp.status
                 after = resp.headers.get("Retry-After")
         except TimeoutError:
-            self.record(call_name, t0, "timeout")
+            rec(call_name, t0, "timeout")
             return Result(code="timeout")
         except aiohttp.ClientError:
-            self.record(call_name, t0, "connection")
+            rec(call_name, t0, "connection")
             return Result(code="connection")
         try:
             value: Any = json.loads(text) if text else None
         except ValueError:
             value = text
         code = "" if status < 400 else f"HTTP {status}"
-        self.record(call_name, t0, code)
+        rec(call_name, t0, code)
         return Result(value=value, code=code, status=status,
                       retry_after=float(after) if after and after.isdigit() else None)
 
