@@ -86,11 +86,6 @@ def _stale(conn: psycopg.AsyncConnection[Any]) -> bool:
         return True
 
 
-async def _check(conn: psycopg.AsyncConnection[Any]) -> None:
-    if _stale(conn):
-        raise psycopg.OperationalError("the server closed the connection")
-
-
 def _code(exc: BaseException) -> str:
     if isinstance(exc, PoolTimeout):
         return "timeout"
@@ -128,7 +123,7 @@ class Client:
         return AsyncConnectionPool(
             self.database_url, min_size=1, max_size=self.pool_size, timeout=CALL_TIMEOUT_S, open=False,
             kwargs={"prepare_threshold": None, "row_factory": dict_row, "autocommit": False},
-            check=_check, reconnect_timeout=3600)
+            reconnect_timeout=3600)
 
     async def open(self) -> None:
         self._pool = self._new_pool()
@@ -193,11 +188,17 @@ class Client:
                 await self._recover()
             assert self._pool is not None, "the client is not open"
             pool = self._pool
-            try:
-                conn = await pool.getconn(timeout=CALL_TIMEOUT_S)
-            except psycopg.OperationalError:
-                self._pool_failing = True
-                raise
+            deadline = time.monotonic() + CALL_TIMEOUT_S
+            while True:
+                try:
+                    conn = await pool.getconn(timeout=max(0.0, deadline - time.monotonic()))
+                except psycopg.OperationalError:
+                    self._pool_failing = True
+                    raise
+                if not _stale(conn):
+                    break
+                await conn.close()  # closed: the pool replaces it
+                await pool.putconn(conn)
             try:
                 async with conn.transaction():
                     await conn.execute(
