@@ -122,6 +122,7 @@ class World:
                           for m in spec.mechanic_ids}
         self.customers = [Customer(User(c, f"{c}@{city.EMAIL_DOMAIN}")) for c in spec.customer_ids]
         self.sessions: dict[str, list[asyncio.Queue[str]]] = {}
+        self.ended: dict[str, float] = {}  # sessions heard completed or cancelled (the app stops writing)
         self.tasks: set[asyncio.Task[Any]] = set()
         self.share = len(spec.customer_ids) / max(1, spec.run.customers)
 
@@ -246,6 +247,10 @@ class World:
                 if m.online and not m.busy and self.rng.random() < self.ref.open_feed_interest:
                     m.inbox.put_nowait(("open", payload, now))
         elif event == "status_changed" and topic.startswith("session:"):
+            if payload.get("to") in ("completed", "cancelled"):
+                self.ended[topic[len("session:"):]] = now
+                if len(self.ended) > 20000:
+                    self.ended = {k: v for k, v in self.ended.items() if v > now - 600}
             for q in self.sessions.get(topic[len("session:"):], []):
                 q.put_nowait(str(payload.get("to")))
 
@@ -310,14 +315,16 @@ async def mechanic_life(w: World, m: Mechanic) -> None:
 async def heartbeats(w: World, m: Mechanic) -> None:
     while w.running():
         if m.online:
-            await w.client.rpc(m.user, "heartbeat")
+            res = await w.client.rpc(m.user, "heartbeat")
+            if res.code == RATE_LIMITED:
+                await w.sleep_real(res.retry_after or 1.0)
         await w.sleep(30)
 
 
 def session_real_s(w: World, session_id: str, plan: str) -> float:
     """How long (real seconds) a live session lasts: most of its planned time in simulated time, at
     least the delivery minimum (real, as the database measures it), within its deadline. Drawn from
-    the session's id, so both sides agree on it (the customer writes within its first 80 %)."""
+    the session's id, so both sides agree on it (the customer writes within its first 60 %)."""
     planned_real = w.timing.plan_minutes.get(plan, 10.0) * 60.0
     share = random.Random(f"{w.spec.run.seed}:{session_id}").uniform(0.5, 0.9)  # noqa: S311 - reproducible
     sim = planned_real * share / w.speed
@@ -366,13 +373,17 @@ async def play_live(w: World, user: User, session_id: str, plan: str, *, ends: b
             await w.client.http(None, "", f"{w.spec.livekit_url}/_sim/rooms/{room}/join",
                                 {"identity": user.id}, name="", record=False)
     total = session_real_s(w, session_id, plan)
-    writing = total if ends else total * 0.8
+    writing = total if ends else total * 0.6
     started = time.time()
     messages = max(1, round(w.rng.expovariate(2 / w.ref.chat_messages_per_session)))
     for i in range(messages):
         if not w.running():
             return
+        if session_id in w.ended:
+            break
         await w.sleep_real(writing * (i + w.rng.random()) / messages - (time.time() - started))
+        if session_id in w.ended:
+            break
         row = {"session_id": session_id, "content": f"message {i + 1}: {w.rng.choice(CONCERNS).lower()}"}
         await w.call(lambda row=row: w.client.insert(user, "chat_messages", row))  # type: ignore[misc]
     if ends:
@@ -518,16 +529,22 @@ async def on_demand(w: World, c: Customer, plan: str) -> None:
             if request_id is not None and w.running():
                 await w.rpc(c.user, "cancel_request", p_request_id=request_id, p_reason="found help elsewhere")
             return
-        if status not in ("waiting", "live"):
-            return
-        res = await w.rpc(c.user, "start_session", p_session_id=session_id)
-        if not res.ok:
-            return
-        if res.value.get("status") != "live":
-            status = await w.wait_status(c.user, session_id, q, {"live", "completed", "cancelled", "pending"},
-                                         15 * 60)
-            if status != "live":
+        for _ in range(3):  # a mechanic who gives the request back puts it up for the others again
+            if status not in ("waiting", "live"):
                 return
+            res = await w.rpc(c.user, "start_session", p_session_id=session_id)
+            if not res.ok:
+                return
+            status = str(res.value.get("status"))
+            if status != "live":
+                status = await w.wait_status(c.user, session_id, q, {"live", "completed", "cancelled", "pending"},
+                                             15 * 60)
+            if status == "pending":
+                status = await w.wait_status(c.user, session_id, q, {"waiting", "live", "cancelled"}, 3 * 3600)
+                continue
+            break
+        if status != "live":
+            return
         await play_live(w, c.user, session_id, plan, ends=False)
         planned = w.timing.plan_minutes.get(plan, 10.0) * 60.0
         done = await w.wait_status(c.user, session_id, q, {"completed", "cancelled"}, planned * w.speed)
@@ -540,6 +557,10 @@ async def on_demand(w: World, c: Customer, plan: str) -> None:
 
 
 async def after_session(w: World, c: Customer, session_id: str) -> None:
+    """The app asks for a review (and offers a follow-up or a report) only for a delivered session."""
+    row = await w.client.select(c.user, "sessions", ["delivery"], {"id": session_id}, limit=1)
+    if not row.ok or not row.value or row.value[0]["delivery"] != "delivered":
+        return
     r = w.rng.random()
     if r < w.ref.report_per_delivered:
         await w.rpc(c.user, "report_problem", p_session_id=session_id, p_reason="the advice did not fix it")

@@ -277,7 +277,7 @@ class Client:
         call_name = name or f"fn:{target}"
         rec = self.record if record else (lambda _n, _t, _c: None)
         try:
-            async with self._http.post(url, data=json.dumps(body or {}), headers=headers) as resp:
+            async with self._http.post(url, data=json.dumps(body or {}, default=str), headers=headers) as resp:
                 text = await resp.text()
                 status = resp.status
                 after = resp.headers.get("Retry-After")
