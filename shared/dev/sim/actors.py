@@ -42,10 +42,13 @@ TOO_MANY_RELEASES = BY_NAME["too_many_releases"].sqlstate
 RETRY_ON = {RATE_LIMITED, "40001", "40P01", "connection", "timeout", "57P01"}  # transient: wait, try again
 PAID_PLANS = ("micro", "chat10", "video15", "diagnostic")
 ROOM_TYPES = ("video", "diagnostic")        # session types held in a LiveKit room
-SUMMARY_PLANS = ("chat10", "video15", "diagnostic")  # full sessions: the mechanic submits a summary
+SUMMARY_PLANS = ("chat10", "video15", "diagnostic")  # full sessions: a structured summary, submitted
+SUMMARY = {"steps_taken": ["Went through the symptoms with the customer", "Checked the likely causes in order"],
+           "parts": [{"name": "Front brake pads", "part_number": None, "estimated_cost_cents": 8999}],
+           "next_steps": ["Have the part replaced within two weeks"], "urgency": "soon"}
 BOOKABLE_PLANS = ("chat10", "video15", "diagnostic")
 POLL_S = 0.2                                 # the Realtime reader's period (real seconds)
-FALLBACK_POLL_S = 3.0                        # an app re-reads its row when Realtime said nothing this long
+FALLBACK_POLL_S = 15.0                       # an app re-reads its row when Realtime said nothing this long
 CONCERNS = (
     "Grinding noise from the front brakes when stopping",
     "Check engine light came on and the car hesitates when accelerating",
@@ -93,6 +96,7 @@ class Mechanic:
     threshold: float            # online while threshold < online share now (a stable, seeded duty roster)
     online: bool = False
     busy: bool = False
+    released: set[str] = field(default_factory=set)  # requests it gave back (it may not take them again)
     inbox: asyncio.Queue[tuple[str, dict[str, Any], float]] = field(default_factory=asyncio.Queue)
 
 
@@ -177,21 +181,25 @@ class World:
 
     async def wait_status(self, user: User, session_id: str, q: asyncio.Queue[str], want: set[str],
                           timeout_sim_s: float) -> str | None:
-        """Wait until the session's status is one of `want` (heard on `session:<id>`, or read back
-        when Realtime said nothing for a while); None on timeout or stop."""
+        """Wait until the session's status is one of `want`: read once (as an app reads the state
+        it has just subscribed to: a change may have come before the subscription), then heard on
+        `session:<id>`, or read again when Realtime said nothing for a while; None on timeout or stop."""
         deadline = time.time() + timeout_sim_s / self.speed
+        read = True
         while self.running() and time.time() < deadline:
-            wait = min(FALLBACK_POLL_S, deadline - time.time())
+            if read:
+                res = await self.client.select(user, "sessions", ["status"], {"id": session_id}, limit=1)
+                if res.ok and res.value and res.value[0]["status"] in want:
+                    return str(res.value[0]["status"])
             try:
-                status = await asyncio.wait_for(q.get(), timeout=max(0.01, wait))
-                if status in want:
-                    return status
-                continue
+                status = await asyncio.wait_for(q.get(), timeout=max(0.01, min(FALLBACK_POLL_S,
+                                                                              deadline - time.time())))
             except TimeoutError:
-                pass
-            res = await self.client.select(user, "sessions", ["status"], {"id": session_id}, limit=1)
-            if res.ok and res.value and res.value[0]["status"] in want:
-                return str(res.value[0]["status"])
+                read = True
+                continue
+            if status in want:
+                return status
+            read = False
         return None
 
     # -- the Realtime reader ---------------------------------------------------------------
@@ -292,7 +300,7 @@ async def mechanic_life(w: World, m: Mechanic) -> None:
                 kind, offer, heard = await asyncio.wait_for(m.inbox.get(), timeout=max(0.05, 30 / w.speed))
             except TimeoutError:
                 continue
-            if time.time() - heard > w.timing.offer_ttl_s or m.busy:
+            if time.time() - heard > w.timing.offer_ttl_s or m.busy or str(offer["request_id"]) in m.released:
                 continue  # stale: the app drops an offer that expired before the mechanic looked
             await w.sleep(w.rng.uniform(5, 40))  # reading the request card
             if kind == "offer" and w.rng.random() < w.ref.decline_per_offer:
@@ -338,6 +346,7 @@ async def mechanic_session(w: World, m: Mechanic, request_id: str, session_id: s
         if w.rng.random() < w.ref.release_per_accept:
             await w.sleep(w.rng.uniform(10, 60))
             await w.rpc(m.user, "cancel_request", p_request_id=request_id, p_reason="cannot make it after all")
+            m.released.add(request_id)
             return
         brief = await w.rpc(m.user, "get_session_brief", p_session_id=session_id)
         if brief.ok and isinstance(brief.value, dict):
@@ -351,19 +360,20 @@ async def mechanic_session(w: World, m: Mechanic, request_id: str, session_id: s
         if status is None:
             # the customer never came: give the request back to the others
             await w.rpc(m.user, "cancel_request", p_request_id=request_id, p_reason="the customer did not join")
+            m.released.add(request_id)
             return
         if status != "live":
             return
-        await play_live(w, m.user, session_id, plan, ends=True)
-        if plan in SUMMARY_PLANS:
+        if await play_live(w, m.user, session_id, plan, ends=True):
             await w.rpc(m.user, "submit_summary", p_session_id=session_id)
     finally:
         w.unsubscribe(session_id, q)
 
 
-async def play_live(w: World, user: User, session_id: str, plan: str, *, ends: bool) -> None:
+async def play_live(w: World, user: User, session_id: str, plan: str, *, ends: bool) -> bool:
     """Take part in a live session: join the room (video, diagnostic), write this side's share of
-    the chat, and (`ends`) end it with notes once it has lasted its time."""
+    the chat, and (`ends`) end it with notes once it has lasted its time, after saving a structured
+    summary for a full session. True when a summary draft waits to be submitted."""
     room = None
     if w.timing.plan_type.get(plan) in ROOM_TYPES:
         tok = await w.call(lambda: w.client.http(user, "livekit_token", f"{w.spec.functions_url}/livekit_token",
@@ -376,9 +386,10 @@ async def play_live(w: World, user: User, session_id: str, plan: str, *, ends: b
     writing = total if ends else total * 0.6
     started = time.time()
     messages = max(1, round(w.rng.expovariate(2 / w.ref.chat_messages_per_session)))
+    drafted = False
     for i in range(messages):
         if not w.running():
-            return
+            return False
         if session_id in w.ended:
             break
         await w.sleep_real(writing * (i + w.rng.random()) / messages - (time.time() - started))
@@ -388,11 +399,15 @@ async def play_live(w: World, user: User, session_id: str, plan: str, *, ends: b
         await w.call(lambda row=row: w.client.insert(user, "chat_messages", row))  # type: ignore[misc]
     if ends:
         await w.sleep_real(total - (time.time() - started))
-        await w.rpc(user, "end_session", p_session_id=session_id,
+        if plan in SUMMARY_PLANS and session_id not in w.ended:
+            drafted = (await w.rpc(user, "save_summary", p_session_id=session_id, p_summary=SUMMARY)).ok
+        ended = await w.rpc(user, "end_session", p_session_id=session_id,
                     p_notes="Inspected the symptoms with the customer; likely cause found, next steps agreed.")
+        drafted = drafted and ended.ok
     if room is not None:
         await w.client.http(None, "", f"{w.spec.livekit_url}/_sim/rooms/{room}/leave",
                             {"identity": user.id}, name="", record=False)
+    return drafted
 
 
 # ---------------------------------------------------------------------------------------------
