@@ -118,7 +118,13 @@ def test_a_short_run_files_matches_and_delivers_then_stops(fresh_url: str, tmp_p
                       mechanic_ids=made.mechanic_ids, customer_ids=made.customer_ids)
     worker = threading.Thread(target=worker_main, args=(spec, free_only))
     worker.start()
-    time.sleep(15)
+    time.sleep(8)
+    # every connection of the database is dropped (what a restart does to the clients)
+    with psycopg.connect(fresh_url, autocommit=True) as conn:
+        conn.execute("select pg_terminate_backend(pid) from pg_stat_activity "
+                     "where datname = current_database() and pid <> pg_backend_pid()")
+    dropped = time.time() - spec.started_at
+    time.sleep(12)
     (tmp_path / "STOP").touch()
     stopped = time.monotonic()
     worker.join(timeout=20)
@@ -132,6 +138,9 @@ def test_a_short_run_files_matches_and_delivers_then_stops(fresh_url: str, tmp_p
                  "rpc:accept_request", "rpc:start_session", "rest:post chat_messages", "rpc:end_session"):
         assert ok[name] > 0, (name, ok)
     assert not any(r["name"].startswith("fn:") for r in rows)  # paid and video flows were off
+    # after the connections were dropped the actors carried on: calls succeed, sessions still end
+    after = Counter(r["name"] for r in rows if r["code"] == "" and float(r["t"]) > dropped + 1)
+    assert after["rpc:heartbeat"] > 0 and after["rpc:accept_request"] > 0 and after["rpc:end_session"] > 0, after
     with psycopg.connect(fresh_url) as conn:
         delivered = conn.execute("select count(*) from public.sessions "
                                  "where status = 'completed' and delivery = 'delivered'").fetchone()
