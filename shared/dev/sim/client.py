@@ -112,6 +112,8 @@ class Client:
         self.pool_size = pool_size
         self._pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] | None = None
         self._pool_failing = False
+        self._recovering = asyncio.Lock()
+        self._closing: set[asyncio.Task[None]] = set()
         self._pre_request: str | None = None
         self._http: aiohttp.ClientSession | None = None
         self._tokens: dict[str, tuple[float, str]] = {}
@@ -148,12 +150,18 @@ class Client:
     async def _recover(self) -> None:
         """After the pool failed to connect: a direct connection tells whether the database is back;
         if it is, the pool (possibly sleeping in its reconnection backoff) is replaced."""
-        conn = await psycopg.AsyncConnection.connect(self.database_url, connect_timeout=3, prepare_threshold=None)
-        await conn.close()
-        old, self._pool, self._pool_failing = self._pool, self._new_pool(), False
-        await self._pool.open(wait=False)
+        async with self._recovering:  # one call checks; the others wait for its answer
+            if not self._pool_failing:
+                return
+            conn = await psycopg.AsyncConnection.connect(self.database_url, connect_timeout=3,
+                                                         prepare_threshold=None)
+            await conn.close()
+            old, self._pool, self._pool_failing = self._pool, self._new_pool(), False
+            await self._pool.open(wait=False)
         if old is not None:
-            asyncio.get_running_loop().create_task(old.close(timeout=0))
+            task = asyncio.get_running_loop().create_task(old.close(timeout=0))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
 
     # -- recording -------------------------------------------------------------------------
     def record(self, name: str, t0: float, code: str) -> None:
