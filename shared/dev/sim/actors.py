@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import json
+import logging
 import math
 import random
 import re
@@ -706,4 +707,6 @@ async def run_worker(spec: WorkerSpec, ref: city.Reference) -> None:
 def worker_main(spec: WorkerSpec, reference: city.Reference | None = None) -> None:
     """One worker process: plays `spec.mechanic_ids` and `spec.customer_ids` until the run's end
     or its STOP file, then returns. `reference` overrides city.REFERENCE (tests: free requests only)."""
+    # a database restart is part of the run: the pool's reconnection attempts are not news
+    logging.getLogger("psycopg.pool").setLevel(logging.CRITICAL)
     asyncio.run(run_worker(spec, reference or city.REFERENCE))
