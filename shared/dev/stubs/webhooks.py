@@ -7,7 +7,8 @@ source:
 - duplicate: the event is sent twice; half the time both at once (two threads), else one after
   the other. Both providers deliver at least once.
 - reorder: the event is held back and sent right after the next event (or after `hold_s` when no
-  other event comes). Neither provider promises an order.
+  other event comes); while one is held, the next is not held too (it overtakes). Neither provider
+  promises an order.
 - drop: the first delivery never reaches the endpoint. With `retry` (Stripe) a dropped or failed
   delivery (not 2xx, refused, timed out) is tried again with backoff until `max_attempts`; without
   (LiveKit) it is gone.
@@ -156,7 +157,9 @@ class WebhookSender:
         if item.task is not None:
             item.task()
             return
-        if item.attempt == 0 and not item.was_held and self._draw(self.faults.reorder):
+        with self._cond:
+            holding = bool(self._held)
+        if item.attempt == 0 and not item.was_held and not holding and self._draw(self.faults.reorder):
             self._count("reordered")
             item.due = time.monotonic() + self.hold_s
             item.was_held = True
