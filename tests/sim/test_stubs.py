@@ -105,7 +105,8 @@ class Sim:
 def sim(fresh_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Sim]]:
     opened: list[Any] = []
 
-    def start(stripe: WebhookFaults | None = None, livekit: WebhookFaults | None = None, **stripe_kw: Any) -> Sim:
+    def start(stripe: WebhookFaults | None = None, livekit: WebhookFaults | None = None,
+              empty_timeout_s: float | None = None, **stripe_kw: Any) -> Sim:
         monkeypatch.setenv("DATABASE_URL", fresh_url)
         monkeypatch.setenv("SUPABASE_JWT_SECRET", JWT_SECRET)
         monkeypatch.setenv("CRON_SECRET", CRON)
@@ -122,7 +123,8 @@ def sim(fresh_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..
         stripe_kw.setdefault("retry_max_s", 0.5)
         stripe_stub = StripeStub(f"{functions}/stripe_webhook", WEBHOOK_SECRET, stripe, **stripe_kw)
         opened.append(stripe_stub)
-        livekit_stub = LiveKitStub(f"{functions}/livekit_webhook", LK_KEY, LK_SECRET, livekit, empty_timeout_s=None)
+        livekit_stub = LiveKitStub(f"{functions}/livekit_webhook", LK_KEY, LK_SECRET, livekit,
+                                   empty_timeout_s=empty_timeout_s)
         opened.append(livekit_stub)
         resend_stub = ResendStub()
         opened.append(resend_stub)
@@ -373,6 +375,27 @@ def test_livekit_joins_make_the_session_live_and_deleting_the_room_completes_it(
     assert s.livekit.present(token["room"]) == []
     assert s.pay.val("select count(*) from private.livekit_events where event = 'room_finished'") == 1
     assert s.pay.val("select count(*) from private.livekit_events where event = 'participant_left'") == 2
+
+
+def test_a_room_left_empty_finishes_after_the_departure_timeout(sim: Callable[..., Sim]) -> None:
+    s = sim(empty_timeout_s=0.5)
+    w = _waiting_session(s)
+    _join(s, w.session, w.customer)
+    token = _join(s, w.session, w.mechanic)
+    s.settle()
+    assert _status(s, w.session) == "live"
+    leave = f"{s.livekit.url}/_sim/rooms/{token['room']}/leave"
+    for user in (w.customer, w.mechanic):
+        assert post(leave, {"identity": str(user)})[0] == 200
+    assert post(f"{s.livekit.url}/_sim/rooms/{token['room']}/join", {"identity": str(w.customer)})[0] == 200
+    time.sleep(0.8)  # back within the timeout: the room stays
+    assert s.livekit.present(token["room"]) == [str(w.customer)] and _status(s, w.session) == "live"
+    assert post(leave, {"identity": str(w.customer)})[0] == 200
+    assert post(leave, {"identity": str(w.customer)})[0] == 409  # not in the room any more
+    wait_for(lambda: s.livekit.stats()["rooms_finished"] == 1, what="the empty room to finish")
+    s.settle()
+    assert _status(s, w.session) == "completed"
+    assert s.pay.val("select outcome from private.livekit_events where event = 'room_finished'") == "completed"
 
 
 def test_a_dropped_livekit_join_is_repaired_by_the_reconcile_job(sim: Callable[..., Sim]) -> None:

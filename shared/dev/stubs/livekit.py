@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
+import itertools
 import threading
 import time
 import uuid
@@ -51,7 +52,7 @@ class _Room:
     sid: str
     created: int
     participants: dict[str, api.ParticipantInfo] = field(default_factory=dict)
-    generation: int = 0  # bumped by every join and leave: an empty-room timer checks it is still current
+    generation: int = 0  # a new value at every join and leave: an empty-room timer checks it is still current
 
 
 class LiveKitStub:
@@ -67,6 +68,7 @@ class LiveKitStub:
         self.outage = Outage()
         self.lock = threading.Lock()
         self.rooms: dict[str, _Room] = {}
+        self._generations = itertools.count(1)  # one sequence for all rooms: a recreated room never matches
         self.verifier = api.TokenVerifier(api_key, api_secret)
         self.sender = WebhookSender("livekit", webhook_url, self._sign, faults, retry=False, timeout_s=timeout_s,
                                     content_type="application/webhook+json")
@@ -196,7 +198,7 @@ class LiveKitStub:
     def _leave(self, room: _Room, identity: str) -> None:
         info = room.participants.pop(identity)
         info.state = api.ParticipantInfo.State.DISCONNECTED
-        room.generation += 1
+        room.generation = next(self._generations)
         self.counts["leaves"] += 1
         self._event("participant_left", room, info)
         if not room.participants and self.empty_timeout_s is not None:
@@ -214,7 +216,7 @@ class LiveKitStub:
         for identity in list(room.participants):
             self._leave(room, identity)
         del self.rooms[room.name]
-        room.generation += 1
+        room.generation = next(self._generations)
         self.counts["rooms_finished"] += 1
         self._event("room_finished", room)
 
@@ -248,7 +250,7 @@ class LiveKitStub:
                 info = api.ParticipantInfo(sid=_sid("PA"), identity=identity, name=name,
                                            state=api.ParticipantInfo.State.ACTIVE, joined_at=int(time.time()))
                 room.participants[identity] = info
-                room.generation += 1
+                room.generation = next(self._generations)
                 self.counts["joins"] += 1
                 self._event("participant_joined", room, info)
                 return 200, {"joined": True, "room": room_name, "present": sorted(room.participants)}

@@ -261,6 +261,8 @@ class StripeStub(FakeStripe):
         self.outage = Outage()
         self.events = Events()
         self.intents: dict[str, dict[str, Any]] = {}  # pi → {amount, booking_id, refunds: [refund ids]}
+        self.counts = dict.fromkeys(("checkouts_created", "checkouts_paid", "checkouts_declined",
+                                     "checkouts_abandoned", "refunds", "transfers", "reversals"), 0)
         self.sender = WebhookSender(
             "stripe", webhook_url, self._sign, faults, retry=True, retry_base_s=retry_base_s,
             retry_max_s=retry_max_s, max_attempts=max_attempts, timeout_s=timeout_s)
@@ -276,12 +278,8 @@ class StripeStub(FakeStripe):
 
     def stats(self) -> dict[str, int]:
         with self.lock:
-            paid = sum(1 for o in self.objects.values()
-                       if o.get("object") == "checkout.session" and o.get("status") == "complete")
-            refunds = sum(1 for o in self.objects.values() if o.get("object") == "refund")
-            transfers = sum(1 for o in self.objects.values() if o.get("object") == "transfer")
-        return {**self.sender.stats(), "checkouts_paid": paid, "refunds": refunds, "transfers": transfers,
-                "outage_answers": self.outage.answered}
+            counts = dict(self.counts)
+        return {**self.sender.stats(), **counts, "outage_answers": self.outage.answered}
 
     def close(self) -> None:
         self.sender.close()
@@ -317,6 +315,11 @@ class StripeStub(FakeStripe):
                     return _error(400, f"Refund amount ({amount}) is greater than unrefunded amount on charge "
                                        f"({intent['amount'] - refunded})", code="amount_too_large")
         status, obj = super()._answer(method, path, form)
+        if method == "POST" and status == 200:
+            what = {"/v1/checkout/sessions": "checkouts_created", "/v1/refunds": "refunds",
+                    "/v1/transfers": "transfers"}.get(path, "reversals" if path.endswith("/reversals") else "")
+            if what:
+                self.counts[what] += 1
         if method == "POST" and path == "/v1/refunds" and status == 200:
             pi = obj.get("payment_intent")
             if pi:
@@ -388,10 +391,12 @@ class StripeStub(FakeStripe):
                 pi = "pi_" + uuid.uuid4().hex[:24]
                 booking_id = str(session["metadata"].get("booking_id", ""))
                 failed = self.events.payment_failed(pi, booking_id, session["amount_total"])
+                self.counts["checkouts_declined"] += 1
                 self.emit(failed)
                 return 200, {"declined": True, "payment_intent": pi, "events": [failed["id"]]}
             pi = "pi_" + uuid.uuid4().hex[:24]
             session.update(status="complete", payment_status="paid", payment_intent=pi)
+            self.counts["checkouts_paid"] += 1
             self.intents[pi] = {"amount": session["amount_total"], "booking_id": session["metadata"].get("booking_id"),
                                 "refunds": []}
             completed = self.events.event("checkout.session.completed", self._session_event_object(session))
@@ -409,6 +414,7 @@ class StripeStub(FakeStripe):
             if session["status"] != "open":
                 return _error(409, f"This Checkout Session is {session['status']}", code="checkout_not_open")
             session["status"] = "expired"
+            self.counts["checkouts_abandoned"] += 1
             expired = self.events.event("checkout.session.expired", self._session_event_object(session))
         self.emit(expired)
         return 200, {"expired": True, "events": [expired["id"]]}
