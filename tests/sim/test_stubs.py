@@ -183,6 +183,17 @@ def test_an_abandoned_checkout_expires_the_booking(sim: Callable[..., Sim]) -> N
     s.settle()
     assert s.pay.booking(booking["id"])["status"] == "expired"
     assert s.pay.val("select count(*) from public.payments") == 0
+    assert post(f"{s.stripe.url}/_sim/checkout/{booking['stripe_checkout_session_id']}/pay")[0] == 409
+    # an open Checkout expires by itself at its expires_at, as Stripe's do
+    form = (f"mode=payment&line_items[0][quantity]=1&line_items[0][price_data][currency]=usd"
+            f"&line_items[0][price_data][unit_amount]=500&expires_at={int(time.time()) + 1}").encode()
+    status, created = send(f"{s.stripe.url}/v1/checkout/sessions", form, {"Authorization": f"Bearer {STRIPE_KEY}"})
+    assert status == 200
+    wait_for(lambda: s.stripe.stats()["checkouts_expired"] == 1, what="the Checkout to expire")
+    s.settle()
+    assert s.pay.val("select type from private.stripe_events where payload #>> '{data,object,id}' = %s",
+                     (json.loads(created)["id"],)) == "checkout.session.expired"
+    assert s.stripe.stats()["checkouts_abandoned"] == 1
 
 
 def test_duplicated_events_have_no_effect(sim: Callable[..., Sim]) -> None:
@@ -473,7 +484,7 @@ def test_resend_answers_like_resend_with_idempotency_and_outage() -> None:
         assert status == 200 and again["id"] == first["id"]  # the same key: the same email, sent once
         status, answer = post(f"{resend.url}/emails", {**email, "subject": "Other"}, auth)
         assert status == 409 and answer["name"] == "invalid_idempotent_request"
-        assert post(f"{resend.url}/emails", email, {"Idempotency-Key": "email:2"})[0] == 401
+        assert post(f"{resend.url}/emails", email, {"Idempotency-Key": "email:2"})[0] == 401  # no API key
         resend.set_outage(0.5, "500")
         assert post(f"{resend.url}/emails", email, {**auth, "Idempotency-Key": "email:3"})[0] == 500
         time.sleep(0.6)

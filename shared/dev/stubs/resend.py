@@ -48,7 +48,7 @@ class ResendStub:
         down = self.outage.check(_error(500, "internal_server_error", "simulated outage"))
         if down is not None:
             return down
-        if not (rec.header("Authorization") or "").startswith("Bearer re_"):
+        if not (rec.header("Authorization") or "").removeprefix("Bearer ").strip():
             with self.lock:
                 self.counts["rejected"] += 1
             return _error(401, "missing_api_key", "Missing API key in the authorization header")

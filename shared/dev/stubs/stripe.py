@@ -9,7 +9,8 @@ reach our webhook through a `WebhookSender` with Stripe's faults and Stripe's re
 - `StripeStub(webhook_url, webhook_secret, faults)`: `POST /_sim/checkout/<cs>/pay` (the customer
   pays: checkout.session.completed, then charge.succeeded; body `{"decline": true}` instead sends
   payment_intent.payment_failed and leaves the Checkout open), `POST /_sim/checkout/<cs>/abandon`
-  (checkout.session.expired), `POST /_sim/accounts/<acct>/activate` (account.updated with
+  (checkout.session.expired; an open Checkout also expires by itself at its `expires_at`, as
+  Stripe's do), `POST /_sim/accounts/<acct>/activate` (account.updated with
   transfers active). A refund created through the API answers `pending` and sends refund.created;
   `refund_settle_s` later it succeeds: refund.updated and charge.refunded. `set_outage(seconds,
   mode)` takes the API (not the control endpoints) down.
@@ -262,7 +263,8 @@ class StripeStub(FakeStripe):
         self.events = Events()
         self.intents: dict[str, dict[str, Any]] = {}  # pi → {amount, booking_id, refunds: [refund ids]}
         self.counts = dict.fromkeys(("checkouts_created", "checkouts_paid", "checkouts_declined",
-                                     "checkouts_abandoned", "refunds", "transfers", "reversals"), 0)
+                                     "checkouts_abandoned", "checkouts_expired", "refunds", "transfers",
+                                     "reversals"), 0)
         self.sender = WebhookSender(
             "stripe", webhook_url, self._sign, faults, retry=True, retry_base_s=retry_base_s,
             retry_max_s=retry_max_s, max_attempts=max_attempts, timeout_s=timeout_s)
@@ -320,6 +322,9 @@ class StripeStub(FakeStripe):
                     "/v1/transfers": "transfers"}.get(path, "reversals" if path.endswith("/reversals") else "")
             if what:
                 self.counts[what] += 1
+        if method == "POST" and path == "/v1/checkout/sessions" and status == 200:
+            cs = obj["id"]  # Stripe expires an unpaid Checkout at its expires_at
+            self.sender.schedule(max(0.0, obj["expires_at"] - time.time()), lambda: self._expire(cs), counted=False)
         if method == "POST" and path == "/v1/refunds" and status == 200:
             pi = obj.get("payment_intent")
             if pi:
@@ -405,6 +410,16 @@ class StripeStub(FakeStripe):
         self.emit(charged)
         return 200, {"paid": True, "payment_intent": pi, "charge": charge_for(pi),
                      "events": [completed["id"], charged["id"]]}
+
+    def _expire(self, cs: str) -> None:
+        with self.lock:
+            session = self._session(cs)
+            if session is None or session["status"] != "open":
+                return
+            session["status"] = "expired"
+            self.counts["checkouts_expired"] += 1
+            expired = self.events.event("checkout.session.expired", self._session_event_object(session))
+        self.emit(expired)
 
     def _abandon(self, cs: str) -> tuple[int, Any]:
         with self.lock:
