@@ -267,6 +267,43 @@ def test_a_failed_delivery_is_retried_with_backoff_until_it_is_answered_2xx() ->
         endpoint.close()
 
 
+def test_under_every_fault_stripe_events_all_land_and_dropped_livekit_events_are_gone() -> None:
+    received: list[str] = []
+    lock = threading.Lock()
+
+    def answer(rec: Any) -> tuple[int, Any]:
+        with lock:
+            received.append(rec.json()["id"])
+        return 200, {}
+
+    endpoint = StubServer(answer)
+    faults = WebhookFaults(duplicate=0.3, reorder=0.3, drop=0.3, seed=42)
+    stripe_like = WebhookSender("s", endpoint.url, lambda body: {}, faults, retry=True, retry_base_s=0.05,
+                                retry_max_s=0.1, hold_s=0.1)
+    ids = [f"evt_{i}" for i in range(60)]
+    try:
+        for event_id in ids:
+            stripe_like.send(event_id, json.dumps({"id": event_id}).encode())
+        wait_for(lambda: stripe_like.in_flight() == 0, what="every delivery")
+        stats = stripe_like.stats()
+        assert set(received) == set(ids)  # every event arrived, dropped ones on a retry
+        assert stats["dropped"] > 0 and stats["duplicated"] > 0 and stats["reordered"] > 0, stats
+        assert len(received) == len(ids) + stats["duplicated"]
+        assert received != sorted(received, key=lambda e: int(e.split("_")[1]))  # not in the order sent
+        received.clear()
+        livekit_like = WebhookSender("l", endpoint.url, lambda body: {}, faults, retry=False, hold_s=0.1)
+        for event_id in ids:
+            livekit_like.send(event_id, json.dumps({"id": event_id}).encode())
+        wait_for(lambda: livekit_like.in_flight() == 0, what="every delivery")
+        lk_stats = livekit_like.stats()
+        livekit_like.close()
+        assert len(set(received)) == len(ids) - lk_stats["dropped"] and lk_stats["retried"] == 0
+        assert lk_stats["abandoned"] == lk_stats["dropped"] > 0
+    finally:
+        stripe_like.close()
+        endpoint.close()
+
+
 def test_refunds_and_transfers_through_the_stub_keep_the_books_balanced(sim: Callable[..., Sim]) -> None:
     s = sim(stripe=WebhookFaults(duplicate=0.5, reorder=0.5, seed=11), refund_settle_s=0.2)
     # a paid request nobody takes expires and is refunded: the refund is created through the stub's
