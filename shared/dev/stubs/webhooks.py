@@ -213,8 +213,8 @@ class WebhookSender:
             return
         self._count("retried")
         delay = min(self.retry_max_s, self.retry_base_s * 2 ** (item.attempt - 1))
-        delay *= 0.75 + 0.5 * self.rng.random()  # jitter, as providers spread their retries
         with self._cond:
+            delay *= 0.75 + 0.5 * self.rng.random()  # jitter, as providers spread their retries
             item.due = time.monotonic() + delay
             item.seq = next(self._seq)
             heapq.heappush(self._heap, item)
