@@ -113,7 +113,8 @@ select 'live in two sessions at once', a.mechanic_id, array[a.id::text, b.id::te
 from public.sessions a
 join public.sessions b
   on b.mechanic_id = a.mechanic_id and b.id > a.id
- and tstzrange(b.started_at, coalesce(b.ended_at, 'infinity')) && tstzrange(a.started_at, coalesce(a.ended_at, 'infinity'))
+ and tstzrange(b.started_at, coalesce(b.ended_at, 'infinity'))
+     && tstzrange(a.started_at, coalesce(a.ended_at, 'infinity'))
 where a.started_at is not null and b.started_at is not null and a.mechanic_id is not null
   and (a.ended_at is null or a.ended_at > a.started_at) and (b.ended_at is null or b.ended_at > b.started_at)
 """
@@ -212,7 +213,8 @@ from public.sessions s join public.session_requests r on r.session_id = s.id, w
 where s.status = 'pending' and r.status not in ('pending', 'unattended')
 union all
 select 'booking', b.id, b.status::text, b.created_at, b.status_changed_at,
-       'checkout still pending past its expiry (' || coalesce(b.expires_at::text, 'payments.checkout_expires_after') || ')'
+       'checkout still pending past its expiry ('
+         || coalesce(b.expires_at::text, 'payments.checkout_expires_after') || ')'
 from public.bookings b, w
 where b.status = 'pending' and coalesce(b.expires_at, b.created_at + w.checkout_after) < w.now_ - w.lag
 """
@@ -322,7 +324,7 @@ def _topic_parties(conn: psycopg.Connection, topic: str, people: dict[str, list[
     if topic == "mechanics:presence":
         return (approved[:1] + plain[:1] + admin), [""]
     if topic == "mechanics:requests":
-        return approved[:2] + admin, plain[:2] + [""]
+        return approved[:2] + admin, [*plain[:2], ""]
     if topic == "admin:queue":
         return admin, approved[:1] + plain[:1]
     kind, _, rest = topic.partition(":")
@@ -339,7 +341,8 @@ def _topic_parties(conn: psycopg.Connection, topic: str, people: dict[str, list[
                             "where o.organization_id = private.try_uuid(%s) "
                             "and private.workshop_can(o.organization_id, o.user_id, 'handle_appointments') "
                             "order by o.user_id limit 2", (rest,))
-        return [r["u"] for r in staff] + admin, plain[:1] + [m for m in approved if m not in {r["u"] for r in staff}][:1]
+        members = [r["u"] for r in staff]
+        return members + admin, plain[:1] + [m for m in approved if m not in members][:1]
     return [], plain[:1] + approved[:1]
 
 
@@ -392,7 +395,8 @@ def realtime_rls(conn: psycopg.Connection, ctx: CheckContext) -> tuple[int, list
 # -- paid_sessions_settled -----------------------------------------------------------------------
 _SETTLED = """
 with w as (select private.setting_interval('trust.unverified_refund_after') as unverified_after,
-                  array(select jsonb_array_elements_text(private.setting('payments.auto_refund_from_statuses'))) as auto_refund,
+                  array(select jsonb_array_elements_text(private.setting('payments.auto_refund_from_statuses')))
+                    as auto_refund,
                   make_interval(secs => %(lag)s) as lag),
 pay as (
   select p.id, p.session_id, p.amount_cents, p.paid_at, p.settled_at, p.status::text as status,

@@ -102,7 +102,7 @@ _DB_COUNTERS = ("xact_commit", "xact_rollback", "deadlocks", "temp_files", "temp
                 "tup_inserted", "tup_updated", "tup_deleted", "conflicts")
 
 
-def _one(conn: psycopg.Connection, query: str | sql.Composable, params: Any = None) -> dict[str, Any]:
+def _one(conn: psycopg.Connection, query: str | sql.Composed, params: Any = None) -> dict[str, Any]:
     with conn.cursor(row_factory=dict_row) as cur:
         cur.execute(query, params)
         row = cur.fetchone()
@@ -203,7 +203,7 @@ def db_stats_end(conn: psycopg.Connection, begin: dict[str, Any], calls: int,
     schema = begin.get("statements_schema")
     if schema:
         before: dict[str, dict[str, Any]] = begin.get("statements") or {}
-        rows = []
+        rows: list[dict[str, Any]] = []
         for key, now in _statements(conn, schema).items():
             was = before.get(key, {})
             n = int(now["calls"]) - int(was.get("calls", 0))
@@ -220,7 +220,7 @@ def db_stats_end(conn: psycopg.Connection, begin: dict[str, Any], calls: int,
                 "temp_blks_written": int(now["temp_blks_written"]) - int(was.get("temp_blks_written", 0)),
                 "wal_bytes": int(now["wal_bytes"] or 0) - int(was.get("wal_bytes", 0) or 0),
             })
-        rows.sort(key=lambda r: r["total_ms"], reverse=True)
+        rows.sort(key=lambda r: float(r["total_ms"]), reverse=True)
         out["top_statements"] = rows[:TOP_STATEMENTS]
     _finish(conn, was_idle)
     return out
