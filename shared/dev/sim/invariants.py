@@ -346,9 +346,23 @@ def _topic_parties(conn: psycopg.Connection, topic: str, people: dict[str, list[
     return [], plain[:1] + approved[:1]
 
 
-def _sees(conn: psycopg.Connection, user: str, message: dict[str, Any]) -> bool:
+def _sees(conn: psycopg.Connection, user: str, message: dict[str, Any],
+          cache: dict[str, tuple[str, dict[str, Any]]]) -> bool:
     """What the Realtime server does to decide whether `user` receives the row: role, JWT claims
     and the channel's topic as transaction settings, then the row read through RLS."""
+    if user not in cache:
+        cache[user] = _persona(conn, user)
+    role, claims = cache[user]
+    with conn.transaction(force_rollback=True):
+        conn.execute("select set_config('role', %s, true), set_config('request.jwt.claims', %s, true), "
+                     "set_config('realtime.topic', %s, true)", (role, json.dumps(claims), message["topic"]))
+        row = conn.execute("select exists (select 1 from realtime.messages where id = %s and topic = %s "
+                           "and extension = %s)", (message["id"], message["topic"], message["extension"])).fetchone()
+    return bool(row and row[0])
+
+
+def _persona(conn: psycopg.Connection, user: str) -> tuple[str, dict[str, Any]]:
+    """The role and the JWT claims Supabase Auth gives `user` ("" = anonymous)."""
     if user:
         info = _rows(conn, "select email, raw_app_meta_data as app, raw_user_meta_data as meta "
                            "from auth.users where id = %s", (user,))
@@ -359,12 +373,7 @@ def _sees(conn: psycopg.Connection, user: str, message: dict[str, Any]) -> bool:
                                   "is_anonymous": False}
     else:
         role, claims = "anon", {"role": "anon"}
-    with conn.transaction(force_rollback=True):
-        conn.execute("select set_config('role', %s, true), set_config('request.jwt.claims', %s, true), "
-                     "set_config('realtime.topic', %s, true)", (role, json.dumps(claims), message["topic"]))
-        row = conn.execute("select exists (select 1 from realtime.messages where id = %s and topic = %s "
-                           "and extension = %s)", (message["id"], message["topic"], message["extension"])).fetchone()
-    return bool(row and row[0])
+    return role, claims
 
 
 def realtime_rls(conn: psycopg.Connection, ctx: CheckContext) -> tuple[int, list[dict[str, Any]]]:
@@ -374,16 +383,17 @@ def realtime_rls(conn: psycopg.Connection, ctx: CheckContext) -> tuple[int, list
     leaks: list[dict[str, Any]] = []
     missed: list[dict[str, Any]] = []
     probes = 0
+    cache: dict[str, tuple[str, dict[str, Any]]] = {}
     for m in messages:
         recipients, excluded = _topic_parties(conn, m["topic"], people)
         base = {"message_id": str(m["id"]), "topic": m["topic"], "event": m["event"]}
         for user in dict.fromkeys(recipients):
             probes += 1
-            if not _sees(conn, user, m):
+            if not _sees(conn, user, m, cache):
                 missed.append({**base, "user_id": user, "should_see": True, "sees": False})
         for user in dict.fromkeys(excluded):
             probes += 1
-            if _sees(conn, user, m):
+            if _sees(conn, user, m, cache):
                 leaks.append({**base, "user_id": user or "anon", "should_see": False, "sees": True})
     summary = {"summary": True, "messages_sampled": len(messages), "probes": probes,
                "seen_by_excluded_user": len(leaks), "missed_by_intended_recipient": len(missed)}
