@@ -80,6 +80,24 @@ def test_one_job_catches_a_second_live_session(db: Db, world: World) -> None:
     assert set(res.evidence[0]["sessions"]) == {str(world.session), str(second)}
 
 
+def test_a_booked_session_opened_for_joining_is_held_only_once_live(db: Db, world: World) -> None:
+    """A booked session opens (`waiting`) before its time while its mechanic may still finish other
+    work; its time is a confirmed commitment, not held work, until it goes live."""
+    accept(db, world.mechanic, world.request)
+    ids = request_free(db, world.other_customer)
+    booked = uuid.UUID(ids["session_id"])
+    with raw(db):
+        db.execute("delete from public.session_requests where id = %s", (ids["request_id"],))
+        db.execute("update public.sessions set status = 'waiting', mechanic_id = %s, "
+                   "scheduled_for = now() + interval '10 minutes' where id = %s", (world.mechanic, booked))
+    assert result(db, "one_job_per_mechanic").count == 0
+    with raw(db):
+        db.execute("update public.sessions set status = 'live', started_at = now(), "
+                   "deadline_at = now() + interval '30 minutes' where id = %s", (booked,))
+    res = result(db, "one_job_per_mechanic")
+    assert res.count == 1 and mentions(res, booked) and mentions(res, world.session)
+
+
 def test_one_job_catches_overlapping_history(db: Db, world: World) -> None:
     with raw(db):
         ids = [db.scalar("insert into public.mechanic_commitments (mechanic_id, kind, status, during) "
@@ -320,6 +338,25 @@ def test_a_delivered_session_left_unsettled_is_caught(db: Db, world: World) -> N
 
 
 # -- check_all -----------------------------------------------------------------------------------
+def test_a_session_cancelled_before_it_started_needs_its_refund(db: Db, world: World) -> None:
+    with raw(db):
+        payment = db.scalar(
+            "insert into public.payments (booking_id, customer_id, session_id, method, amount_cents, currency, "
+            "transfer_group, paid_at, stripe_checkout_session_id) values (gen_random_uuid(), %s, %s, 'card', 4000, "
+            "'usd', 'tg_sim', now() - interval '1 hour', 'cs_sim_3') returning id", (world.customer, world.session))
+        db.execute("update public.sessions set status = 'cancelled' where id = %s", (world.session,))
+        db.execute("insert into public.session_events (session_id, entity, from_status, to_status, actor_role) "
+                   "values (%s, 'session', 'pending', 'cancelled', 'system')", (world.session,))
+    res = result(db, "paid_sessions_settled")
+    assert res.count == 1 and res.evidence[0]["payment_id"] == str(payment)
+    assert res.evidence[0]["problem"] == "cancelled from pending but not refunded in full"
+    with raw(db):
+        db.execute("insert into public.refunds (payment_id, customer_id, seq, amount_cents, currency, destination, "
+                   "origin, status) values (%s, %s, 1, 4000, 'usd', 'card', 'automatic', 'queued')",
+                   (payment, world.customer))
+    assert result(db, "paid_sessions_settled").count == 0
+
+
 def test_a_failing_check_is_a_result_and_the_others_still_run(db: Db, world: World,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     def broken(conn: psycopg.Connection, ctx: CheckContext) -> tuple[int, list[dict[str, Any]]]:

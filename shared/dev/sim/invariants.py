@@ -83,13 +83,20 @@ def _counted(conn: psycopg.Connection, query: str, params: Any = None) -> tuple[
 # -- one_job_per_mechanic ------------------------------------------------------------------------
 _ONE_JOB = """
 with held as (
-  select s.mechanic_id, s.id as session_id, 'session ' || s.status as what
+  -- the work a mechanic holds (docs/matching.md, "busy"): an accepted request whose session has not
+  -- ended, an in_progress commitment, or a live session of any kind; a booked session opened for
+  -- joining is not held until it goes live (its time is a confirmed commitment)
+  select s.mechanic_id, s.id as session_id, 'session live' as what
   from public.sessions s
-  where s.status in ('waiting', 'live') and s.mechanic_id is not null
+  where s.status = 'live' and s.mechanic_id is not null
   union
-  select r.mechanic_id, r.session_id, 'accepted request ' || r.id
+  select r.mechanic_id, r.session_id, 'accepted request ' || r.id || ', session ' || s.status
   from public.session_requests r join public.sessions s on s.id = r.session_id
   where r.status = 'accepted' and r.mechanic_id is not null and s.status not in ('completed', 'cancelled')
+  union
+  select c.mechanic_id, c.session_id, 'in_progress commitment ' || c.id
+  from public.mechanic_commitments c
+  where c.status = 'in_progress' and c.session_id is not null
 )
 select 'holds two jobs now' as problem, h.mechanic_id,
        array_agg(distinct h.session_id::text) as sessions, array_agg(h.what order by h.what) as what
@@ -411,7 +418,8 @@ with w as (select private.setting_interval('trust.unverified_refund_after') as u
 pay as (
   select p.id, p.session_id, p.amount_cents, p.paid_at, p.settled_at, p.status::text as status,
          coalesce((select sum(r.amount_cents) from public.refunds r
-                   where r.payment_id = p.id and r.status in ('queued', 'processing', 'succeeded')), 0) as refunded
+                   where r.payment_id = p.id and r.status in ('queued', 'processing', 'succeeded', 'failed')), 0)
+           as refunded
   from public.payments p where p.session_id is not null)
 select s.id as session_id, pay.id as payment_id, s.status::text as status, s.delivery, s.ended_at,
        pay.amount_cents, pay.refunded, 'delivered but its payment is neither settled nor refunded' as problem
@@ -443,8 +451,9 @@ def paid_sessions_settled(conn: psycopg.Connection, ctx: CheckContext) -> tuple[
 
 CHECKS: list[Check] = [
     Check("one_job_per_mechanic",
-          "no mechanic holds two jobs: at most one accepted request or waiting/live session now, one "
-          "in_progress commitment, and never two on-demand commitments or two live sessions overlapping in time",
+          "no mechanic holds two jobs: at most one session held now (an accepted request not ended, an "
+          "in_progress commitment, a live session), one in_progress commitment, and never two on-demand "
+          "commitments or two live sessions overlapping in time",
           one_job_per_mechanic),
     Check("no_overlapping_commitments",
           "no two active commitments (held, confirmed, in_progress) of one mechanic overlap; none stays "
@@ -472,7 +481,8 @@ CHECKS: list[Check] = [
           realtime_rls),
     Check("paid_sessions_settled",
           "each paid session has its money path: delivered → settled (or refunded); unverified → decided or "
-          "refunded after trust.unverified_refund_after; cancelled before it started → refunded in full",
+          "refunded after trust.unverified_refund_after; cancelled before it started → refunded in full (refunds "
+          "queued, sent, or failed and left for an admin)",
           paid_sessions_settled),
 ]
 
