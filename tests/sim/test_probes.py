@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shutil
+import socket
+import tempfile
 import threading
 import time
 import uuid
+from pathlib import Path
 
 import psycopg
 
+from shared.dev.embedded import EmbeddedPostgres
 from shared.dev.sim import probes
 from shared.dev.sim.metrics import RequestTiming
 from tests.support.factories import accept, make_world, request_free
@@ -144,3 +149,39 @@ def test_db_stats_measure_wal_transactions_and_statements(fresh_url: str) -> Non
     else:
         assert stats["pg_stat_statements"].startswith("unavailable")
         assert stats["top_statements"] == []
+
+
+def test_db_stats_top_statements_when_the_server_preloads_pg_stat_statements() -> None:
+    """A server of its own that preloads the library (as the run's embedded PostgreSQL does): the
+    extension is created and the statements of the run are ranked by their total time."""
+    home = Path(tempfile.mkdtemp(prefix="autodoctor-test-pgss-"))
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = EmbeddedPostgres(home=home, port=port, fast=True)
+    server.start()
+    try:
+        with psycopg.connect(server.url(), autocommit=True) as conn:
+            conn.execute("alter system set shared_preload_libraries = 'pg_stat_statements'")
+        server.stop()
+        server.start()
+        with psycopg.connect(server.url(), autocommit=True) as conn:
+            conn.execute("create table sim_probe (x int)")
+            begin = probes.db_stats_begin(conn)
+            assert begin["pg_stat_statements"] == "available"
+            for i in range(20):
+                conn.execute("insert into sim_probe values (%s)", (i,))
+            conn.execute("select count(*) from sim_probe, generate_series(1, 2000)")
+            stats = probes.db_stats_end(conn, begin, calls=21)
+    finally:
+        server.stop()
+        shutil.rmtree(home, ignore_errors=True)
+    json.dumps(stats)
+    assert stats["pg_stat_statements"] == "available"
+    top = stats["top_statements"]
+    assert 0 < len(top) <= probes.TOP_STATEMENTS
+    assert [s["total_ms"] for s in top] == sorted((s["total_ms"] for s in top), reverse=True)
+    inserts = [s for s in top if s["query"].startswith("insert into sim_probe")]
+    assert len(inserts) == 1 and inserts[0]["calls"] == 20 and inserts[0]["rows"] == 20
+    assert not any("create table sim_probe" in s["query"] for s in top)  # before the start: not the run's
+    assert stats["wal_bytes"] > 0

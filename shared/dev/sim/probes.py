@@ -146,7 +146,7 @@ def _statements(conn: psycopg.Connection, schema: str) -> dict[str, dict[str, An
 
 def _counters(conn: psycopg.Connection) -> dict[str, Any]:
     cols = sql.SQL(", ").join(sql.Identifier(c) for c in _DB_COUNTERS)
-    row = _one(conn, sql.SQL("select {}, pg_current_wal_lsn()::text as wal_lsn from pg_stat_database "
+    row = _one(conn, sql.SQL("select {}, pg_current_wal_insert_lsn()::text as wal_lsn from pg_stat_database "
                              "where datname = current_database()").format(cols))
     return {k: (int(v) if k != "wal_lsn" and v is not None else v) for k, v in row.items()}
 
