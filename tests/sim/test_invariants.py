@@ -384,3 +384,13 @@ def test_checks_run_read_only_on_their_own_connection(fresh_url: str, monkeypatc
         assert results[0].count == -1 and "read-only" in results[0].evidence[0]["error"]
         assert [r.count for r in results[1:]] == [0] * (len(results) - 1)
         assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+
+
+def test_a_lost_connection_raises_instead_of_failing_every_check(fresh_url: str) -> None:
+    """A database restart is not a violation: check_all raises and the run checks again."""
+    with psycopg.connect(fresh_url, autocommit=True) as conn, psycopg.connect(fresh_url, autocommit=True) as admin:
+        assert [r.count for r in check_all(conn, FINAL)] == [0] * len(invariants.CHECKS)  # autocommit too
+        admin.execute("select pg_terminate_backend(%s)", (conn.info.backend_pid,))
+        with pytest.raises(psycopg.OperationalError):
+            check_all(conn, FINAL)
+        assert conn.broken or conn.closed

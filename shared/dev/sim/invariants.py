@@ -497,13 +497,17 @@ def _run_one(conn: psycopg.Connection, check: Check, ctx: CheckContext) -> Check
             count, evidence = check.run(conn, ctx)
         return CheckResult(check.name, check.description, count, evidence)
     except Exception as exc:  # a failing check is a result, never an exception of the run
-        if conn.info.transaction_status == pq.TransactionStatus.INERROR and idle:
+        if isinstance(exc, psycopg.OperationalError) and (conn.broken or conn.closed):
+            raise  # the connection is lost (a database restart): no check could run, none failed
+        if idle and conn.info.transaction_status == pq.TransactionStatus.INERROR:
             conn.rollback()
         return CheckResult(check.name, check.description, -1,
                            [{"error": f"{type(exc).__name__}: {exc}".strip()[:2000]}])
 
 
 def check_all(conn: psycopg.Connection, ctx: CheckContext) -> list[CheckResult]:
+    """Every check of `CHECKS`, in order. Raises only `psycopg.OperationalError` when the connection
+    itself is lost (the database restarting): the caller reconnects and checks again."""
     return [_run_one(conn, check, ctx) for check in CHECKS]
 
 
