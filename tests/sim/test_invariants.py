@@ -110,6 +110,18 @@ def test_one_job_catches_overlapping_history(db: Db, world: World) -> None:
     assert all(mentions(res, i) for i in ids)
 
 
+def test_history_allows_the_overlap_of_racing_transaction_times(db: Db, world: World) -> None:
+    """A completion and the next accept each stamp their own transaction's start: an accept that
+    waited on the mechanic's lock starts a moment before the completion it waited for."""
+    with raw(db):
+        for a, b in (("30 minutes", "10 seconds"), ("12 seconds", "-10 minutes")):
+            db.execute("insert into public.mechanic_commitments (mechanic_id, kind, status, during) "
+                       "values (%s, 'on_demand', 'done', tstzrange(now() - %s::interval, now() - %s::interval))",
+                       (world.other_mechanic, a, b))
+    assert result(db, "one_job_per_mechanic").count == 0  # 2 s of overlap
+    assert result(db, "one_job_per_mechanic", CheckContext(dt.datetime.now(dt.UTC), False, slack_s=1)).count == 1
+
+
 def test_one_job_catches_two_live_spans_in_the_past(db: Db, world: World) -> None:
     second = uuid.UUID(request_free(db, world.other_customer)["session_id"])
     with raw(db):
