@@ -220,12 +220,18 @@ def test_a_waiting_session_nobody_joined_and_a_stale_checkout_are_caught(db: Db,
         booking = db.scalar("insert into public.bookings (customer_id, plan_code, intake_id, price_cents, currency, "
                             "method, status, expires_at) values (%s, 'free', %s, 2500, 'usd', 'card', 'pending', "
                             "now() - interval '1 hour') returning id", (world.customer, world.intake))
+        # one whose expiry event may still be redelivered during the run (not after the drain)
+        late = db.scalar("insert into public.bookings (customer_id, plan_code, intake_id, price_cents, currency, "
+                         "method, status, expires_at) values (%s, 'free', %s, 2500, 'usd', 'card', 'pending', "
+                         "now() - interval '5 minutes') returning id", (world.customer, world.intake))
     res = result(db, "requests_terminal_or_open")
     assert res.count == 2
     by_kind = {e["kind"]: e for e in res.evidence}
     assert by_kind["session"]["id"] == str(world.session)
     assert by_kind["session"]["problem"].startswith("the customer never joined")
     assert by_kind["booking"]["id"] == str(booking)
+    final = result(db, "requests_terminal_or_open", FINAL)
+    assert {e["id"] for e in final.evidence if e["kind"] == "booking"} == {str(booking), str(late)}
 
 
 # -- sessions_within_deadline --------------------------------------------------------------------

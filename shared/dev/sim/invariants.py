@@ -36,6 +36,7 @@ class CheckContext:
     job_period_s: float = 60.0    # how often the job worker runs (the email queue)
     slack_s: float = 10.0         # a job's own run under load, commit included
     realtime_sample: int = 20     # how many of the newest Realtime messages realtime_rls probes
+    webhook_lag_s: float = 300.0  # during the run, how late a redelivered provider webhook may come
 
     @property
     def lag_s(self) -> float:
@@ -45,6 +46,12 @@ class CheckContext:
     @property
     def job_lag_s(self) -> float:
         return self.job_period_s * (2 if self.final else 1) + self.slack_s
+
+    @property
+    def booking_lag_s(self) -> float:
+        """A Checkout ends by Stripe's webhook (checkout.session.expired at its expires_at); during the
+        run a dropped event may still be redelivered; after the drain none is in flight."""
+        return self.lag_s + (0.0 if self.final else self.webhook_lag_s)
 
 
 @dataclass
@@ -227,12 +234,13 @@ select 'booking', b.id, b.status::text, b.created_at, b.status_changed_at,
        'checkout still pending past its expiry ('
          || coalesce(b.expires_at::text, 'payments.checkout_expires_after') || ')'
 from public.bookings b, w
-where b.status = 'pending' and coalesce(b.expires_at, b.created_at + w.checkout_after) < w.now_ - w.lag
+where b.status = 'pending'
+  and coalesce(b.expires_at, b.created_at + w.checkout_after) < w.now_ - make_interval(secs => %(booking_lag)s)
 """
 
 
 def requests_terminal_or_open(conn: psycopg.Connection, ctx: CheckContext) -> tuple[int, list[dict[str, Any]]]:
-    return _counted(conn, _OPEN, {"lag": ctx.lag_s})
+    return _counted(conn, _OPEN, {"lag": ctx.lag_s, "booking_lag": ctx.booking_lag_s})
 
 
 # -- sessions_within_deadline --------------------------------------------------------------------
