@@ -349,6 +349,8 @@ def test_a_delivered_session_left_unsettled_is_caught(db: Db, world: World) -> N
             "insert into public.payments (booking_id, customer_id, session_id, method, amount_cents, currency, "
             "transfer_group, paid_at, stripe_checkout_session_id) values (gen_random_uuid(), %s, %s, 'card', 5000, 'usd', 'tg_sim', "
             "now() - interval '30 minutes', 'cs_sim_2') returning id", (world.customer, world.session))
+        db.execute("insert into public.session_events (session_id, entity, from_status, to_status, actor_role) "
+                   "values (%s, 'session', 'live', 'completed', 'system')", (world.session,))
     assert result(db, "money_integrity").count == 0  # the books balance: the money is simply unsettled
     res = result(db, "paid_sessions_settled")
     assert res.count == 1 and res.evidence[0]["payment_id"] == str(payment)

@@ -428,7 +428,7 @@ with w as (select private.setting_interval('trust.unverified_refund_after') as u
                     as auto_refund,
                   make_interval(secs => %(lag)s) as lag),
 pay as (
-  select p.id, p.session_id, p.amount_cents, p.paid_at, p.settled_at, p.status::text as status,
+  select p.id, p.session_id, p.amount_cents, p.paid_at, p.created_at, p.settled_at, p.status::text as status,
          coalesce((select sum(r.amount_cents) from public.refunds r
                    where r.payment_id = p.id and r.status in ('queued', 'processing', 'succeeded', 'failed')), 0)
            as refunded
@@ -436,7 +436,9 @@ pay as (
 select s.id as session_id, pay.id as payment_id, s.status::text as status, s.delivery, s.ended_at,
        pay.amount_cents, pay.refunded, 'delivered but its payment is neither settled nor refunded' as problem
 from public.sessions s join pay on pay.session_id = s.id
-where s.status = 'completed' and s.delivery = 'delivered' and pay.paid_at <= s.ended_at
+join lateral (select max(x.at) as at from public.session_events x
+              where x.session_id = s.id and x.entity = 'session' and x.to_status = 'completed') c on true
+where s.status = 'completed' and s.delivery = 'delivered' and pay.created_at <= c.at
   and pay.settled_at is null and pay.refunded < pay.amount_cents
 union all
 select s.id, pay.id, s.status::text, s.delivery, s.ended_at, pay.amount_cents, pay.refunded,
@@ -452,7 +454,7 @@ from public.sessions s join pay on pay.session_id = s.id, w,
 lateral (select x.from_status, x.at from public.session_events x
          where x.session_id = s.id and x.entity = 'session' and x.to_status = 'cancelled'
          order by x.id desc limit 1) e
-where s.status = 'cancelled' and e.from_status = any (w.auto_refund) and pay.paid_at <= e.at
+where s.status = 'cancelled' and e.from_status = any (w.auto_refund) and pay.created_at <= e.at
   and pay.refunded < pay.amount_cents
 """
 
