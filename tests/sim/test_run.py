@@ -1,0 +1,186 @@
+"""The orchestrator's own parts: the options, the time settings scaled by the speed, the fault
+schedule drawn from the seed, and the db_restart fault on a server the run does not own."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+
+import psycopg
+import pytest
+
+from shared.dev.cli import build_parser, main
+from shared.dev.sim import faults
+from shared.dev.sim.run import (
+    SCALED_INTERVAL_ARRAYS,
+    SCALED_INTERVALS,
+    SCALED_MINUTES,
+    SCALED_RATES,
+    parse_duration,
+    restart_database,
+    scale_time_settings,
+)
+from shared.dev.sim.spec import FAULTS, RunSpec
+
+
+def _spec(**kw: object) -> RunSpec:
+    base: dict[str, object] = {"mechanics": 50, "customers": 300, "rate": 0.1, "duration_s": 7200.0,
+                               "speed": 120.0, "seed": 7, "faults": list(FAULTS)}
+    base.update(kw)
+    return RunSpec(**base)  # type: ignore[arg-type]
+
+
+# -- options ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("text", "seconds"), [("2h", 7200), ("90m", 5400), ("600s", 600), ("600", 600),
+                                               ("1h30m", 5400), ("0.5h", 1800)])
+def test_durations(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "2 hours", "h", "-5m", "0s", "2d", "1h-30m"])
+def test_bad_durations_are_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="invalid duration"):
+        parse_duration(text)
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--duration", "2 hours"], "invalid duration"),
+    (["--duration", "0m"], "must be more than 0"),
+    (["--faults", "webhooks,meteor"], "unknown fault meteor"),
+    (["--rate", "0"], "--rate: 0 is out of range"),
+    (["--rate", "-1"], "--rate: -1 is out of range"),
+    (["--rate", "fast"], "invalid float"),
+    (["--speed", "0.5"], "--speed: 0.5 is out of range"),
+    (["--workers", "0"], "--workers: 0 is out of range"),
+    (["--mechanics", "0"], "--mechanics: 0 is out of range"),
+])
+def test_bad_options_exit_2_with_a_message(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["simulate", *argv])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert "usage: autodoctor simulate" in err
+
+
+def test_options_parse() -> None:
+    args = build_parser().parse_args(["simulate", "--mechanics", "50", "--customers", "300", "--rate", "0.2",
+                                      "--duration", "2h", "--speed", "60", "--seed", "7", "--faults",
+                                      "db_restart,webhooks", "--workers", "3", "--no-progress", "--out", "x"])
+    assert (args.mechanics, args.customers, args.rate, args.duration, args.speed, args.seed, args.workers) == (
+        50, 300, 0.2, 7200.0, 60.0, 7, 3)
+    assert args.faults == ["webhooks", "db_restart"]  # spec.FAULTS order
+    assert args.progress is False and args.out == "x" and args.database_url is None
+    every = build_parser().parse_args(["simulate", "--faults", "all"])
+    assert every.faults == list(FAULTS)
+    none = build_parser().parse_args(["simulate"])
+    assert (none.faults, none.speed, none.seed, none.workers, none.rate) == ([], 1.0, 1, 2, 1.0)
+
+
+def test_database_url_is_never_taken_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+    assert build_parser().parse_args(["simulate"]).database_url is None
+
+
+# -- time compression ---------------------------------------------------------------------------
+
+def _settings(conn: psycopg.Connection) -> dict[str, object]:
+    return dict(conn.execute("select key, value from private.settings").fetchall())
+
+
+def test_time_settings_are_divided_by_the_speed_and_nothing_else_changes(fresh_url: str) -> None:
+    with psycopg.connect(fresh_url, autocommit=True) as conn:
+        before = _settings(conn)
+        kinds_before = {k: (b, m, lease) for k, b, m, lease in conn.execute(
+            "select kind, base_backoff, max_backoff, lease from private.job_kinds").fetchall()}
+        assert scale_time_settings(conn, 1) == {}
+        assert _settings(conn) == before
+        changed = scale_time_settings(conn, 60)
+        after = _settings(conn)
+
+        def secs(key: str) -> float:
+            value = conn.execute("select extract(epoch from private.setting_interval(%s))", (key,)).fetchone()
+            assert value is not None
+            return float(value[0])
+
+        def secs_of(text: object) -> float:
+            row = conn.execute("select extract(epoch from %s::interval)", (text,)).fetchone()
+            assert row is not None
+            return float(row[0])
+
+        assert set(changed) == {*SCALED_INTERVALS, *SCALED_INTERVAL_ARRAYS, *SCALED_MINUTES, *SCALED_RATES}
+        for key in SCALED_INTERVALS:
+            assert secs(key) == pytest.approx(secs_of(before[key]) / 60, abs=1e-3), key
+        assert secs("requests.unattended_after") == pytest.approx(5.0)  # 5 minutes → 5 s
+        assert secs("requests.expire_after") == pytest.approx(120.0)
+        leads = after["scheduling.reminder_leads"]
+        assert isinstance(leads, list)
+        assert [secs_of(v) for v in leads] == [pytest.approx(1440.0), pytest.approx(60.0)]  # 24 h, 1 h
+        assert after["trust.min_delivered_minutes"] == 0
+        assert after["rate_limit.request.refill_per_minute"] == pytest.approx(
+            float(before["rate_limit.request.refill_per_minute"]) * 60)  # type: ignore[arg-type]
+        # the typed readers still read every scaled value
+        assert conn.execute("select private.setting_int('trust.min_delivered_minutes')").fetchone() == (0,)
+        untouched = {k: v for k, v in before.items() if k not in changed}
+        assert "payments.checkout_expires_after" in untouched and "scheduling.slot_step" in untouched
+        assert {k: after[k] for k in untouched} == untouched
+        for kind, base, most, lease in conn.execute(
+                "select kind, base_backoff, max_backoff, lease from private.job_kinds").fetchall():
+            b, m, old_lease = kinds_before[kind]
+            assert base == b / 60
+            assert most == (None if m is None else m / 60)
+            assert lease == max(old_lease / 60, dt.timedelta(seconds=15))
+
+
+# -- the fault schedule ---------------------------------------------------------------------------
+
+def test_the_fault_schedule_is_a_function_of_the_seed() -> None:
+    plan = faults.schedule(_spec())
+    assert plan == faults.schedule(_spec())
+    assert plan != faults.schedule(_spec(seed=8))
+    assert {p.fault for p in plan} == set(FAULTS)
+    assert [p.at for p in plan] == sorted(p.at for p in plan)
+    total = _spec().real_duration_s
+    for p in plan:
+        assert 0 <= p.at and p.at + p.seconds <= 0.85 * total, p
+    outage = [p for p in plan if p.fault == "provider_outage"]
+    assert [p.action for p in outage] == ["500", "timeout"]
+    assert 0.05 * total <= sum(p.seconds for p in outage) <= 0.15 * total
+    skews = [p.skew_s for p in plan if p.fault == "clock_skew"]
+    assert len(skews) == 2 and skews[0] * skews[1] < 0
+    assert all(faults.MIN_SKEW_S <= abs(s) <= faults.MAX_SKEW_S for s in skews)
+    # one fault's times do not depend on which other faults are on
+    alone = faults.schedule(_spec(faults=["db_restart"]))
+    assert alone == [p for p in plan if p.fault == "db_restart"]
+    assert faults.schedule(_spec(faults=[])) == []
+    # the schedule scales with the real duration
+    longer = faults.schedule(dataclasses.replace(_spec(), speed=60.0))
+    assert [p.at * 0.5 for p in longer] == pytest.approx([p.at for p in plan])
+
+
+def test_fault_lists_parse() -> None:
+    assert faults.parse("all") == list(FAULTS)
+    assert faults.parse("none") == []
+    assert faults.parse(" clock_skew , webhooks ") == ["webhooks", "clock_skew"]
+    with pytest.raises(faults.FaultError, match="unknown fault nope"):
+        faults.parse("webhooks,nope")
+
+
+# -- db_restart on a server the run does not own ------------------------------------------------------
+
+def test_db_restart_terminates_the_runs_connections_and_the_next_one_works(fresh_url: str) -> None:
+    conns = [psycopg.connect(fresh_url, autocommit=True) for _ in range(3)]
+    try:
+        for c in conns:
+            assert c.execute("select 1").fetchone() == (1,)
+        detail = restart_database(fresh_url, None)
+        assert detail == "terminated 3 connection(s) to the run's database"
+        for c in conns:
+            with pytest.raises(psycopg.OperationalError):
+                c.execute("select 1")
+        with psycopg.connect(fresh_url, autocommit=True) as again:
+            assert again.execute("select 1").fetchone() == (1,)
+    finally:
+        for c in conns:
+            c.close()
