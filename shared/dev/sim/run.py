@@ -21,6 +21,7 @@ import signal
 import socket
 import sys
 import tempfile
+import threading
 import time
 import traceback
 import urllib.request
@@ -213,14 +214,19 @@ def restart_database(url: str, embedded: EmbeddedPostgres | None) -> str:
 # --------------------------------------------------------------------------------------------
 
 def _redirect_output(path: str) -> None:
+    """The child's output into its log; Ctrl-C is the orchestrator's to handle (it stops every child)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     out = open(path, "a", buffering=1)  # the child's stdout and stderr for its life
     os.dup2(out.fileno(), 1)
     os.dup2(out.fileno(), 2)
     sys.stdout = sys.stderr = out
 
 
-def _functions_main(port: int, env: dict[str, str], skew_s: float, log_path: str) -> None:
-    """The functions server: every target of main.py under /<target>, threaded; its clock off by `skew_s`."""
+def _functions_main(port: int, env: dict[str, str], skew_s: float, log_path: str, ready: Any) -> None:
+    """The functions server: every target of main.py under /<target>, threaded; its clock off by `skew_s`.
+
+    Its socket is bound with SO_REUSEPORT, so that a new server (a restart with another skew) listens
+    on the port before the old one is stopped, as a rolling deploy does."""
     _redirect_output(log_path)
     os.environ.update(env)
     import logging
@@ -230,7 +236,14 @@ def _functions_main(port: int, env: dict[str, str], skew_s: float, log_path: str
 
     from shared.dev.server import build_app
 
-    server = make_server("127.0.0.1", port, build_app(), threaded=True)
+    app = build_app()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind(("127.0.0.1", port))
+    sock.listen(128)
+    server = make_server("127.0.0.1", port, app, threaded=True, fd=sock.fileno())
+    ready.set()
     if skew_s:
         import time_machine
 
@@ -387,6 +400,8 @@ class Run:
         self.violations: list[Any] = []
         self.scaled: dict[str, tuple[Any, Any]] = {}
         self.skews: list[float] = []
+        self.restarting: threading.Thread | None = None
+        self.interrupted = False
         self.logs = run_dir / "logs"
 
     # -- the database ------------------------------------------------------------------------
@@ -451,22 +466,32 @@ class Run:
             proc.join(timeout)
 
     def start_functions(self, skew_s: float) -> None:
-        self._end(self.functions)
-        self.functions = self._process(_functions_main, (self.functions_port, self.env, skew_s,
-                                                         str(self.logs / "functions.log")), "sim-functions")
-        base = f"http://127.0.0.1:{self.functions_port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/health", timeout=2):  # noqa: S310 - our own local server
-                    return
-            except OSError:
-                if not self.functions.is_alive():
-                    raise RunError(f"the functions server exited (log: {self.logs / 'functions.log'})") from None
-                if time.monotonic() > deadline:
-                    raise RunError(f"the functions server did not answer in 60 s (log: {self.logs / 'functions.log'})"
-                                   ) from None
-                time.sleep(0.1)
+        """Starts the functions server with its clock off by `skew_s`; a server already running is
+        stopped once the new one listens on the same port (SO_REUSEPORT)."""
+        old = self.functions
+        ready = self.ctx.Event()
+        proc = self._process(_functions_main, (self.functions_port, self.env, skew_s,
+                                               str(self.logs / "functions.log"), ready), "sim-functions")
+        deadline = time.monotonic() + 90
+        while not ready.wait(0.1):
+            if not proc.is_alive():
+                raise RunError(f"the functions server exited (log: {self.logs / 'functions.log'})")
+            if time.monotonic() > deadline:
+                self._end(proc)
+                raise RunError(f"the functions server did not start in 90 s (log: {self.logs / 'functions.log'})")
+        self.functions = proc
+        self._end(old)
+        if old is None:
+            base = f"http://127.0.0.1:{self.functions_port}"
+            while True:
+                try:
+                    with urllib.request.urlopen(f"{base}/health", timeout=5):  # noqa: S310 - our own local server
+                        return
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise RunError(f"the functions server did not answer /health (log: "
+                                       f"{self.logs / 'functions.log'})") from None
+                    time.sleep(0.1)
 
     def _jobs_interval(self) -> tuple[float, float]:
         """(seconds between job worker runs, between reconcile runs): every minute and every two
@@ -490,6 +515,8 @@ class Run:
 
     def close(self) -> None:
         (self.run_dir / "STOP").touch()
+        if self.restarting is not None:
+            self.restarting.join(90)
         for proc in self.workers:
             self._end(proc)
         self.jobs_stop.value = 1
@@ -541,18 +568,29 @@ def simulate(run: RunSpec, *, yes: bool = False) -> int:
         raise RunError(f"{run_dir} is not empty: give --out a new folder")
     (run_dir / "logs").mkdir(parents=True, exist_ok=True)
     state = Run(run, run_dir, yes=yes)
-    previous = None
+
+    def interrupt(signum: int, frame: Any) -> None:
+        state.interrupted = True
+        raise KeyboardInterrupt
+
+    previous: dict[int, Any] = {}
     with contextlib.suppress(ValueError):  # only the main thread may set a handler
-        previous = signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous[signum] = signal.signal(signum, interrupt)
     try:
-        return _simulate(state)
+        status = _simulate(state)
+        if state.interrupted:  # a KeyboardInterrupt some library call swallowed
+            raise KeyboardInterrupt
+        return status
     except KeyboardInterrupt:
         print("interrupted: stopping every process", file=sys.stderr)
         return 130
     finally:
+        if previous:  # a second Ctrl-C does not leave processes or the embedded server behind
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
         state.close()
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _simulate(s: Run) -> int:
@@ -728,6 +766,8 @@ def _main_loop(s: Run, plan: list[faultplan.Planned], stripe: Any, livekit: Any,
     bar = _progress(run)
     try:
         while True:
+            if s.interrupted:
+                raise KeyboardInterrupt
             t = s.t()
             if t >= run.real_duration_s or (run_dir / "STOP").exists():
                 break
@@ -801,8 +841,18 @@ def _apply_fault(s: Run, p: faultplan.Planned, stripe: Any, livekit: Any, resend
         s.skews.append(p.skew_s)
         s.skew_us.value = round(p.skew_s * 1e6)
         if s.functions is not None and s.t() > 1.0:
-            s.start_functions(p.skew_s)
-            s.fault("clock_skew", f"functions restarted with their clock {p.skew_s * 1000:+.0f} ms off the database's")
+            s.fault("clock_skew", f"functions restarting with their clock {p.skew_s * 1000:+.0f} ms off the "
+                                  "database's")
+
+            def restart() -> None:
+                try:
+                    s.start_functions(p.skew_s)
+                    s.fault("clock_skew", "functions restarted (the new server took over the port)")
+                except Exception as exc:
+                    s.fault("clock_skew", f"functions restart failed: {exc}")
+
+            s.restarting = threading.Thread(target=restart, name="sim-functions-restart", daemon=True)
+            s.restarting.start()
         else:
             s.fault("clock_skew", f"functions' clock {p.skew_s * 1000:+.0f} ms off the database's")
     return None
@@ -830,6 +880,8 @@ def _drain(s: Run, stripe: Any, livekit: Any) -> bool:
     """Waits (at most DRAIN_MAX_S) for the stubs' webhooks in flight and the due jobs; True when drained."""
     deadline = time.monotonic() + DRAIN_MAX_S
     while time.monotonic() < deadline:
+        if s.interrupted:
+            raise KeyboardInterrupt
         try:
             due = _due_jobs(s.connection())
         except psycopg.OperationalError:
