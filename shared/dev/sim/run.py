@@ -545,6 +545,24 @@ def _write_json(path: Path, value: Any) -> None:
     path.write_text(json.dumps(value, indent=2, default=str) + "\n")
 
 
+# The tables whose rows end in a status, counted by status at the end of the run (run.json "outcomes").
+OUTCOME_TABLES = ("public.session_requests", "public.sessions", "public.bookings", "public.payments",
+                  "public.refunds", "public.payouts", "private.outbox")
+
+
+def outcomes(conn: psycopg.Connection[Any]) -> dict[str, dict[str, int]]:
+    """table → status → rows, for OUTCOME_TABLES (a table without a status column is left out)."""
+    out: dict[str, dict[str, int]] = {}
+    for table in OUTCOME_TABLES:
+        schema, name = table.split(".")
+        has = conn.execute("select 1 from information_schema.columns where table_schema = %s and table_name = %s"
+                           " and column_name = 'status'", (schema, name)).fetchone()
+        if has:
+            rows = conn.execute(f"select status::text, count(*) from {table} group by 1 order by 1").fetchall()
+            out[table] = {str(k): int(v) for k, v in rows}
+    return out
+
+
 def _due_jobs(conn: psycopg.Connection[Any]) -> int:
     row = conn.execute("select count(*) from private.outbox where (status = 'pending' and next_attempt_at <= now())"
                        " or (status = 'processing' and locked_until <= now())").fetchone()
@@ -715,6 +733,7 @@ def _simulate(s: Run) -> int:
         "database": "embedded" if s.embedded is not None else "given",
         "scaled_settings": {k: {"before": b, "after": a} for k, (b, a) in s.scaled.items()},
         "clock_skews_s": s.skews, "fault_plan": [vars(p) for p in plan],
+        "outcomes": _retry(lambda: outcomes(s.connection())),
         "stubs": {"stripe": stripe.stats(), "livekit": livekit.stats(), "resend": resend.stats()},
         "schedules_skipped": dict(scheduler.skipped),
     })
