@@ -175,17 +175,16 @@ class RunError(RuntimeError):
 
 
 def foreign_users(url: str) -> int:
-    """Users in auth.users the simulator did not make (0 on a database without the table)."""
+    """Users in auth.users the simulator did not make (their e-mail is not at city.EMAIL_DOMAIN);
+    0 on a database without the table."""
     from shared.dev.sim import city
 
     with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
         if conn.execute("select to_regclass('auth.users')").fetchone() == (None,):
             return 0
-        made_by_sim = getattr(city, "is_simulated_email", None)
-        emails = [r[0] for r in conn.execute("select coalesce(email, '') from auth.users").fetchall()]
-    if made_by_sim is None:
-        return len(emails)
-    return sum(not made_by_sim(e) for e in emails)
+        row = conn.execute("select count(*) from auth.users where email is null or email not like %s",
+                           (f"%@{city.EMAIL_DOMAIN}",)).fetchone()
+    return int(row[0]) if row else 0
 
 
 def _free_port() -> int:
@@ -648,7 +647,7 @@ def _simulate(s: Run) -> int:
     s.env = {
         "DATABASE_URL": s.url, "SUPABASE_JWT_SECRET": jwt_secret, "CRON_SECRET": secrets.token_urlsafe(32),
         "STRIPE_SECRET_KEY": "sk_test_sim" + secrets.token_hex(12), "STRIPE_API_BASE": stripe.url,
-        "STRIPE_WEBHOOK_SECRET": stripe_secret, "LIVEKIT_URL": livekit.url, "LIVEKIT_API_KEY": livekit_key,
+        "STRIPE_WEBHOOK_SECRET": stripe_secret, "LIVEKIT_URL": livekit.ws_url, "LIVEKIT_API_KEY": livekit_key,
         "LIVEKIT_API_SECRET": livekit_secret, "RESEND_API_KEY": "re_sim" + secrets.token_hex(12),
         "RESEND_API_BASE": resend.url, "EMAIL_FROM": "Auto Doctor <no-reply@sim.autodoctor.test>",
         "SUPPORT_EMAIL": "support@sim.autodoctor.test",
