@@ -20,7 +20,7 @@ def test_a_small_city_with_every_fault_keeps_every_invariant(tmp_path: Path, req
     # terminates its connections); without, the run's own embedded PostgreSQL (stopped and started).
     url = request.getfixturevalue("fresh_url") if os.environ.get("DATABASE_URL") else None
     run_dir = tmp_path / "run"
-    run = RunSpec(mechanics=50, customers=300, rate=0.05, duration_s=7200, speed=120, seed=7,
+    run = RunSpec(mechanics=50, customers=300, rate=0.25, duration_s=7200, speed=120, seed=7,
                   faults=list(FAULTS), workers=2, database_url=url, out_dir=str(run_dir), progress=False)
     assert run.real_duration_s == 60
 

@@ -592,8 +592,8 @@ def simulate(run: RunSpec, *, yes: bool = False) -> int:
 
     previous: dict[int, Any] = {}
     with contextlib.suppress(ValueError):  # only the main thread may set a handler
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            previous[signum] = signal.signal(signum, interrupt)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, interrupt)
     try:
         status = _simulate(state)
         if state.interrupted:  # a KeyboardInterrupt some library call swallowed
@@ -606,8 +606,8 @@ def simulate(run: RunSpec, *, yes: bool = False) -> int:
         if previous:  # a second Ctrl-C does not leave processes or the embedded server behind
             signal.signal(signal.SIGINT, signal.SIG_IGN)
         state.close()
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 def _simulate(s: Run) -> int:
@@ -779,7 +779,8 @@ def _main_loop(s: Run, plan: list[faultplan.Planned], stripe: Any, livekit: Any,
     pending = list(plan)
     kill_deadline: float | None = None
     next_sample = 0.0
-    next_check = CHECK_EVERY_S
+    checker = _Checker(s, started_dt, invariants)
+    checker.start()
     last_calls, last_calls_t = 0, 0.0
     bar = _progress(run)
     try:
@@ -813,28 +814,59 @@ def _main_loop(s: Run, plan: list[faultplan.Planned], stripe: Any, livekit: Any,
                 bar.n = min(round(t * run.speed), bar.total)
                 bar.set_postfix_str(f"{rate:.0f} calls/s, {s.counter.errors} errors, "
                                     f"{len(s.violations)} violations", refresh=True)
-            # checks
-            if t >= next_check:
-                next_check = t + CHECK_EVERY_S
-                try:
-                    results = invariants.check_all(s.connection(),
-                                                   invariants.CheckContext(started_at=started_dt, final=False))
-                except psycopg.OperationalError:
-                    results = []  # the database is restarting; the next check runs
-                for r in results:
-                    s.sample_log.add(metrics.Sample(s.t(), f"invariant:{r.name}", r.count))
-                violated = [r for r in results if r.count]
-                if violated:
-                    s.violations = violated
-                    (run_dir / "STOP").write_text("\n".join(f"{r.name}: {r.count}" for r in violated) + "\n")
-                    _write_json(run_dir / "invariants.json", _check_results_json(results))
-                    bar.close()
-                    _print_violations(violated)
-                    return 1
+            # checks (their own thread and connection, so that sampling keeps its second)
+            if checker.violated is not None:
+                violated = [r for r in checker.violated if r.count]
+                s.violations = violated
+                (run_dir / "STOP").write_text("\n".join(f"{r.name}: {r.count}" for r in violated) + "\n")
+                _write_json(run_dir / "invariants.json", _check_results_json(checker.violated))
+                bar.close()
+                _print_violations(violated)
+                return 1
             time.sleep(0.02 if s.armed.value else 0.1)
     finally:
+        checker.stop()
         bar.close()
     return 0
+
+
+class _Checker(threading.Thread):
+    """Every CHECK_EVERY_S, every invariant on a connection of its own; `violated` is set to the
+    results of the first check that found a violation."""
+
+    def __init__(self, s: Run, started_dt: dt.datetime, invariants: Any):
+        super().__init__(name="sim-checks", daemon=True)
+        self.s = s
+        self.started_dt = started_dt
+        self.invariants = invariants
+        self.violated: list[Any] | None = None
+        self._stop_event = threading.Event()
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join(60)
+
+    def run(self) -> None:
+        conn: psycopg.Connection[Any] | None = None
+        sample_log = self.s.sample_log
+        assert sample_log is not None
+        try:
+            while not self._stop_event.wait(CHECK_EVERY_S):
+                try:
+                    if conn is None or conn.closed or conn.broken:
+                        conn = psycopg.connect(self.s.url, autocommit=True, connect_timeout=5)
+                    results = self.invariants.check_all(conn, self.invariants.CheckContext(
+                        started_at=self.started_dt, final=False))
+                except psycopg.OperationalError:
+                    continue  # the database is restarting; the next check runs
+                for r in results:
+                    sample_log.add(metrics.Sample(self.s.t(), f"invariant:{r.name}", r.count))
+                if any(r.count for r in results):
+                    self.violated = results
+                    return
+        finally:
+            if conn is not None:
+                conn.close()
 
 
 def _apply_fault(s: Run, p: faultplan.Planned, stripe: Any, livekit: Any, resend: Any) -> float | None:
