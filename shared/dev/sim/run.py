@@ -711,8 +711,7 @@ def _simulate(s: Run) -> int:
         scheduler.stop(30.0)
         s.stop_jobs()
         _final_sweep(s, scheduler)
-        results = _retry(lambda: invariants.check_all(s.connection(),
-                                                     invariants.CheckContext(started_at=started_dt, final=True)))
+        results = _final_checks(s, invariants, started_dt)
         violated = [r for r in results if r.count]
         _write_json(run_dir / "invariants.json", _check_results_json(results))
         if violated:
@@ -763,6 +762,24 @@ def _retry(fn: Callable[[], Any], attempts: int = 5) -> Any:
                 raise
             time.sleep(1.0)
     raise AssertionError("unreachable")
+
+
+def _final_checks(s: Run, invariants: Any, started_dt: dt.datetime) -> list[Any]:
+    """The final checks; run again (up to 5 times) when the connection broke under them."""
+    last: list[Any] | None = None
+    for _ in range(5):
+        try:
+            conn = s.connection()
+            last = invariants.check_all(conn, invariants.CheckContext(started_at=started_dt, final=True))
+        except psycopg.OperationalError:
+            time.sleep(1.0)
+            continue
+        if not (conn.broken or conn.closed):
+            return last
+        time.sleep(1.0)
+    if last is None:
+        raise RunError("the database did not answer the final checks")
+    return last
 
 
 def _print_violations(violated: list[Any]) -> None:
@@ -859,9 +876,11 @@ class _Checker(threading.Thread):
                         started_at=self.started_dt, final=False))
                 except psycopg.OperationalError:
                     continue  # the database is restarting; the next check runs
+                if conn.broken or conn.closed:
+                    continue  # the connection went away during the checks (count -1): not a finding
                 for r in results:
                     sample_log.add(metrics.Sample(self.s.t(), f"invariant:{r.name}", r.count))
-                if any(r.count for r in results):
+                if any(r.count for r in results):  # a violation, or a check that failed on a live connection
                     self.violated = results
                     return
         finally:
