@@ -616,6 +616,7 @@ def _simulate(s: Run) -> int:
     from shared.dev.stubs import LiveKitStub, ResendStub, StripeStub, WebhookFaults
 
     run, run_dir = s.run, s.run_dir
+    began = time.time()
     plan = faultplan.schedule(run)
     say = (lambda m: print(m, file=sys.stderr)) if run.progress else (lambda m: None)
     say(f"simulate: {run.mechanics} mechanics, {run.customers} customers, rate {run.rate:g}, "
@@ -727,6 +728,7 @@ def _simulate(s: Run) -> int:
     _write_json(run_dir / "run.json", {
         "options": run.to_json(), "started_at": s.started_at, "ended_at": ended_at,
         "real_duration_s": ended_at - s.started_at, "exit_status": exit_status, "drained": drained,
+        "setup_s": round(s.started_at - began, 3), "drain_and_checks_s": round(time.time() - ended_at, 3),
         "calls": s.counter.calls, "errors": s.counter.errors,
         "database": "embedded" if s.embedded is not None else "given",
         "scaled_settings": {k: {"before": b, "after": a} for k, (b, a) in s.scaled.items()},
