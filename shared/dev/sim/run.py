@@ -728,7 +728,8 @@ def _simulate(s: Run) -> int:
     _write_json(run_dir / "run.json", {
         "options": run.to_json(), "started_at": s.started_at, "ended_at": ended_at,
         "real_duration_s": ended_at - s.started_at, "exit_status": exit_status, "drained": drained,
-        "setup_s": round(s.started_at - began, 3), "drain_and_checks_s": round(time.time() - ended_at, 3),
+        "cpu_count": os.cpu_count(), "setup_s": round(s.started_at - began, 3),
+        "drain_and_checks_s": round(time.time() - ended_at, 3),
         "calls": s.counter.calls, "errors": s.counter.errors,
         "database": "embedded" if s.embedded is not None else "given",
         "scaled_settings": {k: {"before": b, "after": a} for k, (b, a) in s.scaled.items()},
@@ -893,8 +894,9 @@ class _Checker(threading.Thread):
 def _apply_fault(s: Run, p: faultplan.Planned, stripe: Any, livekit: Any, resend: Any) -> float | None:
     """Does one planned fault action; returns the kill deadline when it arms worker_kill."""
     if p.fault == "webhooks":
-        s.fault("webhooks", f"on: duplicate {faultplan.WEBHOOK_DUPLICATE:g}, reorder {faultplan.WEBHOOK_REORDER:g}, "
-                            f"drop {faultplan.WEBHOOK_DROP:g} per event (Stripe and LiveKit)")
+        s.fault("webhooks", f"start (to the run's end): duplicate {faultplan.WEBHOOK_DUPLICATE:g}, "
+                            f"reorder {faultplan.WEBHOOK_REORDER:g}, drop {faultplan.WEBHOOK_DROP:g} per event "
+                            "(Stripe and LiveKit)")
     elif p.fault == "provider_outage":
         for stub in (stripe, livekit, resend):
             stub.set_outage(p.seconds, p.action)
@@ -912,8 +914,8 @@ def _apply_fault(s: Run, p: faultplan.Planned, stripe: Any, livekit: Any, resend
         s.skews.append(p.skew_s)
         s.skew_us.value = round(p.skew_s * 1e6)
         if s.functions is not None and s.t() > 1.0:
-            s.fault("clock_skew", f"functions restarting with their clock {p.skew_s * 1000:+.0f} ms off the "
-                                  "database's")
+            s.fault("clock_skew", f"begin: functions restarting with their clock {p.skew_s * 1000:+.0f} ms off "
+                                  "the database's")
 
             def restart() -> None:
                 try:
