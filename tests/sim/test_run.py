@@ -5,17 +5,27 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import ClassVar
 
 import psycopg
 import pytest
+from livekit import api as lk_api
 
 from shared.dev.cli import build_parser, main
-from shared.dev.sim import faults
+from shared.dev.sim import faults, metrics
 from shared.dev.sim.run import (
+    BUSY_UNSETTLED,
     SCALED_INTERVAL_ARRAYS,
     SCALED_INTERVALS,
     SCALED_MINUTES,
     SCALED_RATES,
+    Run,
+    _maybe_kill,
     parse_duration,
     restart_database,
     scale_time_settings,
@@ -184,3 +194,80 @@ def test_db_restart_terminates_the_runs_connections_and_the_next_one_works(fresh
     finally:
         for c in conns:
             c.close()
+
+
+# -- worker_kill: the job worker killed between a provider's answer and the settle ---------------------
+
+class _LiveKit(BaseHTTPRequestHandler):
+    """LiveKit's room service, enough for one delete: answers DeleteRoom, counts the calls."""
+
+    deletes: ClassVar[list[str]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        method = self.path.rsplit("/", 1)[-1]
+        if method == "DeleteRoom":
+            self.deletes.append(lk_api.DeleteRoomRequest.FromString(body).room)
+            out = lk_api.DeleteRoomResponse().SerializeToString()
+        elif method == "ListRooms":
+            out = lk_api.ListRoomsResponse().SerializeToString()
+        else:
+            out = b""
+        self.send_response(200)
+        self.send_header("Content-Type", "application/protobuf")
+        self.send_header("Content-Length", str(len(out)))
+        self.end_headers()
+        self.wfile.write(out)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def _wait(condition: Callable[[], bool], seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def test_the_killed_job_worker_leaves_its_job_claimed_and_the_restarted_one_settles_it(
+        fresh_url: str, tmp_path: Path) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _LiveKit)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    _LiveKit.deletes.clear()
+    with psycopg.connect(fresh_url, autocommit=True) as conn:
+        conn.execute("update private.job_kinds set lease = '2 seconds', base_backoff = '1 second'"
+                     " where kind = 'livekit.delete_room'")
+        job_id = conn.execute("insert into private.outbox (kind, dedupe_key, payload) values"
+                              " ('livekit.delete_room', 'sim-test:room-1', '{\"room\": \"room-1\"}') returning id"
+                              ).fetchone()[0]  # type: ignore[index]
+
+        def status() -> str:
+            return str(conn.execute("select status from private.outbox where id = %s", (job_id,)).fetchone()[0])  # type: ignore[index]
+
+        state = Run(_spec(faults=["worker_kill"]), tmp_path)
+        (tmp_path / "logs").mkdir()
+        try:
+            state.url = fresh_url
+            state.env = {"DATABASE_URL": fresh_url, "LIVEKIT_URL": f"ws://127.0.0.1:{server.server_address[1]}",
+                         "LIVEKIT_API_KEY": "APIsimtest", "LIVEKIT_API_SECRET": "s" * 40}
+            state.started_at = time.time()
+            state.fault_log = metrics.FaultLog(tmp_path)
+            state.armed.value = 1
+            state.jobs = state.start_jobs()
+            _wait(lambda: state.busy.value == BUSY_UNSETTLED, 60, "the job worker to reach the settle")
+            assert _LiveKit.deletes == ["room-1"]  # the provider did it …
+            assert status() == "processing"  # … and the queue does not know
+            assert _maybe_kill(state, deadline=float("inf")) is None
+            assert state.armed.value == 0
+            # the new worker claims the job again once its lease ran out, and settles it
+            _wait(lambda: status() == "sent", 60, "the job to be sent")
+            assert _LiveKit.deletes == ["room-1", "room-1"]  # at least once: the provider saw it twice
+            state.fault_log.close()
+            rows = [(f.fault, f.detail) for f in metrics.read_faults(tmp_path)]
+            assert rows[0][0] == "worker_kill" and "its provider call made and not settled" in rows[0][1]
+            assert rows[1] == ("worker_kill", "job worker started again")
+        finally:
+            state.close()
+            server.shutdown()
+            server.server_close()
