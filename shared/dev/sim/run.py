@@ -844,6 +844,8 @@ def _main_loop(s: Run, plan: list[faultplan.Planned], stripe: Any, livekit: Any,
                 _print_violations(violated)
                 return 1
             time.sleep(0.02 if s.armed.value else 0.1)
+        bar.n = min(round(s.t() * run.speed), bar.total)
+        bar.refresh()
     finally:
         checker.stop()
         bar.close()
