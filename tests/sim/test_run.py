@@ -17,7 +17,7 @@ import pytest
 from livekit import api as lk_api
 
 from shared.dev.cli import build_parser, main
-from shared.dev.sim import faults, metrics
+from shared.dev.sim import city, faults, metrics
 from shared.dev.sim.run import (
     BUSY_UNSETTLED,
     SCALED_INTERVAL_ARRAYS,
@@ -25,10 +25,13 @@ from shared.dev.sim.run import (
     SCALED_MINUTES,
     SCALED_RATES,
     Run,
+    RunError,
     _maybe_kill,
+    foreign_users,
     parse_duration,
     restart_database,
     scale_time_settings,
+    simulate,
 )
 from shared.dev.sim.spec import FAULTS, RunSpec
 
@@ -271,3 +274,32 @@ def test_the_killed_job_worker_leaves_its_job_claimed_and_the_restarted_one_sett
             state.close()
             server.shutdown()
             server.server_close()
+
+
+# -- a database the run does not own -----------------------------------------------------------------
+
+def _add_user(url: str, email: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("insert into auth.users (id, aud, role, email, raw_app_meta_data, raw_user_meta_data, created_at,"
+                     " updated_at, email_confirmed_at) values (gen_random_uuid(), 'authenticated', 'authenticated',"
+                     " %s, '{\"provider\": \"email\", \"providers\": [\"email\"]}', '{}', now(), now(), now())",
+                     (email,))
+
+
+def test_a_database_holding_users_the_simulator_did_not_make_is_refused(
+        fresh_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert foreign_users(fresh_url) == 0
+    _add_user(fresh_url, f"c1.7@{city.EMAIL_DOMAIN}")  # one of a previous run's
+    assert foreign_users(fresh_url) == 0
+    _add_user(fresh_url, "someone@example.com")
+    assert foreign_users(fresh_url) == 1
+    with psycopg.connect(fresh_url, autocommit=True) as conn:
+        before = _settings(conn)
+    out = tmp_path / "run"
+    code = main(["simulate", "--database-url", fresh_url, "--out", str(out), "--no-progress", "--duration", "60s"])
+    assert code == 2
+    assert "error: the database holds 1 user(s) the simulator did not make" in capsys.readouterr().err
+    with psycopg.connect(fresh_url, autocommit=True) as conn:
+        assert _settings(conn) == before  # refused before anything was changed
+    with pytest.raises(RunError, match="pass --yes"):
+        simulate(_spec(database_url=fresh_url, out_dir=str(tmp_path / "again"), progress=False))
