@@ -144,6 +144,17 @@ def test_time_settings_are_divided_by_the_speed_and_nothing_else_changes(fresh_u
             assert base == b / 60
             assert most == (None if m is None else m / 60)
             assert lease == max(old_lease / 60, dt.timedelta(seconds=15))
+        # a second run on the same database scales the originals, not the values already divided
+        again = scale_time_settings(conn, 30)
+        assert secs("requests.unattended_after") == pytest.approx(10.0)
+        assert {k: b for k, (b, _) in again.items()} == {k: before[k] for k in changed}
+        assert conn.execute("select base_backoff from private.job_kinds where kind = 'stripe.refund'").fetchone() == (
+            kinds_before["stripe.refund"][0] / 30,)
+        # and a run at speed 1 puts every original back
+        assert scale_time_settings(conn, 1) == {}
+        assert _settings(conn) == before
+        assert {k: (b, m, lease) for k, b, m, lease in conn.execute(
+            "select kind, base_backoff, max_backoff, lease from private.job_kinds").fetchall()} == kinds_before
 
 
 # -- the fault schedule ---------------------------------------------------------------------------

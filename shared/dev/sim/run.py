@@ -128,13 +128,43 @@ SCALED_RATES = tuple(f"rate_limit.{cls}.refill_per_minute" for cls in ("request"
 LEASE_FLOOR_S = 15.0
 
 
+# The values before a run scaled them, kept in the database so that a later run on the same
+# database (--database-url) scales the originals, never a value an earlier run already divided.
+ORIGINALS_DDL = (
+    "create schema if not exists autodoctor_meta",
+    "create table if not exists autodoctor_meta.sim_time_originals ("
+    " source text not null, key text not null, value jsonb not null, primary key (source, key))",
+)
+
+
+def _restore_originals(conn: psycopg.Connection[Any]) -> None:
+    """Puts back the values an earlier run scaled, and records the current ones otherwise."""
+    for ddl in ORIGINALS_DDL:
+        conn.execute(ddl)
+    conn.execute("update private.settings s set value = o.value, updated_at = now()"
+                 " from autodoctor_meta.sim_time_originals o where o.source = 'settings' and o.key = s.key"
+                 " and s.value is distinct from o.value")
+    conn.execute("update private.job_kinds k set base_backoff = (o.value ->> 'base_backoff')::interval,"
+                 " max_backoff = (o.value ->> 'max_backoff')::interval, lease = (o.value ->> 'lease')::interval"
+                 " from autodoctor_meta.sim_time_originals o where o.source = 'job_kinds' and o.key = k.kind")
+    conn.execute("insert into autodoctor_meta.sim_time_originals (source, key, value)"
+                 " select 'settings', key, value from private.settings where key = any(%s)"
+                 " on conflict do nothing",
+                 ([*SCALED_INTERVALS, *SCALED_INTERVAL_ARRAYS, *SCALED_MINUTES, *SCALED_RATES],))
+    conn.execute("insert into autodoctor_meta.sim_time_originals (source, key, value)"
+                 " select 'job_kinds', kind, jsonb_build_object('base_backoff', base_backoff,"
+                 " 'max_backoff', max_backoff, 'lease', lease) from private.job_kinds on conflict do nothing")
+
+
 def scale_time_settings(conn: psycopg.Connection[Any], speed: float) -> dict[str, tuple[Any, Any]]:
-    """Divides the time settings by `speed` (> 1; nothing at 1) in one transaction; returns
-    key → (before, after). A listed key that does not exist is an error (the list went stale)."""
-    if speed <= 1:
-        return {}
+    """Divides the time settings by `speed` (nothing at 1) in one transaction, starting from the
+    values before any earlier run scaled them; returns key → (before, after). A listed key that does
+    not exist is an error (the list went stale)."""
     changed: dict[str, tuple[Any, Any]] = {}
     with conn.transaction():
+        _restore_originals(conn)
+        if speed <= 1:
+            return {}
         before = dict(conn.execute("select key, value from private.settings").fetchall())
         listed = (*SCALED_INTERVALS, *SCALED_INTERVAL_ARRAYS, *SCALED_MINUTES, *SCALED_RATES)
         missing = [k for k in listed if k not in before]
