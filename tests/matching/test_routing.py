@@ -309,3 +309,92 @@ def test_dispatch_schedule_routes_due_requests_and_records_its_run(fresh_url):
         for request in (first, second):  # one broadcast row and one targeted offer each, made when filed
             assert conn.execute("select count(*) from public.session_offers where request_id = %s",
                                 (request,)).fetchone()[0] == 2
+
+
+def test_decline_takes_the_request_before_the_offer(fresh_url):
+    """A decline locks the request's row before its offer's row, the order of accept_request and
+    routing: held the other way, a decline and an accept of one request deadlocked (40P01). While a
+    third transaction holds the request, a waiting decline must not hold the mechanic's offer."""
+    with psycopg.connect(fresh_url) as conn:
+        conn.execute("select 1")
+        d = Db(conn)
+        customer = make_customer(d)
+        mechanic = make_mechanic(d, name="Decliner")
+        request = uuid.UUID(request_free(d, customer, intake=make_intake(d, customer))["request_id"])
+        offered = conn.execute("select count(*) from public.session_offers where request_id = %s and mechanic_id = %s"
+                               " and status = 'offered'", (request, mechanic)).fetchone()[0]
+        conn.commit()
+    assert offered == 1  # the only mechanic was offered the request when it was filed
+    holder = psycopg.connect(fresh_url)
+    decliner = psycopg.connect(fresh_url, autocommit=True)
+    watcher = psycopg.connect(fresh_url, autocommit=True)  # pg_stat_activity is read once per transaction
+    try:
+        holder.execute("select 1 from public.session_requests where id = %s for no key update", (request,))
+        result: list = []
+        thread = threading.Thread(target=lambda: result.append(
+            _as(decliner, mechanic, "select public.decline_offer(%s)", (request,))))
+        thread.start()
+        # wait until the decline is blocked on the request's row
+        for _ in range(200):
+            waiting = watcher.execute("select count(*) from pg_stat_activity where wait_event_type = 'Lock' "
+                                     "and query like '%%decline_offer%%'").fetchone()[0]
+            if waiting:
+                break
+            thread.join(0.05)
+        assert waiting == 1
+        # the offer is free: an accept (request, then offers) would not meet the decline head on
+        row = holder.execute("select status from public.session_offers where request_id = %s and mechanic_id = %s "
+                             "for update nowait", (request, mechanic)).fetchone()
+        assert row == ("offered",)
+        holder.rollback()
+        thread.join(30)
+        assert result == [("ok", {"request_id": str(request), "status": "declined"})]
+    finally:
+        holder.close()
+        decliner.close()
+        watcher.close()
+
+
+def test_declines_and_accepts_of_one_request_never_deadlock(fresh_url):
+    rounds = 15
+    with psycopg.connect(fresh_url) as conn:
+        conn.execute("select 1")
+        d = Db(conn)
+        customers = [make_customer(d) for _ in range(rounds)]
+        taker, decliner = make_mechanic(d, name="Taker"), make_mechanic(d, name="Decliner")
+        requests = [uuid.UUID(request_free(d, c, intake=make_intake(d, c))["request_id"]) for c in customers]
+        conn.commit()
+    conns = [psycopg.connect(fresh_url, autocommit=True) for _ in range(2)]
+    try:
+        outcomes = []
+        for request in requests:
+            barrier = threading.Barrier(2)
+            results: list = [None, None]
+
+            def run(k, request=request, barrier=barrier, results=results):
+                barrier.wait()
+                if k == 0:
+                    results[0] = _as(conns[0], taker, "select public.accept_request(%s)", (request,))
+                else:
+                    results[1] = _as(conns[1], decliner, "select public.decline_offer(%s)", (request,))
+
+            threads = [threading.Thread(target=run, args=(k,)) for k in range(2)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(30)
+            outcomes.append(results)
+            assert results[0][0] == "ok", results  # the accept always lands
+            # the decline lands, or finds the request taken (AD009); never a deadlock
+            assert results[1][0] == "ok" or results[1] == ("err", "AD009"), results
+            with conns[0].transaction():  # free the taker for the next round: live, then ended at once
+                sid, cust = conns[0].execute("select s.id, s.customer_id from public.sessions s join "
+                                             "public.session_requests r on r.session_id = s.id where r.id = %s",
+                                             (request,)).fetchone()
+            assert _as(conns[0], cust, "select public.start_session(%s)", (sid,))[0] == "ok"
+            assert _as(conns[0], taker, "select public.start_session(%s)", (sid,))[0] == "ok"
+            assert _as(conns[0], taker, "select public.end_session(%s)", (sid,))[0] == "ok"
+        assert len(outcomes) == rounds
+    finally:
+        for c in conns:
+            c.close()

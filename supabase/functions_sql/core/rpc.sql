@@ -77,7 +77,10 @@ begin
   if not private.is_approved_mechanic() then
     perform private.raise_error('not_allowed', 'only approved mechanics receive offers');
   end if;
-  select status into v_status from public.session_requests where id = p_request_id;
+  -- The request's row first, then the offer (whose trigger updates the request again): the order
+  -- accept_request and routing take them in. Touching the offer first deadlocked with an accept of
+  -- the same request (the accept holds the request and waits for the offers it withdraws).
+  select status into v_status from public.session_requests where id = p_request_id for no key update;
   if not found then
     perform private.raise_error('not_found', 'no such request');
   end if;
