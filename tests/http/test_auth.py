@@ -14,10 +14,10 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from shared import auth
 from shared.config import DEV_JWT_SECRET, get_settings
+from shared.dev.stubs.server import StubServer
 from shared.dev.tokens import make_token
 from shared.errors import AppError
 from shared.http import Ctx, endpoint
-from tests.support.stubs.server import StubServer
 
 SECRET = "a-test-secret-that-is-at-least-32-characters"
 

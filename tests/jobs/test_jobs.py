@@ -20,10 +20,10 @@ from shared import db as shared_db
 from shared import email as mail
 from shared import worker
 from shared.config import get_settings
+from shared.dev.stubs.server import StubServer
 from tests.support.delivery import deliver
 from tests.support.factories import accept, make_customer, make_intake, make_mechanic, make_world, request_free
 from tests.support.harness import Db
-from tests.support.stubs.server import StubServer
 
 GOLDEN = Path(__file__).parents[1] / "support" / "golden" / "emails"
 

@@ -12,12 +12,12 @@ import pytest
 from shared import db as shared_db
 from shared import worker
 from shared.config import get_settings
+from shared.dev.stubs.server import Recorded, StubServer
 from tests.support.delivery import deliver
 from tests.support.factories import accept, make_admin, make_customer, make_mechanic, request_free
 from tests.support.harness import Db
 from tests.support.ops_privacy import marker_person, scan_for
 from tests.support.personas import race
-from tests.support.stubs.server import Recorded, StubServer
 
 LATER = "now() + interval '31 days'"
 MONEY = ("payments", "refunds", "payouts", "credit_ledger", "referral_fees", "transfer_reversals")

@@ -21,6 +21,7 @@ from livekit import api
 from shared import db as shared_db
 from shared import rooms, worker
 from shared.config import get_settings
+from shared.dev.stubs.server import StubServer
 from shared.dev.tokens import make_token
 from tests.support.factories import (
     accept,
@@ -32,7 +33,6 @@ from tests.support.factories import (
     request_free,
 )
 from tests.support.harness import Db
-from tests.support.stubs.server import StubServer
 
 KEY, SECRET = "APIdevkey", "livekit-dev-secret-0123456789abcdefghij"
 JWT_SECRET = "a-test-secret-that-is-at-least-32-characters"

@@ -21,8 +21,8 @@ from svix.webhooks import Webhook
 from functions.webhooks.resend import resend_webhook
 from shared import db as shared_db
 from shared.config import get_settings
+from shared.dev.stubs.server import Recorded, StubServer
 from tests.support.harness import Db
-from tests.support.stubs.server import Recorded, StubServer
 
 SECRET = "whsec_" + base64.b64encode(b"resend-webhook-test-secret-0123").decode()
 OTHER_SECRET = "whsec_" + base64.b64encode(b"someone-elses-secret-0123456789").decode()

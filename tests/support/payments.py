@@ -1,29 +1,22 @@
 """Shared setup for the payments tests (this module holds no tests).
 
-- `FakeStripe`: tests/support/stubs/server.py's StubServer answering like Stripe's API for every call we
-  make (checkout sessions, transfers, refunds, reversals, payment intents, accounts, account
-  links), idempotent per Idempotency-Key like Stripe, with one-shot failures on demand.
-- `Events`: real-shaped Stripe event JSON, signed with the stripe library's own
-  `WebhookSignature.generate_signature_header`.
+- `FakeStripe`, `Events`, `charge_for` (shared/dev/stubs/stripe.py, re-exported): Stripe's API
+  answers for every call we make and real-shaped events; `sign` signs with the stripe library's own
+  `WebhookSignature.generate_signature_header` (the platform endpoint's test secret by default).
 - `Pay` (fixture `pay`): a database of its own (`fresh_url`) with the environment pointing the
   HTTP functions, the pool and the Stripe client at it and at the fake.
 """
 
 from __future__ import annotations
 
-import itertools
 import json
-import threading
-import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import parse_qsl
 
 import flask
 import psycopg
 import pytest
-import stripe
 from psycopg.rows import dict_row
 
 from functions.checkout import create_checkout
@@ -32,219 +25,25 @@ from functions.webhooks.stripe import stripe_webhook
 from shared import db as shared_db
 from shared import payments, stripe_client
 from shared.config import get_settings
+from shared.dev.stubs.stripe import API_VERSION, Events, FakeStripe, charge_for
+from shared.dev.stubs.stripe import sign as stub_sign
 from shared.dev.tokens import make_token
 from tests.support.delivery import deliver, release_hold
 from tests.support.factories import accept, make_customer, make_intake, make_mechanic, make_vehicle
 from tests.support.harness import Db
-from tests.support.stubs.server import Recorded, StubServer
+
+__all__ = ["API_VERSION", "CONNECT_SECRET", "WEBHOOK_SECRET", "Events", "FakeStripe", "Pay", "call", "charge_for",
+           "fake_stripe", "pay", "sign"]
 
 JWT_SECRET = "payments-test-jwt-secret-0123456789abcdef"
 WEBHOOK_SECRET = "whsec_test_platform_0123456789abcdef"
 CONNECT_SECRET = "whsec_test_connect_0123456789abcdef"
-API_VERSION = "2024-06-20"
 FLASK = flask.Flask("payments-tests")
 
 
-# ---------------------------------------------------------------------------------------------
-# Stripe's API, faked
-# ---------------------------------------------------------------------------------------------
-def _unflatten(pairs: list[tuple[str, str]]) -> dict[str, Any]:
-    """Stripe's form encoding (a[b][0][c]=v) back into nested dicts (lists stay keyed by index)."""
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        parts = key.replace("]", "").split("[")
-        node = out
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1]] = value
-    return out
-
-
-class FakeStripe:
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.ids = itertools.count(1)
-        self.by_key: dict[str, tuple[int, Any]] = {}
-        self.failures: list[tuple[str, int, Any]] = []
-        self.refund_status = "pending"
-        self.accounts: dict[str, dict[str, Any]] = {}
-        self.objects: dict[str, dict[str, Any]] = {}
-        self.server = StubServer(self._respond)
-
-    @property
-    def url(self) -> str:
-        return self.server.url
-
-    @property
-    def calls(self) -> list[Recorded]:
-        return self.server.calls
-
-    def calls_to(self, method: str, prefix: str) -> list[Recorded]:
-        return [c for c in self.calls if c.method == method and c.path.split("?")[0].startswith(prefix)]
-
-    def params(self, call: Recorded) -> dict[str, Any]:
-        return _unflatten(parse_qsl(call.body.decode(), keep_blank_values=True))
-
-    def fail_next(self, prefix: str, status: int = 500, message: str = "simulated failure",
-                  error_type: str = "api_error", times: int = 1) -> None:
-        for _ in range(times):
-            self.failures.append((prefix, status, {"error": {"type": error_type, "message": message}}))
-
-    def close(self) -> None:
-        self.server.close()
-
-    # -- answers ------------------------------------------------------------------------------
-    def _respond(self, rec: Recorded) -> tuple[int, Any]:
-        path = rec.path.split("?")[0]
-        key = next((v for k, v in rec.headers.items() if k.lower() == "idempotency-key"), None)
-        with self.lock:
-            for i, (prefix, status, body) in enumerate(self.failures):
-                if path.startswith(prefix):
-                    del self.failures[i]
-                    return status, body
-            if key and key in self.by_key:
-                return self.by_key[key]
-            result = self._answer(rec.method, path, self.params(rec))
-            if key and rec.method == "POST" and result[0] == 200:
-                self.by_key[key] = result
-            return result
-
-    def _next(self, prefix: str) -> str:
-        return f"{prefix}_{uuid.uuid4().hex[:10]}{next(self.ids)}"
-
-    def _answer(self, method: str, path: str, form: dict[str, Any]) -> tuple[int, Any]:
-        now = int(time.time())
-        if method == "POST" and path == "/v1/checkout/sessions":
-            cs = self._next("cs_test")
-            price = form["line_items"]["0"]["price_data"]
-            obj = {"id": cs, "object": "checkout.session", "url": f"https://checkout.stripe.com/c/pay/{cs}",
-                   "amount_total": int(price["unit_amount"]), "currency": price["currency"],
-                   "metadata": form.get("metadata", {}), "mode": "payment", "payment_status": "unpaid",
-                   "status": "open", "expires_at": int(form.get("expires_at", now + 3600)), "payment_intent": None,
-                   "client_reference_id": form.get("client_reference_id")}
-            self.objects[cs] = obj
-            return 200, obj
-        if method == "POST" and path == "/v1/transfers":
-            tr = self._next("tr")
-            obj = {"id": tr, "object": "transfer", "amount": int(form["amount"]), "currency": form["currency"],
-                   "destination": form["destination"], "source_transaction": form.get("source_transaction"),
-                   "transfer_group": form.get("transfer_group"), "metadata": form.get("metadata", {}),
-                   "reversed": False, "amount_reversed": 0, "created": now}
-            self.objects[tr] = obj
-            return 200, obj
-        if method == "POST" and path.startswith("/v1/transfers/") and path.endswith("/reversals"):
-            transfer = path.split("/")[3]
-            if transfer not in self.objects:
-                return 404, {"error": {"type": "invalid_request_error", "message": "No such transfer"}}
-            self.objects[transfer]["amount_reversed"] += int(form["amount"])
-            return 200, {"id": self._next("trr"), "object": "transfer_reversal", "amount": int(form["amount"]),
-                         "transfer": transfer, "metadata": form.get("metadata", {}), "created": now}
-        if method == "POST" and path == "/v1/refunds":
-            re_id = self._next("re")
-            obj = {"id": re_id, "object": "refund", "amount": int(form["amount"]),
-                   "payment_intent": form.get("payment_intent"), "charge": None, "currency": "usd",
-                   "status": self.refund_status, "metadata": form.get("metadata", {}), "created": now}
-            self.objects[re_id] = obj
-            return 200, obj
-        if method == "GET" and path.startswith("/v1/payment_intents/"):
-            pi = path.split("/")[3]
-            return 200, {"id": pi, "object": "payment_intent", "latest_charge": charge_for(pi), "status": "succeeded"}
-        if method == "POST" and path == "/v1/accounts":
-            acct = "acct_" + uuid.uuid4().hex[:16]
-            obj = {"id": acct, "object": "account", "type": form.get("type", "standard"), "charges_enabled": False,
-                   "payouts_enabled": False, "details_submitted": False,
-                   "capabilities": {"transfers": "inactive"}, "metadata": form.get("metadata", {}),
-                   "country": form.get("country", "US"), "email": form.get("email")}
-            self.accounts[acct] = obj
-            return 200, obj
-        if method == "GET" and path.startswith("/v1/accounts/"):
-            acct = path.split("/")[3]
-            if acct not in self.accounts:
-                return 404, {"error": {"type": "invalid_request_error", "message": "No such account"}}
-            return 200, self.accounts[acct]
-        if method == "POST" and path == "/v1/account_links":
-            return 200, {"object": "account_link", "created": now, "expires_at": now + 300,
-                         "url": f"https://connect.stripe.com/setup/e/{form['account']}/{next(self.ids)}"}
-        return 404, {"error": {"type": "invalid_request_error", "message": f"Unrecognized request URL ({path})"}}
-
-
-def charge_for(pi: str) -> str:
-    return "ch_" + pi.removeprefix("pi_")
-
-
-# ---------------------------------------------------------------------------------------------
-# Stripe's events, real-shaped and signed
-# ---------------------------------------------------------------------------------------------
-class Events:
-    def __init__(self) -> None:
-        self.base = int(time.time()) - 100
-
-    def event(self, type_: str, obj: dict[str, Any], *, created: int | None = None, account: str | None = None,
-              event_id: str | None = None) -> dict[str, Any]:
-        event: dict[str, Any] = {
-            "id": event_id or "evt_" + uuid.uuid4().hex[:24], "object": "event", "api_version": API_VERSION,
-            "created": created if created is not None else int(time.time()), "type": type_,
-            "livemode": False, "pending_webhooks": 1,
-            "request": {"id": None, "idempotency_key": None}, "data": {"object": obj},
-        }
-        if account:
-            event["account"] = account
-        return event
-
-    def checkout_session(self, cs: str, booking_id: str, amount: int, *, pi: str | None = None,
-                         payment_status: str = "paid", status: str = "complete") -> dict[str, Any]:
-        return {"id": cs, "object": "checkout.session", "mode": "payment", "amount_subtotal": amount,
-                "amount_total": amount, "currency": "usd", "customer": None,
-                "customer_details": {"email": "casey@example.test"}, "client_reference_id": booking_id,
-                "metadata": {"booking_id": booking_id}, "payment_intent": pi, "payment_status": payment_status,
-                "status": status, "url": None, "livemode": False}
-
-    def completed(self, cs: str, booking_id: str, amount: int, pi: str, **kw: Any) -> dict[str, Any]:
-        return self.event("checkout.session.completed", self.checkout_session(cs, booking_id, amount, pi=pi), **kw)
-
-    def expired(self, cs: str, booking_id: str, amount: int, **kw: Any) -> dict[str, Any]:
-        obj = self.checkout_session(cs, booking_id, amount, payment_status="unpaid", status="expired")
-        return self.event("checkout.session.expired", obj, **kw)
-
-    def payment_failed(self, pi: str, booking_id: str, amount: int, **kw: Any) -> dict[str, Any]:
-        obj = {"id": pi, "object": "payment_intent", "amount": amount, "currency": "usd",
-               "status": "requires_payment_method", "metadata": {"booking_id": booking_id}, "latest_charge": None,
-               "last_payment_error": {"type": "card_error", "code": "card_declined",
-                                      "message": "Your card was declined."},
-               "transfer_group": f"booking_{booking_id}"}
-        return self.event("payment_intent.payment_failed", obj, **kw)
-
-    def charge(self, pi: str, amount: int, *, refunded: int = 0, refunds: list[dict[str, Any]] | None = None,
-               type_: str = "charge.succeeded", **kw: Any) -> dict[str, Any]:
-        obj = {"id": charge_for(pi), "object": "charge", "amount": amount, "amount_captured": amount,
-               "amount_refunded": refunded, "currency": "usd", "paid": True, "captured": True,
-               "refunded": refunded >= amount, "payment_intent": pi, "status": "succeeded",
-               "refunds": {"object": "list", "data": refunds or [], "has_more": False,
-                           "url": f"/v1/charges/{charge_for(pi)}/refunds"}}
-        return self.event(type_, obj, **kw)
-
-    def refund_object(self, re_id: str, pi: str, amount: int, status: str = "succeeded",
-                      metadata: dict[str, str] | None = None) -> dict[str, Any]:
-        return {"id": re_id, "object": "refund", "amount": amount, "currency": "usd", "charge": charge_for(pi),
-                "payment_intent": pi, "status": status, "reason": "requested_by_customer",
-                "metadata": metadata or {}, "created": int(time.time())}
-
-    def refund(self, type_: str, re_id: str, pi: str, amount: int, status: str = "succeeded",
-               metadata: dict[str, str] | None = None, **kw: Any) -> dict[str, Any]:
-        return self.event(type_, self.refund_object(re_id, pi, amount, status, metadata), **kw)
-
-    def account(self, acct: str, *, transfers: str = "active", created: int | None = None,
-                **kw: Any) -> dict[str, Any]:
-        active = transfers == "active"
-        obj = {"id": acct, "object": "account", "type": "standard", "charges_enabled": active,
-               "payouts_enabled": active, "details_submitted": active,
-               "capabilities": {"transfers": transfers}, "requirements": {"currently_due": [] if active else
-                                                                             ["external_account"]}}
-        return self.event("account.updated", obj, created=created, account=acct, **kw)
-
-
 def sign(payload: str, secret: str = WEBHOOK_SECRET, timestamp: int | None = None) -> str:
-    return stripe.WebhookSignature.generate_signature_header(payload, secret, timestamp)
+    """shared/dev/stubs/stripe.py's `sign`, with the platform endpoint's test secret by default."""
+    return stub_sign(payload, secret, timestamp)
 
 
 def call(fn: Any, *, body: Any = None, raw: bytes | str | None = None, headers: dict[str, str] | None = None,
