@@ -648,7 +648,11 @@ def _simulate(s: Run) -> int:
     run, run_dir = s.run, s.run_dir
     began = time.time()
     plan = faultplan.schedule(run)
-    say = (lambda m: print(m, file=sys.stderr)) if run.progress else (lambda m: None)
+
+    def say(message: str) -> None:
+        if run.progress:
+            print(message, file=sys.stderr)
+
     say(f"simulate: {run.mechanics} mechanics, {run.customers} customers, rate {run.rate:g}, "
         f"{run.duration_s:g} simulated s at {run.speed:g}× ({run.real_duration_s:.0f} s), "
         f"faults: {', '.join(run.faults) or 'none'}")
