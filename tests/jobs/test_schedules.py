@@ -15,7 +15,9 @@ from cronsim import CronSim
 from shared.config import get_settings
 from shared.dev.schedules import PythonJob, Scheduler
 
-JOBS = ["delivery", "dispatch", "nudges", "session_timers", "sweep_requests"]
+JOBS = ["delivery", "dispatch", "nudges", "retention", "session_timers", "sweep_requests"]
+# every job runs every minute but retention, every five (docs/jobs.md#retention)
+CRON = {n: "* * * * *" for n in JOBS} | {"retention": "*/5 * * * *"}
 
 # pg_cron's objects, as far as private.sync_pg_cron() uses them (pg_cron 1.6: schedule upserts by
 # job name for the current user; unschedule(job_name) raises when there is no such job).
@@ -55,7 +57,8 @@ def test_the_declared_schedules(db):
     assert [r["name"] for r in rows] == JOBS
     start = dt.datetime(2026, 11, 29, 12, 0, 30, tzinfo=dt.UTC)
     for r in rows:
-        assert r["cron"] == "* * * * *" and next(CronSim(r["cron"], start)) == start.replace(minute=1, second=0)
+        due = start.replace(minute=5 if r["name"] == "retention" else 1, second=0)
+        assert r["cron"] == CRON[r["name"]] and next(CronSim(r["cron"], start)) == due
         assert r["command"] == f"select private.run_job('{r['name']}')" and r["description"]
     for cron, command in (("* * * *", "select 1"), ("* * * * *", " "), ("* * * * *", "select 1; select 2")):
         assert db.error("insert into private.schedules (name, cron, command) values ('x', %s, %s)",
@@ -76,7 +79,7 @@ def test_sync_pg_cron_schedules_every_row_and_unschedules_ours_only(db):
 
     first = db.scalar("select private.sync_pg_cron()")
     assert first == {"pg_cron": True, "scheduled": JOBS, "unscheduled": []}
-    assert jobs() == {f"autodoctor.{n}": ("* * * * *", f"select private.run_job('{n}')") for n in JOBS}
+    assert jobs() == {f"autodoctor.{n}": (CRON[n], f"select private.run_job('{n}')") for n in JOBS}
     ids = db.scalar("select array_agg(jobid order by jobid) from cron.job")
     # somebody else's job, and one of ours that is no longer declared
     db.execute("select cron.schedule('nightly-vacuum', '0 3 * * *', 'vacuum')")
@@ -121,13 +124,13 @@ def test_scheduler_runs_the_declared_commands_on_the_minute(fresh_url):
     s.load()
     assert sorted(s.jobs) == JOBS
     assert s.run_due() == []  # 12:00:30: the next minute has not come
-    clock.now = clock.now.replace(minute=1, second=0)
+    clock.now = clock.now.replace(minute=5, second=0)  # every job is due, retention included
     assert sorted(s.run_due()) == JOBS
     _wait_idle(s)
     assert s.run_due() == []  # once per minute
     with psycopg.connect(fresh_url) as conn:
         runs = conn.execute("select job, ok from private.cron_runs order by job").fetchall()
-    assert runs == [("cron_delivery", True), ("cron_dispatch", True), ("cron_nudges", True),
+    assert runs == [("cron_delivery", True), ("cron_dispatch", True), ("cron_nudges", True), ("cron_retention", True),
                     ("cron_session_timers", True), ("cron_sweep_requests", True)]
     assert not any("failed" in line for line in lines), lines
     # each run is one line of the server's output

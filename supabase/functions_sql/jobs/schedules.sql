@@ -15,6 +15,8 @@ as $$
     when 'session_timers' then array['end_overdue_sessions', 'send_starting_notices', 'expire_holds',
                                      'open_scheduled_sessions']
     when 'delivery' then array['release_held_payouts', 'refund_unverified_sessions']
+    when 'retention' then array['retain_jobs', 'retain_cron_runs', 'retain_stripe_events', 'retain_livekit_events',
+                                'retain_resend_events', 'retain_session_events', 'retain_holds', 'retain_rate_buckets']
   end
 $$;
 revoke execute on function private.job_steps(text) from public;
@@ -34,6 +36,14 @@ begin
     when 'open_scheduled_sessions' then return private.open_scheduled_sessions(p_now);
     when 'release_held_payouts' then return private.release_held_payouts(p_now, 200);        -- trust/delivery.sql
     when 'refund_unverified_sessions' then return private.refund_unverified_sessions(p_now, 200);
+    when 'retain_jobs' then return private.retain_jobs(p_now);                                 -- jobs/retention.sql
+    when 'retain_cron_runs' then return private.retain_cron_runs(p_now);
+    when 'retain_stripe_events' then return private.retain_stripe_events(p_now);
+    when 'retain_livekit_events' then return private.retain_livekit_events(p_now);
+    when 'retain_resend_events' then return private.retain_resend_events(p_now);
+    when 'retain_session_events' then return private.retain_session_events(p_now);
+    when 'retain_holds' then return private.retain_holds(p_now);
+    when 'retain_rate_buckets' then return private.retain_rate_buckets(p_now);
   end case;
 end
 $$;
