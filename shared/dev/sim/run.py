@@ -123,6 +123,8 @@ SCALED_RATES = tuple(f"rate_limit.{cls}.refill_per_minute" for cls in ("request"
 # - scheduling.slot_step, buffer, max_advance, max_query_range, workshops.*, contact.*,
 #   privacy.erasure_grace, recommendations.*: the calendar's grid, the weekly availability (local
 #   clock time, which no setting compresses) and query limits, not events of the run.
+# - retention.*: how long history is kept; divided, the retention job would delete rows of the run
+#   (finished jobs, webhook ledgers, run records) that the checks and the report read.
 # Also divided, in private.job_kinds: base_backoff, max_backoff and lease (not below LEASE_FLOOR),
 # so that a job retried after an outage, or left claimed by a killed worker, comes back within the run.
 LEASE_FLOOR_S = 15.0
