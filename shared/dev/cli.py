@@ -358,6 +358,84 @@ def cmd_token(args: argparse.Namespace) -> int:
     return 0
 
 
+# What `autodoctor simulate` imports beyond the tooling: the package's `sim` extra.
+SIM_MODULES = ("tqdm", "matplotlib", "time_machine")
+
+
+def require_sim_extra() -> None:
+    """Exit with one line (not a traceback) when the `sim` extra is not installed."""
+    missing = [name for name in SIM_MODULES if importlib.util.find_spec(name) is None]
+    if missing:
+        raise SystemExit(
+            f"autodoctor simulate: needs the `sim` extra (missing {', '.join(missing)}): pip install -e '.[sim]'"
+        )
+
+
+def _duration(text: str) -> float:
+    from shared.dev.sim.run import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _faults(text: str) -> list[str]:
+    from shared.dev.sim.faults import FaultError, parse
+
+    try:
+        return parse(text)
+    except FaultError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _positive(kind: type[int] | type[float], least: float, *, strict: bool = False) -> Any:
+    """An argparse type: a number of `kind` at least `least` (more than it when `strict`)."""
+    def convert(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid {kind.__name__} {text!r}") from None
+        if value < least or (strict and value == least):
+            raise argparse.ArgumentTypeError(
+                f"{text} is out of range: must be {'more than' if strict else 'at least'} {least:g}")
+        return value
+    convert.__name__ = kind.__name__
+    return convert
+
+
+def _reference(key: str) -> float:
+    """The reference city's population `key` (city.REFERENCE: an object or a mapping)."""
+    from shared.dev.sim import city
+
+    ref = city.REFERENCE
+    value = ref[key] if isinstance(ref, dict) else getattr(ref, key)
+    return float(value)
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    require_sim_extra()
+    from datetime import UTC, datetime
+
+    from shared.dev.sim.run import RunError, simulate, validate
+    from shared.dev.sim.spec import RunSpec
+
+    mechanics = args.mechanics if args.mechanics is not None else max(1, round(_reference("mechanics") * args.rate))
+    customers = args.customers if args.customers is not None else max(1, round(_reference("customers") * args.rate))
+    out = args.out or f"sim-report/{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}"
+    spec = RunSpec(mechanics=mechanics, customers=customers, rate=args.rate, duration_s=args.duration,
+                   speed=args.speed, seed=args.seed, faults=args.faults, workers=args.workers,
+                   database_url=args.database_url, out_dir=out, progress=args.progress)
+    try:
+        validate(spec)
+    except ValueError as exc:
+        args.parser.error(str(exc))
+    try:
+        return simulate(spec, yes=args.yes)
+    except RunError as exc:
+        raise CliError(str(exc)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="autodoctor", description=__doc__)
     common = argparse.ArgumentParser(add_help=False)
@@ -404,6 +482,35 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--no-jobs", "--no-schedules", dest="schedules", action="store_false",
                        help="do not run private.schedules and the Python jobs (also AUTODOCTOR_SCHEDULES=0)")
     serve.set_defaults(func=cmd_serve)
+
+    sim = sub.add_parser("simulate", help="drive a synthetic city through the real system; write a report",
+                         description="Drive a synthetic city through the real system (docs/simulation.md): "
+                         "its own embedded PostgreSQL unless --database-url, the functions, the schedules, "
+                         "Stripe and LiveKit stubs, actors in worker processes; exit 1 on an invariant violation.")
+    sim.add_argument("--mechanics", type=_positive(int, 1),
+                     help="mechanics in the city (default: the reference city's × --rate)")
+    sim.add_argument("--customers", type=_positive(int, 1),
+                     help="customers in the city (default: the reference city's × --rate)")
+    sim.add_argument("--rate", type=_positive(float, 0, strict=True), default=1.0,
+                     help="multiplier of the reference city's peak hour (default 1)")
+    sim.add_argument("--duration", type=_duration, default=3600.0,
+                     help="simulated time: 2h, 90m, 600s (default 1h)")
+    sim.add_argument("--speed", type=_positive(float, 1), default=1.0,
+                     help="simulated seconds per real second (default 1: real time)")
+    sim.add_argument("--seed", type=int, default=1, help="same seed, same run (default 1)")
+    sim.add_argument("--faults", type=_faults, default=[],
+                     help="all, none, or a comma list of: webhooks, provider_outage, worker_kill, db_restart, "
+                     "clock_skew (default none)")
+    sim.add_argument("--workers", type=_positive(int, 1), default=2,
+                     help="worker processes playing the actors (default 2)")
+    sim.add_argument("--database-url", default=None,
+                     help="run on this database (migrated first) instead of an embedded PostgreSQL of the run's "
+                     "own; never taken from $DATABASE_URL")
+    sim.add_argument("--yes", "-y", action="store_true",
+                     help="run on a --database-url that holds users the simulator did not make")
+    sim.add_argument("--out", help="the report's folder (default sim-report/<UTC timestamp>)")
+    sim.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    sim.set_defaults(func=cmd_simulate, parser=sim)
 
     token = sub.add_parser("token", help="a JWT signed with SUPABASE_JWT_SECRET, shaped like Supabase's")
     token.add_argument("--user", help="user id (sub); required for role authenticated")

@@ -33,6 +33,7 @@ class EmbeddedPostgres:
     home: Path
     port: int
     fast: bool = False  # fsync off: for throwaway test clusters only
+    extra_options: str = ""  # more server options, e.g. "-c shared_preload_libraries=pg_stat_statements"
 
     @property
     def pgdata(self) -> Path:
@@ -89,6 +90,8 @@ class EmbeddedPostgres:
         options = f"-h 127.0.0.1 -p {self.port} -k '' -c max_connections=200 -c timezone=UTC"
         if self.fast:
             options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        if self.extra_options:
+            options += " " + self.extra_options
         try:
             _program("pg_ctl")(["-w", "-t", "60", "-l", str(self.logfile), "-o", options, "start"],
                                pgdata=self.pgdata, user=user, timeout=90)
