@@ -42,7 +42,6 @@ LIMIT_REACHED = BY_NAME["limit_reached"].sqlstate
 TOO_MANY_RELEASES = BY_NAME["too_many_releases"].sqlstate
 RETRY_ON = {RATE_LIMITED, "40001", "40P01", "connection", "timeout", "57P01"}  # transient: wait, try again
 PAID_PLANS = ("micro", "chat10", "video15", "diagnostic")
-ROOM_TYPES = ("video", "diagnostic")        # session types held in a LiveKit room
 SUMMARY_PLANS = ("chat10", "video15", "diagnostic")  # full sessions: a structured summary, submitted
 SUMMARY = {"steps_taken": ["Went through the symptoms with the customer", "Checked the likely causes in order"],
            "parts": [{"name": "Front brake pads", "part_number": None, "estimated_cost_cents": 8999}],
@@ -252,8 +251,11 @@ class World:
             if m is not None:
                 m.inbox.put_nowait(("offer", payload, now))
         elif event == "new_request" and topic == "mechanics:requests":
-            for m in self.mechanics.values():
-                if m.online and not m.busy and self.rng.random() < self.ref.open_feed_interest:
+            idle = [m for m in self.mechanics.values() if m.online and not m.busy]
+            # this worker plays 1/workers of the city: open_feed_takers city-wide on average
+            share = self.ref.open_feed_takers / max(1, len(idle) * self.spec.run.workers)
+            for m in idle:
+                if self.rng.random() < share:
                     m.inbox.put_nowait(("open", payload, now))
         elif event == "status_changed" and topic.startswith("session:"):
             if payload.get("to") in ("completed", "cancelled"):
@@ -288,6 +290,9 @@ async def mechanic_life(w: World, m: Mechanic) -> None:
     sessions; offline again when its hours end (never in the middle of a session)."""
     hb = asyncio.ensure_future(heartbeats(w, m))
     try:
+        # the city is already running when the run starts: those on duty come online over the first
+        # half minute, not all in one instant
+        await w.sleep(w.rng.uniform(0, 30))
         while w.running():
             want = m.threshold < w.ref.online_share_at_peak * city.day_share(w.sim_now())
             if want != m.online and not m.busy:
@@ -322,12 +327,15 @@ async def mechanic_life(w: World, m: Mechanic) -> None:
 
 
 async def heartbeats(w: World, m: Mechanic) -> None:
+    # each app heartbeats on its own phase: a city whose every app beat in the same second would be
+    # a thundering herd that no real city is
+    await w.sleep(w.rng.uniform(0, 30))
     while w.running():
         if m.online:
             res = await w.client.rpc(m.user, "heartbeat")
             if res.code == RATE_LIMITED:
                 await w.sleep_real(res.retry_after or 1.0)
-        await w.sleep(30)
+        await w.sleep(w.rng.uniform(29, 31))
 
 
 def session_real_s(w: World, session_id: str, plan: str) -> float:
@@ -372,17 +380,18 @@ async def mechanic_session(w: World, m: Mechanic, request_id: str, session_id: s
 
 
 async def play_live(w: World, user: User, session_id: str, plan: str, *, ends: bool) -> bool:
-    """Take part in a live session: join the room (video, diagnostic), write this side's share of
+    """Take part in a live session: join its room (every session has one), write this side's share of
     the chat, and (`ends`) end it with notes once it has lasted its time, after saving a structured
     summary for a full session. True when a summary draft waits to be submitted."""
     room = None
-    if w.timing.plan_type.get(plan) in ROOM_TYPES:
-        tok = await w.call(lambda: w.client.http(user, "livekit_token", f"{w.spec.functions_url}/livekit_token",
-                                                 {"session_id": session_id}))
-        if tok.ok and isinstance(tok.value, dict):
-            room = str(tok.value.get("room"))
-            await w.client.http(None, "", f"{w.spec.livekit_url}/_sim/rooms/{room}/join",
-                                {"identity": user.id}, name="", record=False)
+    # every session has its LiveKit room, chat included (a chat session publishes data only): an app
+    # that did not join it would have its live session completed by the reconcile job as empty
+    tok = await w.call(lambda: w.client.http(user, "livekit_token", f"{w.spec.functions_url}/livekit_token",
+                                             {"session_id": session_id}))
+    if tok.ok and isinstance(tok.value, dict):
+        room = str(tok.value.get("room"))
+        await w.client.http(None, "", f"{w.spec.livekit_url}/_sim/rooms/{room}/join",
+                            {"identity": user.id}, name="", record=False)
     total = session_real_s(w, session_id, plan)
     writing = total if ends else total * 0.6
     started = time.time()

@@ -46,7 +46,10 @@ class Reference:
     report_per_delivered: float = 0.01
     release_per_accept: float = 0.02         # a mechanic gives back an accepted request
     decline_per_offer: float = 0.30          # a mechanic passes on a targeted offer
-    open_feed_interest: float = 0.10         # share of idle online mechanics who look at a new_request
+    # idle online mechanics, city-wide, who try to take a request from the open feed (a few look at
+    # the feed at any moment, however many are online; a share of all of them would make a 10x city's
+    # every request a stampede of a hundred accepts)
+    open_feed_takers: float = 3.0
     directory_reads_per_request: float = 2.0  # available_mechanics before filing
     availability_reads_per_booking: float = 3.0  # mechanics_free_at + available_slots before holding
 

@@ -26,27 +26,31 @@ from shared.dev.sim.metrics import RequestTiming
 TOP_STATEMENTS = 15
 
 _SAMPLE = """
-select
-  (select count(*) from public.session_requests where status in ('pending', 'unattended')) as requests_open,
-  (select count(*) from public.session_requests where status = 'pending') as requests_pending,
-  (select count(*) from public.session_requests where status = 'unattended') as requests_unattended,
-  (select count(*) from public.session_requests r join public.sessions s on s.id = r.session_id
-   where r.status = 'accepted' and s.status = 'waiting') as accepted_not_started,
-  (select count(*) from public.sessions where status = 'waiting') as sessions_waiting,
-  (select count(*) from public.sessions where status = 'live') as sessions_live,
-  (select count(*) from public.mechanic_presence where presence = 'online') as mechanics_online,
-  (select count(*) from public.mechanic_presence where presence = 'busy') as mechanics_busy,
-  (select count(*) from private.outbox where status = 'pending' and next_attempt_at <= now()) as jobs_due,
-  (select count(*) from private.outbox where status = 'pending') as jobs_pending,
-  (select count(*) from private.outbox where status = 'processing') as jobs_claimed,
-  (select count(*) from private.outbox where status = 'dead') as jobs_dead,
-  (select count(*) from private.outbox where status = 'pending' and next_attempt_at <= now()
-     and kind like 'email.%%') as emails_due,
-  (select count(*) from pg_stat_activity
-   where datname = current_database() and state = 'active' and pid <> pg_backend_pid()) as backends_active,
-  (select count(*) from pg_stat_activity
-   where datname = current_database() and wait_event_type = 'Lock') as backends_waiting_lock,
-  (select count(*) from pg_stat_activity where datname = current_database()) as backends_total
+select r.*, s.*, p.*, j.*, b.*
+from (select count(*) filter (where status in ('pending', 'unattended')) as requests_open,
+             count(*) filter (where status = 'pending') as requests_pending,
+             count(*) filter (where status = 'unattended') as requests_unattended
+      from public.session_requests where status in ('pending', 'unattended')) r,
+     (select count(*) filter (where s.status = 'waiting' and r.status = 'accepted') as accepted_not_started,
+             count(*) filter (where s.status = 'waiting') as sessions_waiting,
+             count(*) filter (where s.status = 'live') as sessions_live
+      from public.sessions s left join public.session_requests r on r.session_id = s.id
+      where s.status in ('waiting', 'live')) s,
+     -- one pass over the presence view (it evaluates every approved mechanic)
+     (select count(*) filter (where presence = 'online') as mechanics_online,
+             count(*) filter (where presence = 'busy') as mechanics_busy
+      from public.mechanic_presence) p,
+     (select count(*) filter (where status = 'pending' and next_attempt_at <= now()) as jobs_due,
+             count(*) filter (where status = 'pending') as jobs_pending,
+             count(*) filter (where status = 'processing') as jobs_claimed,
+             count(*) filter (where status = 'dead') as jobs_dead,
+             count(*) filter (where status = 'pending' and next_attempt_at <= now()
+                                and kind like 'email.%%') as emails_due
+      from private.outbox where status in ('pending', 'processing', 'dead')) j,
+     (select count(*) filter (where state = 'active' and pid <> pg_backend_pid()) as backends_active,
+             count(*) filter (where wait_event_type = 'Lock') as backends_waiting_lock,
+             count(*) as backends_total
+      from pg_stat_activity where datname = current_database()) b
 """
 
 
