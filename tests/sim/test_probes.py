@@ -75,7 +75,8 @@ def test_sample_sees_a_backend_waiting_on_a_lock(fresh_url: str) -> None:
         thread.start()
         try:
             seen = 0.0
-            for _ in range(200):  # until the waiter is blocked (bounded)
+            deadline = time.monotonic() + 120  # until the waiter is blocked (bounded generously: a loaded machine)
+            while time.monotonic() < deadline:
                 seen = probes.sample(watcher)["backends_waiting_lock"]
                 if seen:
                     break

@@ -269,13 +269,13 @@ def test_the_killed_job_worker_leaves_its_job_claimed_and_the_restarted_one_sett
             state.fault_log = metrics.FaultLog(tmp_path)
             state.armed.value = 1
             state.jobs = state.start_jobs()
-            _wait(lambda: state.busy.value == BUSY_UNSETTLED, 60, "the job worker to reach the settle")
+            _wait(lambda: state.busy.value == BUSY_UNSETTLED, 240, "the job worker to reach the settle")
             assert _LiveKit.deletes == ["room-1"]  # the provider did it …
             assert status() == "processing"  # … and the queue does not know
             assert _maybe_kill(state, deadline=float("inf")) is None
             assert state.armed.value == 0
             # the new worker claims the job again once its lease ran out, and settles it
-            _wait(lambda: status() == "sent", 60, "the job to be sent")
+            _wait(lambda: status() == "sent", 240, "the job to be sent")
             assert _LiveKit.deletes == ["room-1", "room-1"]  # at least once: the provider saw it twice
             state.fault_log.close()
             rows = [(f.fault, f.detail) for f in metrics.read_faults(tmp_path)]
