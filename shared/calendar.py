@@ -3,6 +3,11 @@
 One event per session: a stable UID (the session id), SEQUENCE from sessions.calendar_sequence
 (+1 on every reschedule and on cancellation), DTSTART/DTEND in UTC, a 15-minute display alarm.
 A cancelled session gives METHOD:CANCEL with STATUS:CANCELLED, so calendar apps remove it.
+
+DTSTAMP is when the calendar object was made: `stamp` when given, else now. An email passes its
+job's creation time, so every attempt of one email carries the same bytes (Resend refuses a
+retry under the same idempotency key with a different body); a calendar app orders versions by
+SEQUENCE first, which every reschedule and cancellation raises, and DTSTAMP only breaks ties.
 """
 
 from __future__ import annotations
@@ -25,8 +30,13 @@ def _when(value: Any) -> dt.datetime:
     return when.astimezone(dt.UTC)
 
 
-def build_ics(event: dict[str, Any], *, now: dt.datetime | None = None) -> bytes:
-    """The .ics of one session from private.session_calendar_data's answer."""
+def _dtstamp(stamp: dt.datetime | None) -> dt.datetime:
+    return (stamp or dt.datetime.now(dt.UTC)).astimezone(dt.UTC).replace(microsecond=0)
+
+
+def build_ics(event: dict[str, Any], *, stamp: dt.datetime | None = None) -> bytes:
+    """The .ics of one session from private.session_calendar_data's answer; DTSTAMP `stamp` (now
+    when None)."""
     cancelled = event["status"] == "cancelled"
     app_url = get_settings().app_url.rstrip("/")
     cal = icalendar.Calendar()
@@ -37,7 +47,7 @@ def build_ics(event: dict[str, Any], *, now: dt.datetime | None = None) -> bytes
     ev = icalendar.Event()
     ev.add("uid", f"session-{event['session_id']}@{UID_DOMAIN}")
     ev.add("sequence", int(event["sequence"]))
-    ev.add("dtstamp", (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC).replace(microsecond=0))
+    ev.add("dtstamp", _dtstamp(stamp))
     ev.add("dtstart", _when(event["scheduled_for"]))
     ev.add("dtend", _when(event["ends_at"]))
     counterpart = event["mechanic_name"] if event.get("role") == "customer" else event.get("customer_name")
@@ -57,10 +67,10 @@ def build_ics(event: dict[str, Any], *, now: dt.datetime | None = None) -> bytes
     return ics
 
 
-def build_appointment_ics(appointment: dict[str, Any], *, now: dt.datetime | None = None) -> bytes:
+def build_appointment_ics(appointment: dict[str, Any], *, stamp: dt.datetime | None = None) -> bytes:
     """The .ics of a workshop appointment from its email data (private.appointment_email_data):
     UID from the appointment id, SEQUENCE workshop_appointments.calendar_sequence, the workshop's
-    address as LOCATION; a cancelled appointment gives METHOD:CANCEL."""
+    address as LOCATION; a cancelled appointment gives METHOD:CANCEL; DTSTAMP `stamp` (now when None)."""
     cancelled = appointment["status"] == "cancelled"
     app_url = get_settings().app_url.rstrip("/")
     cal = icalendar.Calendar()
@@ -71,7 +81,7 @@ def build_appointment_ics(appointment: dict[str, Any], *, now: dt.datetime | Non
     ev = icalendar.Event()
     ev.add("uid", f"appointment-{appointment['id']}@{UID_DOMAIN}")
     ev.add("sequence", int(appointment.get("sequence") or 0))
-    ev.add("dtstamp", (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC).replace(microsecond=0))
+    ev.add("dtstamp", _dtstamp(stamp))
     ev.add("dtstart", _when(appointment["starts_at"]))
     ev.add("dtend", _when(appointment["ends_at"]))
     ev.add("summary", f"{appointment['service_type']} at {appointment['workshop_name']}")
@@ -100,5 +110,5 @@ def session_event(session_id: str, user_id: str | None) -> dict[str, Any]:
     return event
 
 
-def session_ics(session_id: str, user_id: str) -> bytes:
-    return build_ics(session_event(session_id, user_id))
+def session_ics(session_id: str, user_id: str, *, stamp: dt.datetime | None = None) -> bytes:
+    return build_ics(session_event(session_id, user_id), stamp=stamp)

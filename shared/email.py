@@ -25,7 +25,7 @@ from shared.config import get_settings
 from shared.email_registry import EMAIL_TEMPLATES
 from shared.errors import AppError
 from shared.logs import log
-from shared.worker import JobSkipped
+from shared.worker import JobFailed, JobSkipped
 from shared.worker import outcomes as worker_outcomes
 
 TEMPLATES = PACKAGE_DIR / "email_templates"
@@ -116,8 +116,25 @@ def render(template: str, context: dict[str, Any]) -> Rendered:
     return Rendered(subject=subject, html=html, text=text)
 
 
+class EmailAlreadyAccepted(Exception):
+    """Resend answered 409 `invalid_idempotent_request`: it already accepted an email under this
+    idempotency key (an earlier attempt of the same job whose outcome was lost) with another body —
+    what the email says changed between the attempts. The email went out; no retry can change that."""
+
+
+def _resend_error_name(answer: bytes) -> str | None:
+    try:
+        name = json.loads(answer).get("name")
+    except (ValueError, AttributeError):
+        return None
+    return name if isinstance(name, str) else None
+
+
 def _send_resend(to: str, message: Rendered, key: str) -> str | None:
-    """Resend's id of the email it accepted (delivery events name it), or None if it gave none."""
+    """Resend's id of the email it accepted (delivery events name it), or None if it gave none.
+    Resend's two idempotency conflicts (409): `invalid_idempotent_request` (the key was already used
+    with another body) raises EmailAlreadyAccepted; `concurrent_idempotent_requests` (a request
+    with the key is still in progress) fails this attempt, to be tried again later."""
     settings = get_settings()
     body: dict[str, Any] = {"from": settings.email_from, "to": [to], "subject": message.subject, "text": message.text}
     if message.html:
@@ -134,7 +151,14 @@ def _send_resend(to: str, message: Rendered, key: str) -> str | None:
         with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
             answer = response.read()
     except urllib.error.HTTPError as exc:
-        raise RuntimeError(f"Resend answered {exc.code}: {exc.read()[:300]!r}") from None
+        detail = exc.read(4096)
+        name = _resend_error_name(detail) if exc.code == 409 else None
+        if name == "invalid_idempotent_request":
+            raise EmailAlreadyAccepted(f"Resend answered 409 {name}: {detail[:300]!r}") from None
+        if name == "concurrent_idempotent_requests":
+            raise JobFailed("Resend answered 409 concurrent_idempotent_requests: an attempt with this idempotency"
+                            " key is still in progress; tried again later") from None
+        raise RuntimeError(f"Resend answered {exc.code}: {detail[:300]!r}") from None
     try:
         resend_id = json.loads(answer).get("id")
     except (ValueError, AttributeError):
@@ -191,6 +215,31 @@ def deliver(to: str, message: Rendered, key: str) -> str | None:
     return None
 
 
+def _stamp(payload: dict[str, Any]) -> dt.datetime | None:
+    """The DTSTAMP of an email's .ics: when its job was queued, the same on every attempt (None
+    outside the worker: now)."""
+    created = payload.get("_created_at")
+    if isinstance(created, str):
+        created = dt.datetime.fromisoformat(created)
+    return created if isinstance(created, dt.datetime) else None
+
+
+def _deliver_and_record(to: str, message: Rendered, payload: dict[str, Any], template: str,
+                        already_sent: str) -> str | None:
+    """Sends and records the email; `already_sent` (the outcome to count) when Resend says an earlier
+    attempt under this key was accepted with another body: the job is done, not retried."""
+    key = payload["_dedupe_key"]
+    try:
+        resend_id = deliver(to, message, key)
+    except EmailAlreadyAccepted as exc:
+        log("warning", "email already accepted by Resend under this key with another body: not sent again,"
+            " and not recorded (Resend gives no id), so its delivery events cannot be matched",
+            template=template, dedupe_key=key, attempt=payload.get("_attempt"), error=str(exc))
+        return already_sent
+    _record_sent(resend_id, key, template, payload.get("user_id"), payload.get("session_id"), to)
+    return None
+
+
 def _record_sent(resend_id: str | None, key: str, template: str, user_id: str | None, session_id: str | None,
                  to: str) -> None:
     """The sent email, by Resend's id, so that its delivery events find it (journey/email_events.sql).
@@ -211,10 +260,12 @@ def suppression_of(address: str) -> dict[str, Any] | None:
 
 
 @worker_outcomes(retry="emails_retried", dead="emails_dead", ready=email_ready)
-def send_outbox_email(payload: dict[str, Any]) -> None:
+def send_outbox_email(payload: dict[str, Any]) -> str | None:
     """Job handler for `email.send`: {template, user_id, session_id, data, _dedupe_key}. Skipped, not
     sent: a review prompt whose review was written by now (or whose window closed), and a
-    mechanic_assigned notice whose mechanic no longer holds the session."""
+    mechanic_assigned notice whose mechanic no longer holds the session. Every attempt renders the
+    same bytes while the data it reads is unchanged (the .ics is stamped with the job's creation
+    time); `emails_already_sent` when Resend had accepted an earlier attempt with another body."""
     with db.transaction() as conn:
         if payload["template"] == "review_prompt":
             reason = db.one(conn, "select private.review_prompt_skip_reason(%s, coalesce(%s::timestamptz, now())) as r",
@@ -242,10 +293,10 @@ def send_outbox_email(payload: dict[str, Any]) -> None:
                          (payload["user_id"], payload.get("session_id")))["c"]
     if ctx is None or not ctx.get("to"):
         log("info", "email skipped: no recipient", template=payload["template"])
-        return
+        return None
     if payload["template"] in NON_TRANSACTIONAL and not ctx["marketing_emails"]:
         log("info", "email skipped: opted out", template=payload["template"])
-        return
+        return None
     if payload["template"] in NON_TRANSACTIONAL:
         # the address hard-bounced or complained: no marketing email (transactional mail still goes)
         suppression = suppression_of(ctx["to"])
@@ -256,25 +307,23 @@ def send_outbox_email(payload: dict[str, Any]) -> None:
     if payload["template"] in CALENDAR_TEMPLATES and session.get("scheduled_for"):
         from shared import calendar
 
-        ics = calendar.session_ics(session["id"], payload["user_id"])
+        ics = calendar.session_ics(session["id"], payload["user_id"], stamp=_stamp(payload))
         message = dataclasses.replace(message, attachments=(("session.ics", "text/calendar", ics),))
     appointment = (payload.get("data") or {}).get("appointment") or {}
     if payload["template"] in APPOINTMENT_CALENDAR_TEMPLATES and appointment.get("starts_at"):
         from shared import calendar
 
-        ics = calendar.build_appointment_ics(appointment)
+        ics = calendar.build_appointment_ics(appointment, stamp=_stamp(payload))
         message = dataclasses.replace(message, attachments=(("appointment.ics", "text/calendar", ics),))
-    resend_id = deliver(ctx["to"], message, payload["_dedupe_key"])
-    _record_sent(resend_id, payload["_dedupe_key"], payload["template"], payload.get("user_id"),
-                 payload.get("session_id"), ctx["to"])
+    return _deliver_and_record(ctx["to"], message, payload, payload["template"], "emails_already_sent")
 
 
 @worker_outcomes(retry="alerts_retried", dead="alerts_dead", ready=email_ready)
-def send_support_alert(payload: dict[str, Any]) -> None:
+def send_support_alert(payload: dict[str, Any]) -> str | None:
     """Job handler for `email.support_alert` (SUPPORT_EMAIL; the admin queue also gets it live)."""
     to = get_settings().support_email
     if not to:
         log("warning", "support alert not emailed: SUPPORT_EMAIL is not set", session_id=payload.get("session_id"))
-        return
-    resend_id = deliver(to, render("support_alert", payload), payload["_dedupe_key"])
-    _record_sent(resend_id, payload["_dedupe_key"], "support_alert", None, payload.get("session_id"), to)
+        return None
+    return _deliver_and_record(to, render("support_alert", payload), {**payload, "user_id": None}, "support_alert",
+                               "alerts_already_sent")

@@ -8,8 +8,9 @@ transaction). Safe to run many times at once; a run that dies mid-batch leaves j
 claimed again when their lease runs out, and every handler is idempotent: it passes the job's
 dedupe key to the provider as its idempotency key.
 
-A handler takes the job's payload plus `_dedupe_key`, `_attempt` (1 for the first) and `_now`
-(the run's clock, None for the database's) and returns an outcome label to count (or None).
+A handler takes the job's payload plus `_dedupe_key`, `_attempt` (1 for the first), `_now`
+(the run's clock, None for the database's) and `_created_at` (when the job was queued: the same
+on every attempt) and returns an outcome label to count (or None).
 It fails by raising. docs/jobs.md lists the kinds; every row of `private.job_kinds` has a handler
 here and every handler a row (a test checks both ways).
 """
@@ -117,7 +118,7 @@ def _work_kind(kind: str, handler: Handler | None, now: dt.datetime | None, limi
             if handler is None:
                 raise LookupError(f"no handler for {row['kind']}")
             outcome = handler({**row["payload"], "_dedupe_key": row["dedupe_key"], "_attempt": row["attempts"],
-                               "_now": now})
+                               "_now": now, "_created_at": row["created_at"]})
             if inspect.isawaitable(outcome):
                 outcome = asyncio.run(outcome)  # type: ignore[arg-type]
         except JobSkipped as exc:

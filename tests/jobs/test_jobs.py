@@ -4,15 +4,18 @@ records, and the admin outbox."""
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import email
 import email.policy
 import json
 import os
 import threading
+import time
 import uuid
 from pathlib import Path
 
+import icalendar
 import psycopg
 import pytest
 
@@ -20,10 +23,12 @@ from shared import db as shared_db
 from shared import email as mail
 from shared import worker
 from shared.config import get_settings
+from shared.dev.stubs.resend import ResendStub
 from shared.dev.stubs.server import StubServer
 from tests.support.delivery import deliver
 from tests.support.factories import accept, make_customer, make_intake, make_mechanic, make_world, request_free
 from tests.support.harness import Db
+from tests.support.scheduling import at, book, every_day, future_day, scheduled_mechanic
 
 GOLDEN = Path(__file__).parents[1] / "support" / "golden" / "emails"
 
@@ -288,6 +293,115 @@ def test_emails_sent_through_resend(mail_env):
         assert "<html" in body["html"] and "Hi Casey Customer" in body["text"]
     finally:
         stub.close()
+
+
+# A retry of an email whose first attempt Resend accepted (the worker killed after the call, a timeout
+# while Resend took it, a failure recording it): the same body under the same key, else Resend's 409s.
+class Killed(BaseException):
+    """The worker process dying right after a handler's call: its job stays claimed, unsettled."""
+
+
+def _killed_after_send(payload):
+    mail.send_outbox_email(payload)
+    raise Killed
+
+
+@pytest.fixture
+def booked_with_resend(mail_env):
+    """A booked session (its one due email job: the customer's booking_confirmed, with the .ics) and
+    the Resend stub as Resend."""
+    d, _, monkeypatch = mail_env
+    resend = ResendStub()
+    monkeypatch.setenv("RESEND_API_KEY", "re_test_key")
+    monkeypatch.setenv("RESEND_API_BASE", resend.url)
+    get_settings.cache_clear()
+    mechanic = scheduled_mechanic(d, "America/New_York", every_day("08:00", "18:00"), name="Morgan Mech")
+    customer = make_customer(d, "Casey Customer")
+    day = future_day(6)
+    session_id = book(d, customer, mechanic, at(day, "14:00"))["session_id"]
+    d.conn.commit()
+    key = d.scalar("select dedupe_key from private.outbox where dedupe_key like 'email:booking_confirmed:%%'")
+    try:
+        yield d, resend, key, customer, session_id, day
+    finally:
+        resend.close()
+
+
+def _job(d, key):
+    d.conn.rollback()
+    return d.one("select status::text as status, attempts, last_error, created_at from private.outbox"
+                 " where dedupe_key = %s", (key,))
+
+
+def _ics(body: dict) -> bytes:
+    [attachment] = body["attachments"]
+    assert attachment["filename"] == "session.ics"
+    return base64.b64decode(attachment["content"])
+
+
+def test_email_retry_after_an_accepted_attempt_sends_the_same_bytes(booked_with_resend):
+    d, resend, key, _, _, _ = booked_with_resend
+    t = dt.datetime.now(dt.UTC)
+    with pytest.raises(Killed):  # Resend accepted the email; the worker died before settling the job
+        worker.work(t, kinds=["email.send"], registry={"email.send": _killed_after_send})
+    assert _job(d, key)["status"] == "processing" and len(resend.emails) == 1
+    time.sleep(1.1)  # a clock read while rendering would now give another second
+    result = worker.work(t + dt.timedelta(minutes=6), kinds=["email.send"])  # the lease ran out: claimed again
+    assert result.counts["sent"] == 1 and result.counts["retry"] == 0
+    first, again = [c for c in resend.server.calls if c.header("Idempotency-Key") == key]
+    assert again.body == first.body  # byte for byte: Resend answers the first id, sends nothing new
+    assert resend.stats()["sent"] == 1 and resend.stats()["replayed"] == 1 and resend.stats()["conflicts"] == 0
+    job = _job(d, key)
+    assert job["status"] == "sent" and job["attempts"] == 2
+    # the .ics is stamped with the job's creation time
+    ics = icalendar.Calendar.from_ical(_ics(first.json()))
+    [event] = [c for c in ics.walk() if c.name == "VEVENT"]
+    assert event.decoded("dtstamp") == job["created_at"].replace(microsecond=0)
+    assert d.all("select resend_id from private.email_deliveries where dedupe_key = %s", (key,)) == \
+        [{"resend_id": resend.emails[0]["id"]}]
+
+
+def test_email_retry_after_the_session_changed_ends_sent_on_resends_409(booked_with_resend):
+    d, resend, key, customer, session_id, day = booked_with_resend
+    t = dt.datetime.now(dt.UTC)
+    with pytest.raises(Killed):
+        worker.work(t, kinds=["email.send"], registry={"email.send": _killed_after_send})
+    with d.as_user(customer):  # the session moves before the retry: the confirmation now renders otherwise
+        d.rpc("reschedule_session", p_session_id=session_id, p_new_start=at(day, "15:00"))
+    d.conn.commit()
+    result = worker.work(t + dt.timedelta(minutes=6), kinds=["email.send"])
+    assert resend.stats()["conflicts"] == 1  # 409 invalid_idempotent_request: that key's email went out
+    assert result.outcomes["emails_already_sent"] == 1
+    assert result.counts["retry"] == 0 and result.counts["dead"] == 0
+    job = _job(d, key)
+    assert job["status"] == "sent" and job["attempts"] == 2 and job["last_error"] is None
+    assert [e["key"] for e in resend.emails].count(key) == 1  # the person got it once
+
+
+def test_email_attempt_meeting_one_in_progress_is_retried(booked_with_resend):
+    d, resend, key, _, _, _ = booked_with_resend
+    resend.set_send_delay(2.0)  # Resend is slow to take the first attempt
+    t = dt.datetime.now(dt.UTC)
+    slow = threading.Thread(target=worker.work, args=(t,), kwargs={"kinds": ["email.send"]})
+    slow.start()
+    deadline = time.monotonic() + 10
+    while key not in resend.in_progress and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert key in resend.in_progress
+    # its lease runs out while the call hangs: another run claims the job and meets the first request
+    result = worker.work(t + dt.timedelta(minutes=6), kinds=["email.send"])
+    assert resend.stats()["concurrent"] == 1  # 409 concurrent_idempotent_requests
+    assert result.counts["retry"] == 1 and result.outcomes["emails_retried"] == 1
+    assert "emails_already_sent" not in result.outcomes
+    job = _job(d, key)
+    assert job["status"] == "pending" and "concurrent_idempotent_requests" in job["last_error"]
+    slow.join()
+    resend.set_send_delay(0)
+    result = worker.work(t + dt.timedelta(hours=1), kinds=["email.send"])  # the retry: Resend's first answer
+    assert result.counts["sent"] == 1
+    assert resend.stats()["sent"] == 1 and resend.stats()["replayed"] == 1 and resend.stats()["conflicts"] == 0
+    assert _job(d, key)["status"] == "sent"
+    assert d.scalar("select count(*) from private.email_deliveries where dedupe_key = %s", (key,)) == 1
 
 
 # ------------------------------------------------------------------------------------------------

@@ -535,7 +535,26 @@ def test_resend_answers_like_resend_with_idempotency_and_outage() -> None:
         resend.outage.clear()
         status, third = post(f"{resend.url}/emails", email, {**auth, "Idempotency-Key": "email:3"})
         assert status == 200 and third["id"] != first["id"]
-        assert resend.stats() == {"sent": 2, "replayed": 1, "conflicts": 1, "rejected": 1, "outage_answers": 1}
+        assert resend.stats() == {"sent": 2, "replayed": 1, "conflicts": 1, "concurrent": 0, "rejected": 1,
+                                  "outage_answers": 1}
         assert [e["key"] for e in resend.emails] == ["email:1", "email:3"]
+        assert post(f"{resend.url}/emails", email, {**auth, "Idempotency-Key": "k" * 257})[1]["name"] == \
+            "invalid_idempotency_key"
+        # a request still in progress: another with its key answers 409 concurrent_idempotent_requests
+        resend.set_send_delay(1.0)
+        slow: list[tuple[int, Any]] = []
+        sender = threading.Thread(target=lambda: slow.append(
+            post(f"{resend.url}/emails", email, {**auth, "Idempotency-Key": "email:4"})))
+        sender.start()
+        deadline = time.monotonic() + 5
+        while "email:4" not in resend.in_progress and time.monotonic() < deadline:
+            time.sleep(0.01)
+        status, answer = post(f"{resend.url}/emails", email, {**auth, "Idempotency-Key": "email:4"})
+        assert status == 409 and answer["name"] == "concurrent_idempotent_requests"
+        sender.join()
+        resend.set_send_delay(0)
+        assert slow[0][0] == 200  # the first request was sent, and its key answers it from now on
+        assert post(f"{resend.url}/emails", email, {**auth, "Idempotency-Key": "email:4"})[1]["id"] == slow[0][1]["id"]
+        assert resend.stats()["concurrent"] == 1 and resend.stats()["rejected"] == 2
     finally:
         resend.close()
