@@ -188,7 +188,10 @@ def test_a_short_run_files_matches_and_delivers_then_stops(fresh_url: str, tmp_p
     for name in ("rpc:set_online", "rpc:heartbeat", "rest:post intakes", "rpc:request_session",
                  "rpc:accept_request", "rpc:start_session", "rest:post chat_messages", "rpc:end_session"):
         assert ok[name] > 0, (name, ok)
-    assert not any(r["name"].startswith("fn:") for r in rows)  # paid and video flows were off
+    # paid flows were off: no checkout; every session asked for its room's token (each session has
+    # a LiveKit room, chat included), which fails here as no functions server runs
+    assert not any(r["name"] == "fn:create_checkout" for r in rows)
+    assert any(r["name"] == "fn:livekit_token" for r in rows)
     # after the connections were dropped the actors carried on: calls succeed, sessions still end
     after = _ok_after(rows, dropped + 1)
     assert after["rpc:heartbeat"] > 0 and after["rpc:accept_request"] > 0 and after["rpc:end_session"] > 0, after
