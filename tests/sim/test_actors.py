@@ -94,6 +94,16 @@ def test_client_calls_as_the_user_and_records_codes(fresh_url: str, tmp_path: Pa
             await asyncio.sleep(0.3)
             again = await client.rpc(mechanic, "get_my_mechanic")
             assert again.ok, again.code
+            # the run's end: no call starts after it (neither a database call nor an HTTP one)
+            client.stop_calls()
+            for late in (client.rpc(mechanic, "get_my_mechanic"),
+                         client.http(customer, "livekit_token", "http://127.0.0.1:9/livekit_token", {})):
+                try:
+                    await late
+                except asyncio.CancelledError:
+                    pass
+                else:
+                    raise AssertionError("a call started after the run's end")
         finally:
             await client.close()
             log.close()
@@ -177,6 +187,7 @@ def test_a_short_run_files_matches_and_delivers_then_stops(fresh_url: str, tmp_p
 
             _wait_until(carried_on, PHASE_S, "work after the connections were dropped")
     finally:
+        stopped = time.time() - spec.started_at
         (tmp_path / "STOP").touch()
         worker.join(timeout=STOP_S)
     assert not worker.is_alive(), "the worker did not stop on the STOP file"
@@ -184,6 +195,10 @@ def test_a_short_run_files_matches_and_delivers_then_stops(fresh_url: str, tmp_p
 
     with calls.open() as f:
         rows = list(csv.DictReader(f))
+    # no call started after the worker saw the STOP file (it looks every 0.2 s): actors woken by the
+    # stop end instead of making their next call (docs/simulation.md#the-report)
+    late = [r for r in rows if float(r["t"]) > stopped + 0.5]  # t: when the call started
+    assert not late, late[:5]
     ok = Counter(r["name"] for r in rows if r["code"] == "")
     for name in ("rpc:set_online", "rpc:heartbeat", "rest:post intakes", "rpc:request_session",
                  "rpc:accept_request", "rpc:start_session", "rest:post chat_messages", "rpc:end_session"):

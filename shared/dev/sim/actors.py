@@ -269,6 +269,10 @@ class World:
     async def watch_stop(self) -> None:
         while not self.stop.is_set():
             if time.time() >= self.end_at or self.stop_file.exists():
+                # no call starts after the end: actors woken by the stop would otherwise all make
+                # their next call at once, a burst that no city makes and that the report would
+                # count as the system's latency
+                self.client.stop_calls()
                 self.stop.set()
                 return
             await asyncio.sleep(0.2)

@@ -119,6 +119,16 @@ class Client:
         self._tokens: dict[str, tuple[float, str]] = {}
         self._claims: dict[str, tuple[float, str]] = {}
         self.calls = 0
+        self._stopped = False
+
+    def stop_calls(self) -> None:
+        """The run has ended: from now on a call is not started (it raises CancelledError, which
+        ends the actor making it); the calls in flight finish and are recorded."""
+        self._stopped = True
+
+    def _refuse_if_stopped(self) -> None:
+        if self._stopped:
+            raise asyncio.CancelledError("the run has ended: no new call")
 
     # -- lifecycle -------------------------------------------------------------------------
     def _new_pool(self) -> AsyncConnectionPool[psycopg.AsyncConnection[Any]]:
@@ -190,6 +200,7 @@ class Client:
     # -- database calls --------------------------------------------------------------------
     async def _run(self, user: User, name: str, method: str, path: str, query: sql.Composed,
                    params: dict[str, Any] | None, fetch: str) -> Result:
+        self._refuse_if_stopped()
         t0 = time.time()
         try:
             if self._pool_failing:
@@ -276,6 +287,7 @@ class Client:
         as `name` (default `fn:<target>`). `value` is the JSON answer, `code` `HTTP <status>` on an
         error status. `record=False`: not one of our system's calls (a provider stub's control
         endpoint, standing for what a person does at Stripe or in a LiveKit room)."""
+        self._refuse_if_stopped()
         if self._http is None:
             self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=HTTP_TIMEOUT_S))
         headers = {"Content-Type": "application/json"}

@@ -70,7 +70,7 @@ begin
   -- to the mechanic's window, minus its time off
   open_t as (
     select o.mechanic_id, range_agg(o.r) as mr
-    from private.open_ranges(p_mechanic_id, v_lo, v_hi) o
+    from private.open_ranges(array(select m.id from m), v_lo, v_hi) o
     group by o.mechanic_id
   ),
   off_t as (

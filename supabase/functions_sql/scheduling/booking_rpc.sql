@@ -188,7 +188,7 @@ begin
     'availability', coalesce((
       select jsonb_agg(jsonb_build_object('start', lower(o.r), 'end', upper(o.r), 'price_multiplier', o.multiplier)
                        order by lower(o.r))
-      from private.open_ranges(v_target, p_from, p_to) o), '[]'::jsonb),
+      from private.open_ranges(array[v_target], p_from, p_to) o), '[]'::jsonb),
     'time_off', coalesce((
       select jsonb_agg(jsonb_build_object('time_off_id', t.id, 'start', lower(t.during), 'end', upper(t.during),
                                           'reason', t.reason) order by lower(t.during))

@@ -134,7 +134,7 @@ begin
          < v_max_per_day then
     -- on the step grid of an open range that holds the whole session; the highest multiplier wins
     select round(v_plan.price_cents * max(o.multiplier))::int into v_price
-    from private.open_ranges(p_mechanic_id, p_start, p_start + v_dur) o
+    from private.open_ranges(array[p_mechanic_id], p_start, p_start + v_dur) o
     where o.r @> tstzrange(p_start, p_start + v_dur)
       and p_start in (select g from generate_series(lower(o.r), upper(o.r) - v_dur, v_rules.step) g);
   end if;

@@ -12,15 +12,18 @@
 -- p_x` filters that need the value to pick an index, per-date index lookups (`offset 0`
 -- laterals) instead of hashing every mechanic's blocks, no join back to a CTE whose row count
 -- the planner cannot know. bench/bench_scheduling.py measured the difference.)
--- Open ranges of mechanic `p_mechanic_id` (null: every approved mechanic that takes bookings)
--- meeting [p_from, p_to), with the price multiplier of each. By mechanic type:
+-- Open ranges of the mechanics `p_mechanic_ids` (those approved and taking bookings) meeting
+-- [p_from, p_to), with the price multiplier of each. By mechanic type:
 -- virtual_only → its own blocks; independent_workshop → its blocks ∩ its workshop's hours;
 -- workshop_affiliated → the workshop's hours (multiplier 1). Own blocks come from the weekly
 -- table unless the local date has an override (which then replaces them); the same for a
 -- workshop. Each local date is converted on its own with `at time zone`, so DST days get their
 -- real hours (a time inside the spring-forward gap moves forward; a fall-back time takes its
--- first instance). Time off, bookings and notice are not subtracted here.
-create or replace function private.open_ranges(p_mechanic_id uuid, p_from timestamptz, p_to timestamptz)
+-- first instance). Time off, bookings and notice are not subtracted here. Callers pass one
+-- mechanic (slots, holds) or a small batch (free_at walks the directory order in batches), never
+-- the whole marketplace: the work is per mechanic.
+drop function if exists private.open_ranges(uuid, timestamptz, timestamptz);
+create or replace function private.open_ranges(p_mechanic_ids uuid[], p_from timestamptz, p_to timestamptz)
 returns table (mechanic_id uuid, r tstzrange, multiplier numeric)
 language plpgsql stable security definer set search_path = '' set jit = off
   set plan_cache_mode = force_generic_plan
@@ -28,25 +31,16 @@ as $$
 #variable_conflict use_column
 begin
   -- PL/pgSQL, not SQL: the plan is cached per session (PostgreSQL 15 re-planned a SQL function's
-  -- query on every call, ~1-3 ms). The query is written to have one good generic plan for both
-  -- callers: one mechanic (the first branch of m, index lookups per local date) and every
-  -- mechanic (the second branch, gated by `p_mechanic_id is null`); the final joins no longer
-  -- go back to m, whose row estimate differs by 1,000x between the two.
+  -- query on every call, ~1-3 ms). One generic plan serves one mechanic and a batch alike: index
+  -- lookups by id, then per local date.
   return query
   with m as (
     select mm.id, mm.timezone as tz, mm.mechanic_type as mtype, mm.organization_id as org,
            coalesce(o.timezone, mm.timezone) as wtz
-    from public.mechanics mm
+    from unnest(p_mechanic_ids) as x(id)  -- drives the plan: a primary-key lookup per id
+    join public.mechanics mm on mm.id = x.id
     left join public.organizations o on o.id = mm.organization_id
-    where mm.id = p_mechanic_id
-      and mm.status = 'approved' and mm.can_accept_sessions
-      and (mm.mechanic_type = 'virtual_only' or mm.organization_id is not null)
-    union all
-    select mm.id, mm.timezone, mm.mechanic_type, mm.organization_id, coalesce(o.timezone, mm.timezone)
-    from public.mechanics mm
-    left join public.organizations o on o.id = mm.organization_id
-    where p_mechanic_id is null
-      and mm.status = 'approved' and mm.can_accept_sessions
+    where mm.status = 'approved' and mm.can_accept_sessions
       and (mm.mechanic_type = 'virtual_only' or mm.organization_id is not null)
   ),
   -- local dates (in the mechanic's zone) that can meet the range
@@ -105,8 +99,8 @@ begin
   where m.mtype = 'workshop_affiliated' and x.r && tstzrange(p_from, p_to);
 end
 $$;
-revoke execute on function private.open_ranges(uuid, timestamptz, timestamptz) from public;
-grant execute on function private.open_ranges(uuid, timestamptz, timestamptz) to service_role;
+revoke execute on function private.open_ranges(uuid[], timestamptz, timestamptz) from public;
+grant execute on function private.open_ranges(uuid[], timestamptz, timestamptz) to service_role;
 
 -- Free slots of one mechanic for plan `p_plan_code` in [p_from, p_to): open ranges minus time
 -- off and committed time (widened by the buffer before, as the stored ranges are after), clamped
@@ -172,7 +166,7 @@ begin
   -- of a multirange difference per block (the same answer: a busy-free interval inside
   -- block ∩ window lies inside one piece of (block ∩ window) − busy).
   select distinct on (s) s, s + v_dur, round(v_plan_price * o.multiplier)::int
-  from private.open_ranges(p_mechanic_id, v_lo, v_hi + v_dur) o
+  from private.open_ranges(array[p_mechanic_id], v_lo, v_hi + v_dur) o
   cross join lateral generate_series(lower(o.r), upper(o.r) - v_dur, v_rules.step) s
   cross join busy
   where s >= v_lo and s + v_dur <= v_hi
@@ -184,11 +178,15 @@ $$;
 revoke execute on function private.slots(uuid, timestamptz, timestamptz, text, timestamptz) from public;
 grant execute on function private.slots(uuid, timestamptz, timestamptz, text, timestamptz) to service_role;
 
--- Mechanics who can take a session of plan `p_plan_code` starting at `p_start`, in one set-based
--- query over all mechanics (never a loop): the session fits inside one open range on the step
--- grid of that range, meets notice and window, touches no time off, no committed time (with
--- the buffer either side) and no full day. Ordered as the directory orders (the Bayesian rating, then
--- customers served).
+-- Mechanics who can take a session of plan `p_plan_code` starting at `p_start`, best first: the
+-- session fits inside one open range on the step grid of that range, meets notice and window,
+-- touches no time off, no committed time (with the buffer either side) and no full day. Ordered as
+-- the directory orders (the Bayesian rating, then customers served, then id).
+-- The work scales with the answer, not with the marketplace: mechanics are walked in that order
+-- (mechanics_directory_order_idx, one city's when p_city is given) in batches that double, each
+-- batch checked set-based, until p_limit are found. Most mechanics are free at a usual time, so
+-- one batch is the common case; a time when few are free costs at most about one pass over the
+-- candidates (the batches grow geometrically).
 create or replace function private.free_at(
   p_start timestamptz, p_plan_code text, p_city text, p_brand text, p_limit int, p_now timestamptz default now()
 ) returns table (mechanic_id uuid, price_cents int, multiplier numeric)
@@ -206,49 +204,90 @@ declare
   v_step interval := private.setting_interval('scheduling.slot_step');
   v_max_per_day int := private.setting_int('scheduling.max_sessions_per_day');
   v_instant boolean := private.setting_bool('scheduling.instant_booking');
+  v_city text := lower(btrim(p_city));
+  v_brand text[] := array[lower(btrim(coalesce(p_brand, '')))];
+  v_cur refcursor;
+  v_id uuid;
+  v_batch uuid[] := '{}';
+  v_size int := greatest(2 * p_limit, 16);
+  v_left int := p_limit;
+  v_found int;
+  v_done boolean := false;
 begin
   select make_interval(mins => sp.minutes), sp.price_cents into v_dur, v_price
   from public.service_plans sp where sp.code = p_plan_code and sp.active;
-  if not found then
+  if not found or p_limit is null or p_limit < 1 then
     return;
   end if;
-  return query
-  with cand as (
-    select o.mechanic_id, o.r, o.multiplier
-    from private.open_ranges(null, p_start, p_start + v_dur) o
-    where o.r @> tstzrange(p_start, p_start + v_dur)
-  ),
-  ok as (
-    select c.mechanic_id, round(v_price * c.multiplier)::int as price_cents, c.multiplier,
-           coalesce(make_interval(mins => rl.buffer_minutes), v_buffer) as buffer,
-           coalesce(rl.max_sessions_per_day, v_max_per_day) as max_per_day,
-           m.timezone, m.rating_score, m.customers_served
-    from cand c
-    join public.mechanics m on m.id = c.mechanic_id
-    left join public.booking_rules rl on rl.mechanic_id = c.mechanic_id
-    where coalesce(rl.instant_booking, v_instant)
-      and p_start >= p_now + coalesce(make_interval(mins => rl.min_notice_minutes), v_min_notice)
-      and p_start < p_now + coalesce(make_interval(days => rl.max_advance_days), v_max_advance)
-      and mod(extract(epoch from (p_start - lower(c.r)))::numeric,
-              extract(epoch from coalesce(make_interval(mins => rl.slot_step_minutes), v_step))::numeric) = 0
-      and (p_city is null or lower(m.city) = lower(btrim(p_city)))
-      and (p_brand is null or exists (select 1 from unnest(m.brand_specializations) b where lower(b) = lower(p_brand)))
-  )
-  select ok.mechanic_id, ok.price_cents, ok.multiplier
-  from ok
-  where not exists (select 1 from public.mechanic_commitments c
-                    where c.mechanic_id = ok.mechanic_id
-                      and (c.status in ('confirmed', 'in_progress') or (c.status = 'held' and c.expires_at > p_now))
-                      and c.during && tstzrange(p_start - ok.buffer, p_start + v_dur + ok.buffer))
-    and not exists (select 1 from public.mechanic_time_off t
-                    where t.mechanic_id = ok.mechanic_id and t.during && tstzrange(p_start, p_start + v_dur))
-    and (select count(*) from public.mechanic_commitments c
-         where c.mechanic_id = ok.mechanic_id and c.kind in ('hold', 'scheduled')
-           and (c.status = 'confirmed' or (c.status = 'held' and c.expires_at > p_now))
-           and (lower(c.during) at time zone ok.timezone)::date = (p_start at time zone ok.timezone)::date
-           and c.during && tstzrange(p_start - interval '2 days', p_start + interval '2 days')) < ok.max_per_day
-  order by ok.rating_score desc, ok.customers_served desc, ok.mechanic_id
-  limit p_limit;
+  -- the directory order of the mechanics that take bookings (the cheap per-row rules here; the
+  -- open-time rules per batch below); two queries, so that each has its index
+  if v_city is null then
+    open v_cur for
+      select m.id from public.mechanics m
+      where m.status = 'approved' and m.can_accept_sessions
+        and (m.mechanic_type = 'virtual_only' or m.organization_id is not null)
+        and (p_brand is null or m.brand_keys @> v_brand)
+      order by m.rating_score desc, m.customers_served desc, m.id;
+  else
+    open v_cur for
+      select m.id from public.mechanics m
+      where m.city_key = v_city and m.status = 'approved' and m.can_accept_sessions
+        and (m.mechanic_type = 'virtual_only' or m.organization_id is not null)
+        and (p_brand is null or m.brand_keys @> v_brand)
+      order by m.rating_score desc, m.customers_served desc, m.id;
+  end if;
+  while not v_done loop
+    fetch v_cur into v_id;
+    if found then
+      v_batch := v_batch || v_id;
+    else
+      v_done := true;
+    end if;
+    if cardinality(v_batch) >= v_size or (v_done and cardinality(v_batch) > 0) then
+      return query
+      with cand as (
+        select o.mechanic_id, o.r, o.multiplier
+        from private.open_ranges(v_batch, p_start, p_start + v_dur) o
+        where o.r @> tstzrange(p_start, p_start + v_dur)
+      ),
+      ok as (
+        select c.mechanic_id, round(v_price * c.multiplier)::int as price_cents, c.multiplier,
+               coalesce(make_interval(mins => rl.buffer_minutes), v_buffer) as buffer,
+               coalesce(rl.max_sessions_per_day, v_max_per_day) as max_per_day,
+               m.timezone, b.ord
+        from cand c
+        join unnest(v_batch) with ordinality as b(id, ord) on b.id = c.mechanic_id
+        join public.mechanics m on m.id = c.mechanic_id
+        left join public.booking_rules rl on rl.mechanic_id = c.mechanic_id
+        where coalesce(rl.instant_booking, v_instant)
+          and p_start >= p_now + coalesce(make_interval(mins => rl.min_notice_minutes), v_min_notice)
+          and p_start < p_now + coalesce(make_interval(days => rl.max_advance_days), v_max_advance)
+          and mod(extract(epoch from (p_start - lower(c.r)))::numeric,
+                  extract(epoch from coalesce(make_interval(mins => rl.slot_step_minutes), v_step))::numeric) = 0
+      )
+      select ok.mechanic_id, ok.price_cents, ok.multiplier
+      from ok
+      where not exists (select 1 from public.mechanic_commitments c
+                        where c.mechanic_id = ok.mechanic_id
+                          and (c.status in ('confirmed', 'in_progress') or (c.status = 'held' and c.expires_at > p_now))
+                          and c.during && tstzrange(p_start - ok.buffer, p_start + v_dur + ok.buffer))
+        and not exists (select 1 from public.mechanic_time_off t
+                        where t.mechanic_id = ok.mechanic_id and t.during && tstzrange(p_start, p_start + v_dur))
+        and (select count(*) from public.mechanic_commitments c
+             where c.mechanic_id = ok.mechanic_id and c.kind in ('hold', 'scheduled')
+               and (c.status = 'confirmed' or (c.status = 'held' and c.expires_at > p_now))
+               and (lower(c.during) at time zone ok.timezone)::date = (p_start at time zone ok.timezone)::date
+               and c.during && tstzrange(p_start - interval '2 days', p_start + interval '2 days')) < ok.max_per_day
+      order by ok.ord
+      limit v_left;
+      get diagnostics v_found = row_count;
+      v_left := v_left - v_found;
+      exit when v_left <= 0;
+      v_batch := '{}';
+      v_size := least(v_size * 2, 1024);
+    end if;
+  end loop;
+  close v_cur;
 end
 $$;
 revoke execute on function private.free_at(timestamptz, text, text, text, int, timestamptz) from public;
