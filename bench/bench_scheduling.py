@@ -23,7 +23,7 @@ from typing import Any
 
 import psycopg
 
-from bench.common import bench_database, ms, print_stamp
+from bench.common import accept_waivers, bench_database, ms, print_stamp
 from shared.db import set_request_context
 
 MECHANICS = 1000
@@ -114,6 +114,7 @@ def setup(url: str) -> tuple[uuid.UUID, uuid.UUID, list[uuid.UUID]]:
             conn.execute("insert into auth.users (id, email, created_at) values (%s, %s, now())",
                          (c, f"r{i}@bench.test"))
             customers.append(c)
+        accept_waivers(conn, [customer, *customers])
     return target, customer, customers
 
 

@@ -14,10 +14,22 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
 
 from shared.dev.embedded import EmbeddedPostgres
 from shared.dev.migrate import migrate, recreate_database
+
+
+def accept_waivers(conn: psycopg.Connection[Any], users: list[uuid.UUID]) -> None:
+    """The bench's customers accept the current terms, as the app makes them before a first request
+    or booking (waiver_required otherwise)."""
+    conn.execute("""
+        insert into public.waiver_acceptances (user_id, waiver_version, adult_confirmed, user_agent)
+        select id, private.setting_text('waiver.current_version'), true, 'bench'
+        from unnest(%s::uuid[]) as x(id)""", (users,))
 
 
 @contextmanager
