@@ -122,12 +122,14 @@ def test_summary_numbers(written: tuple[Path, dict[str, Any]]) -> None:
     assert "started_at" not in summary["run"] and summary["results"]["exit_status"] == 1
 
     assert summary["rpcs"]["rpc:accept_offer"] == {
-        "count": 100, "errors": 3, "p50_ms": 50.0, "p95_ms": 95.0, "p99_ms": 99.0, "max_ms": 100.0, "target": True}
+        "count": 100, "errors": 3, "p50_ms": 50.0, "p95_ms": 95.0, "p99_ms": 99.0, "max_ms": 100.0,
+        "count_outside_faults": 47, "p99_outside_faults_ms": 80.0, "target": True}
     assert summary["rpcs"]["rpc:heartbeat"] == {
-        "count": 200, "errors": 2, "p50_ms": 200.0, "p95_ms": 380.0, "p99_ms": 396.0, "max_ms": 400.0, "target": True}
+        "count": 200, "errors": 2, "p50_ms": 200.0, "p95_ms": 380.0, "p99_ms": 396.0, "max_ms": 400.0,
+        "count_outside_faults": 86, "p99_outside_faults_ms": 400.0, "target": True}
     assert summary["rpcs"]["fn:create_checkout"] == {
         "count": 10, "errors": 1, "p50_ms": 5000.0, "p95_ms": 10000.0, "p99_ms": 10000.0, "max_ms": 10000.0,
-        "target": False}
+        "count_outside_faults": 0, "p99_outside_faults_ms": None, "target": False}  # all inside clock_skew's window
     assert list(summary["rpcs"]) == ["rpc:heartbeat", "rpc:accept_offer", "fn:create_checkout"]  # by count
 
     assert summary["request_to_first_offer"] == {
@@ -144,11 +146,44 @@ def test_summary_numbers(written: tuple[Path, dict[str, Any]]) -> None:
     assert summary["faults"] == {"webhooks": 1, "clock_skew": 1, "provider_outage": 1, "db_restart": 1,
                                  "worker_kill": 2}
     assert summary["run_events"] == [{"t": 50.0, "detail": "job worker exited with -9; started again"}]
+    # outside the windows [5, 8 + 5], [20, 32.5 + 5] and [30, 35 + 5] (webhooks and worker_kill make none)
     assert summary["targets"] == {"rpc_p99_le_100ms": False, "worst_rpc": "rpc:heartbeat", "worst_p99_ms": 396.0,
+                                  "rpc_p99_le_100ms_outside_faults": False,
+                                  "worst_rpc_outside_faults": "rpc:heartbeat", "worst_p99_outside_faults_ms": 400.0,
                                   "first_offer_p95_le_2s": True, "invariants_clean": False}
     assert summary["db"]["wal_bytes_per_call"] == 360.5
     assert summary["db"]["top_statements"][0]["query"] == "select public.heartbeat($1)"
     assert summary["missing"] == []
+
+
+def test_p99_outside_fault_windows(tmp_path: Path) -> None:
+    # 50 fast calls in calm time, slow ones inside a provider outage and within 5 s after the database
+    # came back, and one at 60 ms in calm time (the webhook faults last the whole run: no window)
+    log = metrics.CallLog(tmp_path, "w0")
+    for i in range(50):
+        log.add(metrics.Call(t=100.0 + i * 0.5, name="rpc:heartbeat", ms=4.0, code=""))
+    for i in range(20):
+        log.add(metrics.Call(t=20.0 + i * 0.5, name="rpc:heartbeat", ms=900.0, code="timeout"))
+    log.add(metrics.Call(t=64.9, name="rpc:heartbeat", ms=700.0, code=""))     # 4.9 s after the restart
+    log.add(metrics.Call(t=65.1, name="rpc:heartbeat", ms=60.0, code=""))      # 5.1 s after: counted
+    log.close()
+    faults = metrics.FaultLog(tmp_path)
+    for event in (metrics.FaultEvent(0.0, "webhooks", "start (to the run's end): duplicate 0.1"),
+                  metrics.FaultEvent(20.0, "provider_outage", "Stripe, LiveKit and email answer 500 for 10 s"),
+                  metrics.FaultEvent(59.0, "db_restart", "begin"),
+                  metrics.FaultEvent(60.0, "db_restart", "embedded server stopped and started in 1.0 s"),
+                  metrics.FaultEvent(70.0, "worker_kill", "SIGKILL job worker pid 1")):
+        faults.add(event)
+    faults.close()
+    assert report.latency_windows(report.fault_marks(metrics.read_faults(tmp_path))) == [(20.0, 35.0), (59.0, 65.0)]
+    summary = report.write(tmp_path)
+    heartbeat = summary["rpcs"]["rpc:heartbeat"]
+    assert heartbeat["count"] == 72 and heartbeat["p99_ms"] == 900.0
+    assert heartbeat["count_outside_faults"] == 51 and heartbeat["p99_outside_faults_ms"] == 60.0  # rank 51 of 51
+    assert summary["targets"]["rpc_p99_le_100ms"] is False
+    assert summary["targets"]["rpc_p99_le_100ms_outside_faults"] is True
+    page = (tmp_path / "index.html").read_text()
+    assert "outside the fault windows" in page and "missed by <code>rpc:heartbeat</code> (900" in page
 
 
 def test_targets_met_ignore_http_functions(tmp_path: Path) -> None:
@@ -167,6 +202,8 @@ def test_targets_met_ignore_http_functions(tmp_path: Path) -> None:
     assert summary["rpcs"]["rpc:heartbeat"]["p99_ms"] == 99.0
     # the slow HTTP function (10 s) has no p99 target; the worst database call is a tie at 99 ms, the name decides
     assert summary["targets"] == {"rpc_p99_le_100ms": True, "worst_rpc": "rpc:heartbeat", "worst_p99_ms": 99.0,
+                                  "rpc_p99_le_100ms_outside_faults": True,
+                                  "worst_rpc_outside_faults": "rpc:heartbeat", "worst_p99_outside_faults_ms": 100.0,
                                   "first_offer_p95_le_2s": True, "invariants_clean": True}
     assert summary["violations"] == 0
     page = (tmp_path / "index.html").read_text()
@@ -206,6 +243,8 @@ def test_empty_run_folder(tmp_path: Path) -> None:
     assert summary["request_to_first_offer"] == {
         "count": 0, "p50_s": None, "p95_s": None, "p99_s": None, "max_s": None, "never": 0}
     assert summary["targets"] == {"rpc_p99_le_100ms": False, "worst_rpc": None, "worst_p99_ms": None,
+                                  "rpc_p99_le_100ms_outside_faults": False, "worst_rpc_outside_faults": None,
+                                  "worst_p99_outside_faults_ms": None,
                                   "first_offer_p95_le_2s": False, "invariants_clean": False}
     assert {"run.json is missing", "invariants.json is missing", "dbstats.json is missing",
             "calls/ is missing"} <= set(summary["missing"])
