@@ -466,7 +466,9 @@ async def visit(w: World, c: Customer, kind: str) -> None:
 
 async def vehicle_of(w: World, c: Customer) -> dict[str, Any] | None:
     if c.vehicle is None:
-        res = await w.call(lambda: w.client.select(c.user, "vehicles", ["id", "make", "model", "year"], limit=1))
+        # filtered by the owner, as docs/api.md asks of a list read (the policy alone reads the table)
+        res = await w.call(lambda: w.client.select(c.user, "vehicles", ["id", "make", "model", "year"],
+                                                   {"owner_id": c.user.id}, limit=1))
         if res.ok and res.value:
             c.vehicle = dict(res.value[0])
     return c.vehicle

@@ -27,6 +27,12 @@ declare
   v_window interval := private.setting_interval('presence.online_window');
   v_micro_minutes int := (select min(p.minutes) from public.service_plans p
                           where p.active and p.duration_type = 'micro');
+  v_brand text[] := array[lower(btrim(p_brand))];
+  v_cur refcursor;
+  v_batch uuid[];
+  v_size int;
+  v_left int;
+  v_found int;
 begin
   perform private.require_user();
   if p_limit is null or p_limit < 1 or p_limit > 100 then
@@ -43,40 +49,43 @@ begin
   if coalesce(p_specialist, false) and p_brand is null then
     perform private.raise_error('invalid_input', 'a specialist search needs p_brand');
   end if;
-  return query
-  with busy as (
-    select c.mechanic_id from public.mechanic_commitments c where c.status = 'in_progress'
-  ),
-  listed as (
-    select m.*, private.presence(m.is_available, m.last_seen_at, m.id in (select b.mechanic_id from busy b),
-                                 v_window, now()) as presence
-    from public.mechanics m
-    where m.status = 'approved' and m.can_accept_sessions
-      and not exists (select 1 from public.mechanic_time_off t where t.mechanic_id = m.id and t.during @> now())
-      and (p_session_type is null
-           or (private.micro_refusal(m, p_session_type = 'micro',
-                                     case when p_session_type = 'micro' then v_micro_minutes else 0 end, now())).reason
-              is null)
-      and (not coalesce(p_specialist, false)
-           or (m.is_brand_specialist
-               and m.brand_keys @> array[lower(btrim(p_brand))]))
-      and (p_city is null or m.city_key = lower(btrim(p_city)))
-  ),
-  page as (
-    select l.* from listed l
-    where l.presence = 'online'
-    order by case l.presence when 'online' then 0 when 'busy' then 1 else 2 end,
-             l.rating_score desc, l.customers_served desc, l.id
-    limit p_limit
-  )
-  select p.id, p.display_name, p.photo_url, p.rating_avg, p.rating_count, p.completed_sessions,
-         p.years_experience, p.brand_specializations, p.is_brand_specialist, p.city, p.presence,
-         (select round(avg(extract(epoch from (o.responded_at - o.offered_at)) / 60)::numeric, 1)
-          from public.session_offers o
-          where o.mechanic_id = p.id and o.status = 'accepted' and o.responded_at >= o.offered_at)
-  from page p
-  order by case p.presence when 'online' then 0 when 'busy' then 1 else 2 end,
-           p.rating_score desc, p.customers_served desc, p.id;
+  -- The directory order walked in batches until the page is full (core/directory.sql): the work
+  -- follows the page, not the marketplace, when mechanics are online; with few online it reads
+  -- every candidate once, as one query over all of them would.
+  v_size := greatest(4 * p_limit, 32);
+  v_left := p_limit;
+  v_cur := private.directory_cursor(p_city);
+  loop
+    v_batch := private.directory_batch(v_cur, v_size);
+    exit when cardinality(v_batch) = 0;
+    return query
+    select m.id, m.display_name, m.photo_url, m.rating_avg, m.rating_count, m.completed_sessions,
+           m.years_experience, m.brand_specializations, m.is_brand_specialist, m.city, 'online'::text,
+           (select round(avg(extract(epoch from (o.responded_at - o.offered_at)) / 60)::numeric, 1)
+            from public.session_offers o
+            where o.mechanic_id = m.id and o.status = 'accepted' and o.responded_at >= o.offered_at)
+    from unnest(v_batch) with ordinality as b(id, ord)
+    join public.mechanics m on m.id = b.id
+    where case  -- in this order, cheapest first (a case is evaluated in order; an `and` is not)
+            when not (m.is_available and m.last_seen_at >= now() - v_window) then false  -- not online
+            when exists (select 1 from public.mechanic_commitments c
+                         where c.mechanic_id = m.id and c.status = 'in_progress') then false  -- busy
+            when coalesce(p_specialist, false) and not (m.is_brand_specialist and m.brand_keys @> v_brand) then false
+            when exists (select 1 from public.mechanic_time_off t where t.mechanic_id = m.id and t.during @> now())
+              then false
+            when p_session_type is null then true
+            else (private.micro_refusal(m, p_session_type = 'micro',
+                                        case when p_session_type = 'micro' then v_micro_minutes else 0 end,
+                                        now())).reason is null
+          end
+    order by b.ord
+    limit v_left;
+    get diagnostics v_found = row_count;
+    v_left := v_left - v_found;
+    exit when v_left <= 0 or cardinality(v_batch) < v_size;
+    v_size := least(v_size * 2, 1024);
+  end loop;
+  close v_cur;
 end
 $$;
 revoke execute on function public.available_mechanics(text, boolean, text, text, int) from public, anon;

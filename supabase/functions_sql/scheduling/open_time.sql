@@ -183,8 +183,8 @@ grant execute on function private.slots(uuid, timestamptz, timestamptz, text, ti
 -- touches no time off, no committed time (with the buffer either side) and no full day. Ordered as
 -- the directory orders (the Bayesian rating, then customers served, then id).
 -- The work scales with the answer, not with the marketplace: mechanics are walked in that order
--- (mechanics_directory_order_idx, one city's when p_city is given) in batches that double, each
--- batch checked set-based, until p_limit are found. Most mechanics are free at a usual time, so
+-- (private.directory_cursor: one city's when p_city is given) in batches that double, each batch
+-- checked set-based, until p_limit are found. Most mechanics are free at a usual time, so
 -- one batch is the common case; a time when few are free costs at most about one pass over the
 -- candidates (the batches grow geometrically).
 create or replace function private.free_at(
@@ -204,88 +204,63 @@ declare
   v_step interval := private.setting_interval('scheduling.slot_step');
   v_max_per_day int := private.setting_int('scheduling.max_sessions_per_day');
   v_instant boolean := private.setting_bool('scheduling.instant_booking');
-  v_city text := lower(btrim(p_city));
   v_brand text[] := array[lower(btrim(coalesce(p_brand, '')))];
   v_cur refcursor;
-  v_id uuid;
-  v_batch uuid[] := '{}';
+  v_batch uuid[];
   v_size int := greatest(2 * p_limit, 16);
   v_left int := p_limit;
   v_found int;
-  v_done boolean := false;
 begin
   select make_interval(mins => sp.minutes), sp.price_cents into v_dur, v_price
   from public.service_plans sp where sp.code = p_plan_code and sp.active;
   if not found or p_limit is null or p_limit < 1 then
     return;
   end if;
-  -- the directory order of the mechanics that take bookings (the cheap per-row rules here; the
-  -- open-time rules per batch below); two queries, so that each has its index
-  if v_city is null then
-    open v_cur for
-      select m.id from public.mechanics m
-      where m.status = 'approved' and m.can_accept_sessions
-        and (m.mechanic_type = 'virtual_only' or m.organization_id is not null)
-        and (p_brand is null or m.brand_keys @> v_brand)
-      order by m.rating_score desc, m.customers_served desc, m.id;
-  else
-    open v_cur for
-      select m.id from public.mechanics m
-      where m.city_key = v_city and m.status = 'approved' and m.can_accept_sessions
-        and (m.mechanic_type = 'virtual_only' or m.organization_id is not null)
-        and (p_brand is null or m.brand_keys @> v_brand)
-      order by m.rating_score desc, m.customers_served desc, m.id;
-  end if;
-  while not v_done loop
-    fetch v_cur into v_id;
-    if found then
-      v_batch := v_batch || v_id;
-    else
-      v_done := true;
-    end if;
-    if cardinality(v_batch) >= v_size or (v_done and cardinality(v_batch) > 0) then
-      return query
-      with cand as (
-        select o.mechanic_id, o.r, o.multiplier
-        from private.open_ranges(v_batch, p_start, p_start + v_dur) o
-        where o.r @> tstzrange(p_start, p_start + v_dur)
-      ),
-      ok as (
-        select c.mechanic_id, round(v_price * c.multiplier)::int as price_cents, c.multiplier,
-               coalesce(make_interval(mins => rl.buffer_minutes), v_buffer) as buffer,
-               coalesce(rl.max_sessions_per_day, v_max_per_day) as max_per_day,
-               m.timezone, b.ord
-        from cand c
-        join unnest(v_batch) with ordinality as b(id, ord) on b.id = c.mechanic_id
-        join public.mechanics m on m.id = c.mechanic_id
-        left join public.booking_rules rl on rl.mechanic_id = c.mechanic_id
-        where coalesce(rl.instant_booking, v_instant)
-          and p_start >= p_now + coalesce(make_interval(mins => rl.min_notice_minutes), v_min_notice)
-          and p_start < p_now + coalesce(make_interval(days => rl.max_advance_days), v_max_advance)
-          and mod(extract(epoch from (p_start - lower(c.r)))::numeric,
-                  extract(epoch from coalesce(make_interval(mins => rl.slot_step_minutes), v_step))::numeric) = 0
-      )
-      select ok.mechanic_id, ok.price_cents, ok.multiplier
-      from ok
-      where not exists (select 1 from public.mechanic_commitments c
-                        where c.mechanic_id = ok.mechanic_id
-                          and (c.status in ('confirmed', 'in_progress') or (c.status = 'held' and c.expires_at > p_now))
-                          and c.during && tstzrange(p_start - ok.buffer, p_start + v_dur + ok.buffer))
-        and not exists (select 1 from public.mechanic_time_off t
-                        where t.mechanic_id = ok.mechanic_id and t.during && tstzrange(p_start, p_start + v_dur))
-        and (select count(*) from public.mechanic_commitments c
-             where c.mechanic_id = ok.mechanic_id and c.kind in ('hold', 'scheduled')
-               and (c.status = 'confirmed' or (c.status = 'held' and c.expires_at > p_now))
-               and (lower(c.during) at time zone ok.timezone)::date = (p_start at time zone ok.timezone)::date
-               and c.during && tstzrange(p_start - interval '2 days', p_start + interval '2 days')) < ok.max_per_day
-      order by ok.ord
-      limit v_left;
-      get diagnostics v_found = row_count;
-      v_left := v_left - v_found;
-      exit when v_left <= 0;
-      v_batch := '{}';
-      v_size := least(v_size * 2, 1024);
-    end if;
+  v_cur := private.directory_cursor(p_city);
+  loop
+    v_batch := private.directory_batch(v_cur, v_size);
+    exit when cardinality(v_batch) = 0;
+    return query
+    with cand as (
+      select o.mechanic_id, o.r, o.multiplier
+      from private.open_ranges(v_batch, p_start, p_start + v_dur) o
+      where o.r @> tstzrange(p_start, p_start + v_dur)
+    ),
+    ok as (
+      select c.mechanic_id, round(v_price * c.multiplier)::int as price_cents, c.multiplier,
+             coalesce(make_interval(mins => rl.buffer_minutes), v_buffer) as buffer,
+             coalesce(rl.max_sessions_per_day, v_max_per_day) as max_per_day,
+             m.timezone, b.ord
+      from cand c
+      join unnest(v_batch) with ordinality as b(id, ord) on b.id = c.mechanic_id
+      join public.mechanics m on m.id = c.mechanic_id
+      left join public.booking_rules rl on rl.mechanic_id = c.mechanic_id
+      where (p_brand is null or m.brand_keys @> v_brand)
+        and coalesce(rl.instant_booking, v_instant)
+        and p_start >= p_now + coalesce(make_interval(mins => rl.min_notice_minutes), v_min_notice)
+        and p_start < p_now + coalesce(make_interval(days => rl.max_advance_days), v_max_advance)
+        and mod(extract(epoch from (p_start - lower(c.r)))::numeric,
+                extract(epoch from coalesce(make_interval(mins => rl.slot_step_minutes), v_step))::numeric) = 0
+    )
+    select ok.mechanic_id, ok.price_cents, ok.multiplier
+    from ok
+    where not exists (select 1 from public.mechanic_commitments c
+                      where c.mechanic_id = ok.mechanic_id
+                        and (c.status in ('confirmed', 'in_progress') or (c.status = 'held' and c.expires_at > p_now))
+                        and c.during && tstzrange(p_start - ok.buffer, p_start + v_dur + ok.buffer))
+      and not exists (select 1 from public.mechanic_time_off t
+                      where t.mechanic_id = ok.mechanic_id and t.during && tstzrange(p_start, p_start + v_dur))
+      and (select count(*) from public.mechanic_commitments c
+           where c.mechanic_id = ok.mechanic_id and c.kind in ('hold', 'scheduled')
+             and (c.status = 'confirmed' or (c.status = 'held' and c.expires_at > p_now))
+             and (lower(c.during) at time zone ok.timezone)::date = (p_start at time zone ok.timezone)::date
+             and c.during && tstzrange(p_start - interval '2 days', p_start + interval '2 days')) < ok.max_per_day
+    order by ok.ord
+    limit v_left;
+    get diagnostics v_found = row_count;
+    v_left := v_left - v_found;
+    exit when v_left <= 0 or cardinality(v_batch) < v_size;
+    v_size := least(v_size * 2, 1024);
   end loop;
   close v_cur;
 end
