@@ -4,6 +4,16 @@ Run: .venv/bin/python -m bench.bench_accept   (embedded PostgreSQL; DATABASE_URL
 
 - ours:  accept_request() — mechanic row lock, then one conditional UPDATE ... WHERE status IN (...).
 - naive: read the request's status, then UPDATE it unconditionally.
+- floor: only the three writes no accept can do without (take the request, move its session to
+  waiting, insert the mechanic's commitment) with every trigger and foreign-key check off, once
+  through PostgREST's request steps (the request settings, then the pre-request hook that takes
+  the rate-limit token) and once without them: what the ratio could be if the accept did nothing
+  else; and once with the request settings but without the pre-request hook, which shows what the
+  rate-limit token costs.
+
+Each call runs the request steps PostgREST runs: one statement of settings, then the configured
+pre-request function, read from the catalog once per run (PostgREST reads its configuration at
+start-up and on reload, not per request).
 """
 
 from __future__ import annotations
@@ -11,11 +21,12 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from functools import partial
 
 import psycopg
 
 from bench.common import bench_database, ms, print_stamp
-from shared.db import set_request_context
+from shared.db import pre_request_function, set_request_context
 
 THREADS = 8
 REQUESTS = 2000
@@ -46,15 +57,61 @@ def setup(url: str, mechanics: int, requests: int) -> tuple[list[uuid.UUID], lis
     return mech, reqs
 
 
-def accept_ours(conn: psycopg.Connection, mechanic: uuid.UUID, request: uuid.UUID) -> bool:
+# The floor: the accept's three indispensable writes, triggers and foreign-key checks off
+# (session_replication_role = replica; the function's owner is the bench's superuser).
+FLOOR_FUNCTION = """
+create schema bench_floor;
+create function bench_floor.accept(p_request uuid, p_mechanic uuid) returns void
+language plpgsql security definer set search_path = '' as $$
+declare
+  v_session uuid;
+begin
+  perform set_config('session_replication_role', 'replica', true);
+  perform 1 from public.mechanics where id = p_mechanic for no key update;
+  update public.session_requests r
+  set status = 'accepted', mechanic_id = p_mechanic, accepted_at = now(), status_changed_at = now()
+  where r.id = p_request and r.status in ('pending', 'unattended')
+  returning r.session_id into v_session;
+  if not found then
+    raise exception 'request not available';
+  end if;
+  update public.sessions set status = 'waiting', mechanic_id = p_mechanic, status_changed_at = now()
+  where id = v_session;
+  insert into public.mechanic_commitments (mechanic_id, kind, status, during, session_id, request_id)
+  values (p_mechanic, 'on_demand', 'in_progress', tstzrange(now(), now() + interval '30 minutes'), v_session,
+          p_request);
+end
+$$;
+grant usage on schema bench_floor to authenticated;
+grant execute on function bench_floor.accept(uuid, uuid) to authenticated;
+"""
+
+
+def as_mechanic(conn: psycopg.Connection, mechanic: uuid.UUID, pre_request: str | bool) -> None:
+    """PostgREST's request steps for `POST /rpc/accept_request` by this mechanic (the pre-request hook
+    takes the rate-limit token)."""
+    set_request_context(conn, "authenticated", {"sub": str(mechanic), "role": "authenticated"},
+                        path="/rpc/accept_request", pre_request=pre_request)
+
+
+def accept_ours(conn: psycopg.Connection, mechanic: uuid.UUID, request: uuid.UUID, *, pre_request: str | bool) -> bool:
     try:
         with conn.transaction():
-            set_request_context(conn, "authenticated", {"sub": str(mechanic), "role": "authenticated"},
-                                path="/rpc/accept_request")  # the pre-request hook runs as under PostgREST
+            as_mechanic(conn, mechanic, pre_request)
             conn.execute("select public.accept_request(%s)", (request,))
         return True
     except psycopg.Error:
         return False
+
+
+def accept_floor(conn: psycopg.Connection, mechanic: uuid.UUID, request: uuid.UUID, *,
+                 pre_request: str | bool | None) -> bool:
+    """The floor; pre_request False: the request settings only, None: without PostgREST's request steps."""
+    with conn.transaction():
+        if pre_request is not None:
+            as_mechanic(conn, mechanic, pre_request)
+        conn.execute("select bench_floor.accept(%s, %s)", (request, mechanic))
+    return True
 
 
 def accept_naive(conn: psycopg.Connection, mechanic: uuid.UUID, request: uuid.UUID) -> bool:
@@ -122,15 +179,31 @@ def main() -> None:
     with bench_database() as url:
         print_stamp(url)
         print(f"{THREADS} client threads")
-        mechanics, requests = setup(url, REQUESTS + RACE_MECHANICS, 2 * REQUESTS + 2 * RACE_ROUNDS)
-        ours_rate, ours_ok = throughput(url, accept_ours, mechanics, requests[:REQUESTS])
-        naive_rate, naive_ok = throughput(url, accept_naive, mechanics[REQUESTS // 2:] + mechanics[: REQUESTS // 2],
-                                          requests[REQUESTS:2 * REQUESTS])
+        mechanics, requests = setup(url, REQUESTS + RACE_MECHANICS, 5 * REQUESTS + 2 * RACE_ROUNDS)
+        with psycopg.connect(url, autocommit=True) as conn:
+            pre_request = pre_request_function(conn) or False
+            conn.execute(FLOOR_FUNCTION)
+        ours = partial(accept_ours, pre_request=pre_request)
+        swapped = mechanics[REQUESTS // 2: REQUESTS] + mechanics[: REQUESTS // 2]
+        ours_rate, ours_ok = throughput(url, ours, mechanics, requests[:REQUESTS])
+        naive_rate, naive_ok = throughput(url, accept_naive, swapped, requests[REQUESTS:2 * REQUESTS])
         print(f"accepts over {REQUESTS} distinct requests: ours {ours_rate:,.0f}/s ({ours_ok} ok), "
               f"naive {naive_rate:,.0f}/s ({naive_ok} ok), ratio ours/naive {ours_rate / naive_rate:.2f}")
+        floors = []
+        for label, steps, batch in (("with PostgREST's request steps", pre_request, 2),
+                                    ("with the settings but no pre-request hook", False, 3),
+                                    ("without either", None, 4)):
+            with psycopg.connect(url, autocommit=True) as conn:  # free the mechanics for the next pass
+                conn.execute("update public.mechanic_commitments set status = 'done'")
+            rate, ok = throughput(url, partial(accept_floor, pre_request=steps), swapped if batch % 2 else mechanics,
+                                  requests[batch * REQUESTS:(batch + 1) * REQUESTS])
+            floors.append(f"{label} {rate:,.0f}/s ({ok} ok), ratio {rate / naive_rate:.2f}")
+        print("floor (the three writes alone, triggers off): " + "; ".join(floors))
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("update public.mechanic_commitments set status = 'done'")
         race_mech = mechanics[REQUESTS: REQUESTS + RACE_MECHANICS]
-        base = 2 * REQUESTS
-        lat, won = race(url, accept_ours, race_mech, requests[base: base + RACE_ROUNDS])
+        base = 5 * REQUESTS
+        lat, won = race(url, ours, race_mech, requests[base: base + RACE_ROUNDS])
         print(f"50-way race, ours:  {RACE_ROUNDS} rounds, winners per round {sorted(set(won))}, {ms(lat)} per call")
         with psycopg.connect(url, autocommit=True) as conn:  # free the racers for the naive run
             conn.execute("update public.mechanic_commitments set status = 'done'")

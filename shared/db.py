@@ -153,13 +153,15 @@ def run_pre_request(conn: psycopg.Connection[Any], function: str | None) -> None
 
 def set_request_context(
     conn: psycopg.Connection[Any], role: str, claims: dict[str, Any] | None, *, method: str = "POST", path: str = "/",
-    headers: dict[str, str] | None = None, pre_request: bool = True,
+    headers: dict[str, str] | None = None, pre_request: bool | str = True,
 ) -> None:
     """What PostgREST does at the start of each request's transaction: the role and the request
     settings (`headers`: the request's headers, set as `request.headers` the way PostgREST does, a
     JSON object with lower-case names), then the configured pre-request function
-    (pre_request=False: the settings only)."""
-    function = pre_request_function(conn) if pre_request else None
+    (pre_request=False: the settings only; True: read from the catalog now; a name: the function
+    the caller read once with `pre_request_function`, as PostgREST reads its configuration once
+    and not per request)."""
+    function = pre_request if isinstance(pre_request, str) else pre_request_function(conn) if pre_request else None
     conn.execute(
         "select set_config('search_path', 'public, extensions', true), set_config('role', %s, true), "
         "set_config('request.jwt.claims', %s, true), set_config('request.method', %s, true), "

@@ -87,6 +87,33 @@ def test_every_weight_and_reason(db, customer):
     assert [r["rank"] for r in rank(db, request)] == list(range(1, 7))
 
 
+def test_each_score_is_the_sum_of_its_reasons_and_the_order_is_exact(db, customer):
+    """The scan over every mechanic computes only the total; the reasons of the rows returned are
+    spelled out from the same factors. Over mechanics varied in every factor, each score equals the
+    sum of its reasons' points, and the order is score, rating, customers served, experience, id."""
+    seen = [None, ago(seconds=30), ago(minutes=20), ago(minutes=45), ago(hours=3), ago(hours=30)]
+    keywords = [[], ["brakes"], ["brakes", "noise"], ["check engine", "engine", "noise"]]
+    places = [("M4C 2Z9", "Toronto"), ("M5V 1A1", "toronto"), ("H2X 1Y4", "Montreal")]
+    for i in range(36):
+        mech(db, f"M{i}", reputation=None if i % 5 == 0 else (3.2 + (i % 7) * 0.3, 20 + i),
+             is_available=i % 2 == 0, last_seen_at=seen[i % len(seen)], service_keywords=keywords[i % 4],
+             is_brand_specialist=i % 3 == 0, brand_specializations=["honda"] if i % 6 == 0 else ["bmw"],
+             years_experience=(i * 3) % 15, postal_code=places[i % 3][0], city=places[i % 3][1],
+             customers_served=i % 4)
+    rows = rank(db, new_request(db, customer), limit=100)
+    assert len(rows) == 36
+    for row in rows:
+        assert row["score"] == sum(reason["points"] for reason in row["reasons"])
+    facts = {r["id"]: r for r in db.all(
+        "select id, rating_score, customers_served, years_experience from public.mechanics")}
+    order = sorted(rows, key=lambda r: (-r["score"], -facts[r["mechanic_id"]]["rating_score"],
+                                        -facts[r["mechanic_id"]]["customers_served"],
+                                        -facts[r["mechanic_id"]]["years_experience"], str(r["mechanic_id"])))
+    assert [r["mechanic_id"] for r in rows] == [r["mechanic_id"] for r in order]
+    assert [r["rank"] for r in rows] == list(range(1, 37))
+    assert len({r["score"] for r in rows}) > 10  # the factors vary: the check is not vacuous
+
+
 def test_weights_come_from_settings(db, customer):
     a = mech(db, "A", years_experience=12, reputation=(4.2, 100))
     b = mech(db, "B", years_experience=7, reputation=(5.0, 100))

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from shared.db import pre_request_function
+from shared.db import pre_request_function, set_request_context
 from shared.errors import error_code, http_error, retry_after
 from tests.support.factories import make_admin, make_customer, make_intake, make_mechanic
 from tests.support.harness import Db
@@ -71,6 +71,29 @@ def test_postgrest_is_configured_to_call_the_hook(db: Db) -> None:
     assert pre_request_function(db.conn) == "public.heartbeat"
     db.execute(f'alter role authenticator in database "{dbname}" set pgrst.db_pre_request to \'private.no_such_fn\'')
     assert pre_request_function(db.conn) is None  # a function that does not exist is not called
+
+
+def test_request_context_runs_the_named_pre_request_function(db: Db) -> None:
+    """`set_request_context(pre_request=<name>)` calls the function its caller read once (as
+    PostgREST reads its configuration at start-up) instead of reading the catalog on every call;
+    False calls none. Each is seen by the token it takes or does not take."""
+    mechanic = make_mechanic(db)
+    claims = {"sub": str(mechanic), "role": "authenticated"}
+
+    def tokens() -> int:
+        return db.scalar("select count(*) from private.rate_buckets where user_id = %s", (mechanic,))
+
+    with db.conn.transaction():
+        set_request_context(db.conn, "authenticated", claims, path="/rpc/set_online", pre_request=False)
+        db.execute("reset role")
+    assert tokens() == 0
+    with db.conn.transaction():
+        set_request_context(db.conn, "authenticated", claims, path="/rpc/set_online",
+                            pre_request="private.pre_request")
+        db.execute("reset role")
+        assert tokens() == 1
+        assert db.scalar("select tokens from private.rate_buckets where user_id = %s and class = 'session'",
+                         (mechanic,)) < db.scalar("select private.setting_int('rate_limit.session.capacity')")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -34,6 +34,17 @@ declare
   w_rating_35 int := (v_w ->> 'rating_35')::int;
   v_window interval := private.setting_interval('presence.online_window');
   v_limit int := coalesce(p_limit, private.setting_int('matching.top_n'));
+  -- points by level (level 0 earns nothing): presence 0..4, experience 0..2, location 0..2, rating 0..4
+  v_presence_points int[] := array[0, w_seen_today, w_seen_1h, w_seen_30m, w_online_now];
+  v_experience_points int[] := array[0, w_experience_5, w_experience_10];
+  v_location_points int[] := array[0, w_same_city, w_same_fsa];
+  v_rating_points int[] := array[0, w_rating_35, w_rating_40, w_rating_45, w_rating_5];
+  -- presence thresholds as values: `timestamptz - interval` is not folded by the planner, so written
+  -- in the query it would be computed again for every mechanic
+  v_online_after timestamptz := p_now - v_window;
+  v_seen_30m_after timestamptz := p_now - interval '30 minutes';
+  v_seen_1h_after timestamptz := p_now - interval '1 hour';
+  v_seen_26h_after timestamptz := p_now - interval '26 hours';  -- no local day starts earlier
   v_req public.session_requests;
   v_city text;
   v_fsa text;
@@ -58,10 +69,30 @@ begin
   left join public.intakes i on i.id = s.intake_id
   where s.id = v_req.session_id;
 
-  -- Sets computed once (hashed), then one pass over the mechanics computing levels and points;
-  -- reasons are spelled out only for the rows returned. Keyword hits are one AND and a bit count.
+  -- `levels` states each factor of a mechanic's score once. It is inlined twice: into the scan over
+  -- every mechanic, which computes only the total (each factor once per mechanic), and into the
+  -- lookup of the rows returned, which spells out their reasons. Exclusions (busy, declined, the
+  -- eligibility hook) are hashed sets; keyword hits are one AND and a bit count.
   return query
-  with busy as (
+  with levels as not materialized (
+    select m.id, m.status, m.can_accept_sessions, m.rating_score, m.rating_count, m.customers_served,
+           m.years_experience,
+           case when m.is_available and m.last_seen_at >= v_online_after then 4
+                when m.last_seen_at >= v_seen_30m_after then 3
+                when m.last_seen_at >= v_seen_1h_after then 2
+                when m.last_seen_at >= v_seen_26h_after
+                     and m.last_seen_at >= (date_trunc('day', p_now at time zone m.timezone) at time zone m.timezone)
+                  then 1
+                else 0 end as presence_level,
+           bit_count(m.keyword_bits & v_bits)::int as keyword_hits,
+           (m.is_brand_specialist and m.brand_keys @> v_make_key) as brand_match,
+           case when m.years_experience >= 10 then 2 when m.years_experience >= 5 then 1 else 0 end as experience_level,
+           case when m.postal_area = v_fsa then 2 when m.city_key = v_city then 1 else 0 end as location_level,
+           case when m.rating_score >= 4.75 then 4 when m.rating_score >= 4.5 then 3 when m.rating_score >= 4.0 then 2
+                when m.rating_score >= 3.5 then 1 else 0 end as rating_level
+    from public.mechanics m
+  ),
+  busy as (
     select c.mechanic_id from public.mechanic_commitments c where c.status = 'in_progress'
   ),
   asked as (
@@ -71,61 +102,38 @@ begin
   excluded as (
     select x from private.eligibility_exclusions(v_req.id, p_now) x where x is not null
   ),
-  cand as (
-    select m.id, m.rating_score, m.rating_count, m.customers_served, m.years_experience,
-           case when m.is_available and m.last_seen_at >= p_now - v_window then 4
-                when m.last_seen_at >= p_now - interval '30 minutes' then 3
-                when m.last_seen_at >= p_now - interval '1 hour' then 2
-                when m.last_seen_at >= p_now - interval '26 hours'  -- no local day starts earlier
-                     and m.last_seen_at >= (date_trunc('day', p_now at time zone m.timezone) at time zone m.timezone)
-                  then 1
-                else 0 end as presence_level,
-           bit_count(m.keyword_bits & v_bits)::int as keyword_hits,
-           (m.is_brand_specialist and m.brand_keys @> v_make_key) as brand_match,
-           case when m.postal_area = v_fsa then 2 when m.city_key = v_city then 1 else 0 end as location_level
-    from public.mechanics m
-    where m.status = 'approved' and m.can_accept_sessions and m.id <> v_req.customer_id
-      and m.id not in (select b.mechanic_id from busy b)
-      and m.id not in (select a.mechanic_id from asked a)
-      and m.id not in (select e.x from excluded e)
-  ),
-  scored as (
-    select c.*,
-           case c.presence_level when 4 then w_online_now when 3 then w_seen_30m when 2 then w_seen_1h
-                                 when 1 then w_seen_today else 0 end as p_presence,
-           c.keyword_hits * w_keyword as p_keywords,
-           case when c.brand_match then w_brand_specialist else 0 end as p_brand,
-           case when c.years_experience >= 10 then w_experience_10
-                when c.years_experience >= 5 then w_experience_5 else 0 end as p_experience,
-           case c.location_level when 2 then w_same_fsa when 1 then w_same_city else 0 end as p_location,
-           case when c.rating_score >= 4.75 then w_rating_5
-                when c.rating_score >= 4.5 then w_rating_45
-                when c.rating_score >= 4.0 then w_rating_40
-                when c.rating_score >= 3.5 then w_rating_35 else 0 end as p_rating
-    from cand c
-    where not v_req.specialist or c.brand_match
-  ),
   top as (
-    select s.*, s.p_presence + s.p_keywords + s.p_brand + s.p_experience + s.p_location + s.p_rating as total
-    from scored s
-    order by total desc, s.rating_score desc, s.customers_served desc, s.years_experience desc, s.id
+    select l.id, l.rating_score, l.customers_served, l.years_experience,
+           v_presence_points[l.presence_level + 1] + l.keyword_hits * w_keyword
+           + case when l.brand_match then w_brand_specialist else 0 end + v_experience_points[l.experience_level + 1]
+           + v_location_points[l.location_level + 1] + v_rating_points[l.rating_level + 1] as total
+    from levels l
+    where l.status = 'approved' and l.can_accept_sessions and l.id <> v_req.customer_id
+      and l.id not in (select b.mechanic_id from busy b)
+      and l.id not in (select a.mechanic_id from asked a)
+      and l.id not in (select e.x from excluded e)
+      and (not v_req.specialist or l.brand_match)
+    order by total desc, l.rating_score desc, l.customers_served desc, l.years_experience desc, l.id
     limit v_limit
   )
   select t.id, t.total,
          (select coalesce(jsonb_agg(jsonb_build_object('reason', r.reason, 'points', r.points) order by r.ord), '[]')
           from (values
-            (1, case t.presence_level when 4 then 'online_now' when 3 then 'seen_within_30_minutes'
-                                      when 2 then 'seen_within_1_hour' when 1 then 'seen_today' end, t.p_presence),
-            (2, 'keywords_matched:' || t.keyword_hits, t.p_keywords),
-            (3, 'brand_specialist:' || coalesce(v_make, ''), t.p_brand),
-            (4, 'experience_years:' || t.years_experience, t.p_experience),
-            (5, case t.location_level when 2 then 'same_postal_area' else 'same_city' end, t.p_location),
-            (6, case when t.rating_count > 0 then 'rating:' else 'rating_prior:' end || to_char(t.rating_score, 'FM0.00'),
-             t.p_rating)) as r(ord, reason, points)
+            (1, case l.presence_level when 4 then 'online_now' when 3 then 'seen_within_30_minutes'
+                                      when 2 then 'seen_within_1_hour' when 1 then 'seen_today' end,
+             v_presence_points[l.presence_level + 1]),
+            (2, 'keywords_matched:' || l.keyword_hits, l.keyword_hits * w_keyword),
+            (3, 'brand_specialist:' || coalesce(v_make, ''), case when l.brand_match then w_brand_specialist else 0 end),
+            (4, 'experience_years:' || l.years_experience, v_experience_points[l.experience_level + 1]),
+            (5, case l.location_level when 2 then 'same_postal_area' else 'same_city' end,
+             v_location_points[l.location_level + 1]),
+            (6, case when l.rating_count > 0 then 'rating:' else 'rating_prior:' end || to_char(l.rating_score, 'FM0.00'),
+             v_rating_points[l.rating_level + 1])) as r(ord, reason, points)
           where r.points > 0),
          (row_number() over (order by t.total desc, t.rating_score desc, t.customers_served desc,
                                       t.years_experience desc, t.id))::int
   from top t
+  join levels l on l.id = t.id
   order by 4;
 end
 $$;
