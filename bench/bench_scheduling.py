@@ -24,7 +24,7 @@ from typing import Any
 import psycopg
 
 from bench.common import accept_waivers, bench_database, ms, print_stamp
-from shared.db import set_request_context
+from shared.db import pre_request_function, set_request_context
 
 MECHANICS = 1000
 ZONES = ["America/New_York", "Europe/Berlin", "Asia/Kolkata", "America/Los_Angeles", "Asia/Kathmandu"]
@@ -36,8 +36,15 @@ def claims(user: uuid.UUID) -> dict[str, Any]:
     return {"sub": str(user), "role": "authenticated"}
 
 
-def as_user(conn: psycopg.Connection, user: uuid.UUID) -> None:
-    set_request_context(conn, "authenticated", claims(user))
+# PostgREST's pre-request function, read from the catalog once per run as PostgREST reads its
+# configuration at start-up (main sets it before any client starts; forked clients inherit it).
+PRE_REQUEST: str | bool = True
+
+
+def as_user(conn: psycopg.Connection, user: uuid.UUID, function: str) -> None:
+    """PostgREST's request steps for `POST /rpc/<function>` by this user: the settings statement, then
+    the pre-request hook (which takes the rate-limit token of a write RPC)."""
+    set_request_context(conn, "authenticated", claims(user), path=f"/rpc/{function}", pre_request=PRE_REQUEST)
 
 
 class _Recorder:
@@ -50,11 +57,11 @@ class _Recorder:
         self.sent.append((query, params))
 
 
-def request_context_statement(role: str, claims: dict[str, Any]) -> tuple[str, tuple[Any, ...]]:
-    """The text and parameters of `shared.db.set_request_context`'s one statement, to send in the same
-    message as the call (the "request" style below) while setting exactly what every request sets."""
+def request_context_statement(role: str, claims: dict[str, Any], path: str) -> tuple[str, tuple[Any, ...]]:
+    """The text and parameters of `shared.db.set_request_context`'s settings statement, to send in the
+    same message as the call (the "request" style below) while setting exactly what every request sets."""
     recorder = _Recorder()
-    set_request_context(recorder, role, claims, pre_request=False)  # type: ignore[arg-type]
+    set_request_context(recorder, role, claims, path=path, pre_request=False)  # type: ignore[arg-type]
     ((query, params),) = recorder.sent
     return query, tuple(params)
 
@@ -123,7 +130,7 @@ def setup(url: str) -> tuple[uuid.UUID, uuid.UUID, list[uuid.UUID]]:
 # ---------------------------------------------------------------------------------------------
 def slots_ours(conn: psycopg.Connection, customer: uuid.UUID, mechanic: uuid.UUID) -> int:
     with conn.transaction():
-        as_user(conn, customer)
+        as_user(conn, customer, "available_slots")
         return conn.execute("select count(*) from public.available_slots(%s, now(), now() + interval '30 days',"
                             " 'video15')", (mechanic,)).fetchone()[0]
 
@@ -180,7 +187,7 @@ def slots_naive(conn: psycopg.Connection, mechanic: uuid.UUID, days: int = 30) -
 # ---------------------------------------------------------------------------------------------
 def free_ours(conn: psycopg.Connection, customer: uuid.UUID, at: dt.datetime) -> int:
     with conn.transaction():
-        as_user(conn, customer)
+        as_user(conn, customer, "mechanics_free_at")
         return conn.execute("select count(*) from public.mechanics_free_at(%s, 'video15', null, null, 100)",
                             (at,)).fetchone()[0]
 
@@ -201,10 +208,11 @@ def free_naive(conn: psycopg.Connection, at: dt.datetime) -> int:
 #
 # Styles of request:
 # - "request": what PostgREST runs for POST /rpc/hold_slot — role and claims as local settings
-#   (request_context_statement: the statement of shared.db.set_request_context), then the call,
-#   in one transaction — sent as one message, so the server commits right after the call, as it
-#   does behind a PostgREST that is not short of CPU. The target is read on this one.
-# - "statements": the same four statements (begin, settings, call, commit) as four round trips
+#   (request_context_statement: the statement of shared.db.set_request_context), the pre-request
+#   hook (it takes the customer's rate-limit token), then the call, in one transaction — sent as
+#   one message, so the server commits right after the call, as it does behind a PostgREST that is
+#   not short of CPU. The target is read on this one.
+# - "statements": the same five statements (begin, settings, hook, call, commit) as round trips
 #   from the client: the client process, sharing the 2 cores with 32 others and the server, is on
 #   the critical path between the call and the commit while the winner holds the lock.
 # - "naive": check-then-insert (no lock, no constraint).
@@ -223,15 +231,17 @@ def _attempt(conn: psycopg.Connection, style: str, customer: uuid.UUID, mechanic
             # client-side binding: several statements in one simple-query message, which the
             # server runs as one implicit transaction (autocommit connection, no BEGIN sent)
             cur = psycopg.ClientCursor(conn)
-            settings, params = request_context_statement("authenticated", claims(customer))
-            cur.execute(settings + "; select public.hold_slot(%s, %s, 'video15')", (*params, mechanic, start))
-            cur.nextset()
+            settings, params = request_context_statement("authenticated", claims(customer), "/rpc/hold_slot")
+            hook = f"; select {PRE_REQUEST}()" if isinstance(PRE_REQUEST, str) else ""
+            cur.execute(settings + hook + "; select public.hold_slot(%s, %s, 'video15')", (*params, mechanic, start))
+            while cur.nextset():  # the settings' and the hook's results, then the call's
+                pass
             if "hold_id" not in cur.fetchone()[0]:
                 outcome = "error no hold_id"
         else:
             with conn.transaction():
                 if style == "statements":
-                    as_user(conn, customer)
+                    as_user(conn, customer, "hold_slot")
                     conn.execute("select public.hold_slot(%s, %s, 'video15')", (mechanic, start))
                 else:
                     busy = conn.execute("select exists (select 1 from public.bench_naive_holds where mechanic_id = %s"
@@ -293,6 +303,9 @@ def race(url: str, mechanic: uuid.UUID, customers: list[uuid.UUID], style: str) 
                 overlaps += active_overlaps(admin)
                 admin.execute("update public.mechanic_commitments set status = 'released'"
                               " where mechanic_id = %s and status = 'held'", (mechanic,))
+                # each round's clients start with full buckets: 31 holds in half a minute is over the
+                # `request` class's limit, and the race measures the lock, not the limit
+                admin.execute("delete from private.rate_buckets")
             barrier.wait()
         per_client = [out.get(timeout=120) for _ in procs]
         for p in procs:
@@ -325,7 +338,9 @@ def main() -> None:
     with bench_database() as url:
         print_stamp(url)
         target, customer, customers = setup(url)
+        global PRE_REQUEST
         with psycopg.connect(url, autocommit=True) as conn:
+            PRE_REQUEST = pre_request_function(conn) or False
             n = slots_ours(conn, customer, target)
             ours = timed(lambda: slots_ours(conn, customer, target), 300)
             n_naive = slots_naive(conn, target)
@@ -349,7 +364,7 @@ def main() -> None:
         for style in RACE_STYLES:
             lat, overlaps, errors, wins = results[style]
             label = {"request": "ours, one PostgREST-shaped request per client",
-                     "statements": "ours, the same as four round trips",
+                     "statements": "ours, the same as five round trips",
                      "naive": "naive check-then-insert"}[style]
             print(f"race, {CLIENTS} client processes x {RACE_ROUNDS} rounds, {label}: {ms(lat)}, {wins} holds won,"
                   f" {overlaps} overlapping pairs, {errors} errors other than slot_taken")
